@@ -1,0 +1,3 @@
+from qwenchat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""The transformers engine: generate in a worker thread, decode incrementally, keep the KV cache across turns."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from qwenchat.engine_api import Chunk, GenerationRequest, TurnStats
+
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+_END = object()
+
+
+class _CancelCriteria(StoppingCriteria):
+    """Stops generate at the next decode step once the user pressed Ctrl-C."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class _QueueStreamer(BaseStreamer):
+    """Hands new token ids to the consumer; the first put() is the prompt and is skipped."""
+
+    def __init__(self, q: queue.Queue) -> None:
+        self.q = q
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for tok in value.reshape(-1).tolist():
+            self.q.put(tok)
+
+    def end(self) -> None:
+        pass  # the worker signals the end itself, after generate has returned or raised
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _join(worker: threading.Thread) -> None:
+    """Wait for the worker (one decode step once cancelled); a second Ctrl-C must not abandon it."""
+    while worker.is_alive():
+        try:
+            worker.join(0.1)
+        except KeyboardInterrupt:
+            continue
+
+
+def error_line(exc: BaseException) -> str:
+    name = type(exc).__name__
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if "OutOfMemory" in name:
+        return f"out of memory: {first[:200]} (try :clh or a smaller max_new_tokens)"
+    return f"{name}: {first[:300]}" if first else name
+
+
+class TransformersEngine:
+    """One model, one conversation at a time; the REPL talks to it only through `stream`."""
+
+    def __init__(self, model: Any, tokenizer: Any, name: str, *, reuse_cache: bool = True) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.reuse_cache = reuse_cache
+        self._cache: DynamicCache | None = None
+        self._cached_ids: list[int] = []
+        self._lock = threading.Lock()
+        gc = model.generation_config
+        eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            self.eos_ids.add(tokenizer.eos_token_id)
+        self.pad_id = gc.pad_token_id if gc.pad_token_id is not None else tokenizer.pad_token_id
+        if self.pad_id is None and self.eos_ids:
+            self.pad_id = min(self.eos_ids)  # set quietly, so generate does not warn every turn
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
+
+    # -- facts about the model ---------------------------------------------------------------
+    @property
+    def context_window(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def default_settings(self) -> dict[str, Any]:
+        gc = self.model.generation_config
+        out: dict[str, Any] = {}
+        for key in ("do_sample", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens"):
+            value = getattr(gc, key, None)
+            if value is not None:
+                out[key] = value
+        if out.get("max_new_tokens") in (None, GenerationConfig().max_new_tokens):
+            out.pop("max_new_tokens", None)
+        return out
+
+    def reset(self) -> None:
+        with self._lock:
+            self._cache = None
+            self._cached_ids = []
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        return self.tokenizer.apply_chat_template(
+            request.messages,
+            tokenize=False,
+            add_generation_prompt=not request.continue_final,
+            continue_final_message=request.continue_final,
+        )
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        text = self.render_prompt(request)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        return len(self.encode(request))
+
+    # -- generation --------------------------------------------------------------------------
+    def _generation_config(self, settings: dict[str, Any]) -> GenerationConfig:
+        merged = {**self.model.generation_config.to_dict(), **settings}
+        if merged.get("temperature") == 0:  # the chat convention: temperature 0 means greedy
+            merged["do_sample"] = False
+        if not merged.get("do_sample"):
+            for key in SAMPLING_KEYS:
+                merged.pop(key, None)
+        merged["pad_token_id"] = self.pad_id
+        merged["cache_implementation"] = None
+        merged.pop("transformers_version", None)
+        return GenerationConfig(**merged)
+
+    def _prepare_cache(self, ids: list[int]) -> int:
+        """Keep the longest cached prefix of `ids` (at least one token left to prefill); return its length."""
+        if not self.reuse_cache or self._cache is None:
+            self._cache, self._cached_ids = DynamicCache(config=self.model.config), []
+            return 0
+        keep = min(common_prefix_len(self._cached_ids, ids), len(ids) - 1)
+        drop = self._cache.get_seq_length() - keep
+        try:
+            if drop > 0:
+                self._cache.crop(-drop)
+            elif drop < 0:  # bookkeeping out of step with the cache: trust neither
+                raise RuntimeError("cache shorter than its ids")
+        except (RuntimeError, ValueError):  # sliding windows, static caches: start over
+            self._cache, self._cached_ids = DynamicCache(config=self.model.config), []
+            return 0
+        self._cached_ids = self._cached_ids[:keep]
+        return keep
+
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        if not self._lock.acquire(blocking=False):
+            yield Chunk(finish_reason="error", error="the engine is busy with another turn")
+            return
+        try:
+            yield from self._stream(request, cancel)
+        finally:
+            self._lock.release()
+
+    def _stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        t0 = time.perf_counter()
+        try:
+            ids = self.encode(request)
+            config = self._generation_config(request.settings)
+        except Exception as exc:  # a template that rejects the roles, a bad setting
+            yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))
+            return
+        reused = self._prepare_cache(ids)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        q: queue.Queue = queue.Queue()
+        outcome: dict[str, Any] = {}
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+
+        def work() -> None:
+            try:
+                if request.seed is not None:
+                    torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
+                with torch.inference_mode():
+                    self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        generation_config=config,
+                        past_key_values=self._cache,
+                        streamer=_QueueStreamer(q),
+                        stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                    )
+            except BaseException as exc:  # reported to the user as one line; the session survives
+                outcome["error"] = exc
+            finally:
+                q.put(_END)
+
+        worker = threading.Thread(target=work, name="qwenchat-generate", daemon=True)
+        worker.start()
+        decoder = self._new_decoder()
+        generated: list[int] = []
+        t_first: float | None = None
+        finished = False
+        try:
+            while True:
+                try:
+                    item = q.get(timeout=0.1)
+                except queue.Empty:
+                    if not worker.is_alive() and q.empty():  # never wait on a dead worker
+                        break
+                    continue
+                except KeyboardInterrupt:  # Ctrl-C landed here rather than in the caller: same meaning
+                    cancel.set()
+                    continue
+                if item is _END:
+                    break
+                if t_first is None:
+                    t_first = time.perf_counter()
+                generated.append(item)
+                text = decoder(item)
+                if text:
+                    yield Chunk(text=text, tokens=len(generated))
+            finished = True
+        finally:
+            if worker.is_alive():  # the caller stopped listening: stop the worker before anyone reuses the cache
+                cancel.set()
+                _join(worker)
+            if not finished:
+                self._cache, self._cached_ids = None, []
+        t_end = time.perf_counter()
+
+        error = outcome.get("error")
+        if error is not None:
+            self._cache, self._cached_ids = None, []  # half-written: do not trust it
+            reason = "error"
+        else:
+            # The cache holds every token but the last sampled one.
+            self._cached_ids = ids + generated[:-1] if generated else ids[:-1]
+            if self._cache is not None and self._cache.get_seq_length() != len(self._cached_ids):
+                self._cache, self._cached_ids = None, []
+            if generated and generated[-1] in self.eos_ids:
+                reason = "stop"
+            elif cancel.is_set():
+                reason = "interrupted"
+            elif len(generated) >= (config.max_new_tokens or 0):
+                reason = "length"
+            else:
+                reason = "stop"
+        prefilled = len(ids) - reused
+        ttft = (t_first or t_end) - t0
+        decode_s = t_end - t_first if t_first is not None else 0.0
+        stats = TurnStats(
+            prompt_tokens=len(ids),
+            reused_tokens=reused,
+            prefilled_tokens=prefilled,
+            generated_tokens=len(generated),
+            ttft_s=ttft,
+            prefill_tps=prefilled / ttft if ttft > 0 else 0.0,
+            decode_tps=(len(generated) - 1) / decode_s if len(generated) > 1 and decode_s > 0 else 0.0,
+            total_s=t_end - t0,
+            finish_reason=reason,
+            peak_gpu_mem_bytes=torch.cuda.max_memory_allocated(self.device) if cuda else None,
+        )
+        yield Chunk(
+            tokens=len(generated),
+            finish_reason=reason,
+            stats=stats,
+            error=error_line(error) if error is not None else None,
+        )
+
+    def _new_decoder(self):
+        """Constant work per token: tokenizers' DecodeStream when there is a fast backend."""
+        if self._backend is not None:
+            from tokenizers.decoders import DecodeStream
+
+            stream = DecodeStream(skip_special_tokens=True)
+            backend = self._backend
+
+            def step(tok: int) -> str:
+                return stream.step(backend, tok) or ""
+
+            return step
+        # Slow tokenizers: decode a window of recent tokens and emit the new suffix.
+        ids: list[int] = []
+        emitted = [0]
+
+        def step_slow(tok: int) -> str:
+            ids.append(tok)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                return ""
+            new = text[emitted[0] :]
+            emitted[0] = len(text)
+            return new
+
+        return step_slow

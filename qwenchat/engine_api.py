@@ -1,0 +1,84 @@
+"""What the REPL needs from an engine, kept free of torch so tests and `--help` stay light."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Why a turn ended: the model said it was done, it hit max_new_tokens, the user pressed Ctrl-C,
+# or generate raised (the message is in Chunk.error).
+FINISH_REASONS = ("stop", "length", "interrupted", "error")
+
+
+@dataclass
+class TurnStats:
+    """Numbers for one turn, shown by `:stats` and printed by the benchmarks."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens whose keys/values came from the kept cache
+    prefilled_tokens: int = 0  # prompt tokens that went through the model this turn
+    generated_tokens: int = 0
+    ttft_s: float = 0.0  # from the call to the first generated token
+    prefill_tps: float = 0.0
+    decode_tps: float = 0.0
+    total_s: float = 0.0
+    finish_reason: str = "stop"
+    peak_gpu_mem_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Chunk:
+    """One piece of a streamed answer. The last chunk of a turn has `finish_reason` (and stats) set."""
+
+    text: str = ""
+    tokens: int = 0  # generated tokens so far
+    finish_reason: str | None = None
+    stats: TurnStats | None = None
+    error: str | None = None
+
+
+@dataclass
+class GenerationRequest:
+    """Everything one turn needs: the chat messages and the sampling settings (already validated)."""
+
+    messages: list[dict[str, str]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    # Continue the last assistant message instead of opening a new one (`:continue`).
+    continue_final: bool = False
+
+
+class Engine(Protocol):
+    """The REPL depends on this and nothing else: the transformers engine and the fake engine both fit."""
+
+    name: str
+
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        """Yield chunks until the turn ends; must end promptly once `cancel` is set."""
+        ...
+
+    def default_settings(self) -> dict[str, Any]:
+        """The model's own generation defaults (temperature, top_p, max_new_tokens, ...)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget any cached state (KV cache); the next turn starts from scratch."""
+        ...
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        """The exact text the model would see for this request (chat template applied)."""
+        ...
+
+    def count_tokens(self, request: GenerationRequest) -> int: ...
+
+    @property
+    def context_window(self) -> int | None: ...
+
+
+class EngineError(Exception):
+    """A failure worth one line to the user (bad template, out of memory, ...)."""

@@ -1,0 +1,91 @@
+"""The conversation: system prompt and messages, with marks for answers that were cut short."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SYSTEM = "You are a helpful assistant."
+FORMAT_VERSION = 1
+ROLES = ("user", "assistant")
+
+
+class SessionFormatError(ValueError):
+    """A saved conversation that cannot be read; the message says exactly why."""
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    interrupted: bool = False  # the answer was cut by Ctrl-C, an error or max_new_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.interrupted:
+            d["interrupted"] = True
+        return d
+
+
+@dataclass
+class Conversation:
+    system: str | None = DEFAULT_SYSTEM
+    messages: list[Message] = field(default_factory=list)
+
+    def add_user(self, text: str) -> None:
+        self.messages.append(Message("user", text))
+
+    def add_assistant(self, text: str, interrupted: bool = False) -> None:
+        self.messages.append(Message("assistant", text, interrupted))
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+    def exchanges(self) -> int:
+        return sum(1 for m in self.messages if m.role == "user")
+
+    def to_chat(self) -> list[dict[str, str]]:
+        """Messages in the shape chat templates take."""
+        chat = [{"role": "system", "content": self.system}] if self.system is not None else []
+        chat.extend({"role": m.role, "content": m.content} for m in self.messages)
+        return chat
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "system": self.system,
+            "messages": [m.to_dict() for m in self.messages],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Conversation:
+        """Strict: a wrong type anywhere is an error naming the place, never a half-read conversation."""
+        if not isinstance(data, dict):
+            raise SessionFormatError("not a qwenchat conversation (expected a JSON object)")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise SessionFormatError("missing or invalid 'version'")
+        if version > FORMAT_VERSION:
+            raise SessionFormatError(
+                f"written by a newer qwenchat (format {version}, this one reads up to {FORMAT_VERSION})"
+            )
+        system = data.get("system")
+        if system is not None and not isinstance(system, str):
+            raise SessionFormatError("'system' must be a string or null")
+        raw = data.get("messages")
+        if not isinstance(raw, list):
+            raise SessionFormatError("'messages' must be a list")
+        messages = []
+        for i, m in enumerate(raw):
+            if not isinstance(m, dict):
+                raise SessionFormatError(f"message {i + 1} is not an object")
+            role, content = m.get("role"), m.get("content")
+            if role not in ROLES:
+                raise SessionFormatError(f"message {i + 1} has role {role!r}; expected user or assistant")
+            if not isinstance(content, str):
+                raise SessionFormatError(f"message {i + 1} has no text content")
+            interrupted = m.get("interrupted", False)
+            if not isinstance(interrupted, bool):
+                raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
+            messages.append(Message(role, content, interrupted))
+        return cls(system=system, messages=messages)

@@ -1,0 +1,69 @@
+"""Shared fixtures. The demo model is real (assembled from the qwenchat[demo] wheels once per machine)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from qwenchat.render import Renderer, make_console
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory, monkeypatch):
+    """Input history and autosaves of tests never touch the user's own directories."""
+    monkeypatch.setenv("QWENCHAT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("QWENCHAT_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+
+
+@pytest.fixture
+def out():
+    """A plain renderer writing to a string; `out.buf.getvalue()` is the transcript."""
+    buf = io.StringIO()
+    r = Renderer(make_console(buf, plain=True))
+    r.buf = buf
+    return r
+
+
+@pytest.fixture(scope="session")
+def demo_dir() -> Path:
+    from qwenchat.demo import ensure_demo
+
+    return ensure_demo()
+
+
+@pytest.fixture(scope="session")
+def demo_loaded(demo_dir):
+    """The real demo model in bfloat16 on CPU, loaded once for the whole test session."""
+    from qwenchat.loader import LoadOptions, load, resolve
+
+    return load(resolve("demo", demo=True), LoadOptions(cpu_only=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(demo_dir):
+    """A random-weight two-layer Qwen2 with the demo model's real tokenizer: fast, text is noise."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(demo_dir)
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
+    return model, tok
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

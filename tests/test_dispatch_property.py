@@ -1,0 +1,48 @@
+"""Thousands of arbitrary lines through the dispatcher: nothing escapes, and a rejected line changes nothing."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qwenchat.commands import REGISTRY
+from qwenchat.config import generation_defaults
+from qwenchat.render import Renderer, make_console
+from qwenchat.repl import App
+from tests.fakes import FakeEngine
+
+KEYS = sorted(generation_defaults())[:40] + ["temperature", "top_p", "top_k", "max_new_tokens", "bogus"]
+VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["True", "none", "[1,2]", "{'a':1}", "'x'", "(", "1e999", "-0", "0x10"]),
+)
+CONF = st.builds(lambda pairs: ":conf " + " ".join(f"{k}={v}" for k, v in pairs),
+                 st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=4))
+COMMAND = st.builds(lambda w, a: f":{w} {a}", st.sampled_from(REGISTRY.words() + ["xyz", ""]), st.text(max_size=20))
+LINE = st.one_of(CONF, COMMAND, st.text(max_size=40))
+
+
+def snapshot(app):
+    return (copy.deepcopy(app.settings.overrides), app.settings.seed, app.renderer.markdown,
+            app.renderer.think, app.show_stats)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LINE)
+def test_no_exception_escapes_and_rejections_change_nothing(line):
+    renderer = Renderer(make_console(io.StringIO(), plain=True))
+    renderer.clear_screen = lambda: None
+    app = App(FakeEngine(), renderer)
+    app.settings.apply("temperature=0.5")
+    before = snapshot(app)
+    n_msgs = len(app.conversation.messages)
+    app.handle_line(line)
+    out = renderer.console.file.getvalue()
+    if "error:" in out:
+        assert snapshot(app) == before
+        assert len(app.conversation.messages) == n_msgs

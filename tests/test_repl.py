@@ -1,0 +1,179 @@
+"""The REPL and its commands, driven without a terminal through a fake engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwenchat.repl import App
+from tests.fakes import FakeEngine
+
+
+@pytest.fixture
+def app(out):
+    return App(FakeEngine(), out)
+
+
+def transcript(app) -> str:
+    return app.renderer.buf.getvalue()
+
+
+def test_chat_turn_streams_and_records(app):
+    app.engine.enqueue(["Hello there, friend."])
+    app.handle_line("hi")
+    assert "Hello there, friend." in transcript(app)
+    req = app.engine.requests[-1]
+    assert req.messages[-1] == {"role": "user", "content": "hi"}
+    assert req.messages[0]["role"] == "system" and req.seed == 1234
+    assert [(m.role, m.content) for m in app.conversation.messages] == [
+        ("user", "hi"),
+        ("assistant", "Hello there, friend."),
+    ]
+
+
+def test_history_is_sent_every_turn(app):
+    app.engine.enqueue(["one", "two"])
+    app.handle_line("a")
+    app.handle_line("b")
+    assert [m["content"] for m in app.engine.requests[-1].messages[1:]] == ["a", "one", "b"]
+
+
+def test_empty_input_hint(app):
+    app.handle_line("   ")
+    assert "Type a message" in transcript(app) and app.engine.requests == []
+
+
+def test_unknown_command_did_you_mean(app):
+    app.handle_line(":hsitory")
+    assert "unknown command :hsitory" in transcript(app) and ":history" in transcript(app)
+
+
+def test_help_lists_every_command(app):
+    app.handle_line(":h")
+    text = transcript(app)
+    for cmd in app.registry:
+        assert cmd.usage in text
+
+
+def test_seed_and_conf_reach_the_engine(app):
+    app.handle_line(":seed 99")
+    app.handle_line(":conf temperature=0.1 max_new_tokens=32")
+    app.handle_line("go")
+    req = app.engine.requests[-1]
+    assert req.seed == 99 and req.settings["temperature"] == 0.1 and req.settings["max_new_tokens"] == 32
+    app.handle_line(":reset-conf")
+    app.handle_line("again")
+    req = app.engine.requests[-1]
+    assert req.seed == 1234 and req.settings["temperature"] == 0.7
+
+
+def test_bad_conf_changes_nothing(app):
+    app.handle_line(":conf temperature=abc")
+    assert "error: temperature must be float" in transcript(app)
+    assert app.settings.overrides == {}
+
+
+def test_conf_shows_source(app):
+    app.handle_line(":conf top_p=0.5")
+    app.handle_line(":conf")
+    text = transcript(app)
+    assert "top_p" in text and "you" in text and "changed by you: top_p" in text
+    app.handle_line(":conf all")
+    assert "repetition_penalty" in transcript(app)
+
+
+def test_clear_history_resets_engine(app):
+    app.handle_line("a")
+    app.handle_line(":clh")
+    assert app.conversation.messages == [] and app.engine.resets == 1
+    app.handle_line(":his")
+    assert "(no history)" in transcript(app)
+
+
+def test_history_shows_messages(app):
+    app.engine.enqueue(["the answer"])
+    app.handle_line("the question")
+    app.handle_line(":his")
+    text = transcript(app)
+    assert "[user]" in text and "the question" in text and "[assistant]" in text
+
+
+def test_error_in_generate_keeps_session(app):
+    app.engine.enqueue([RuntimeError("CUDA out of memory"), "fine"])
+    app.handle_line("first")
+    assert "error: CUDA out of memory" in transcript(app)
+    assert app.conversation.messages == []  # nothing half-recorded
+    app.handle_line("second")
+    assert [m.content for m in app.conversation.messages] == ["second", "fine"]
+
+
+def test_ctrl_c_keeps_partial_answer(app):
+    app.engine.enqueue(["one two three four five six seven eight nine ten"])
+    app.engine.interrupt_after = 3
+    app.handle_line("count")
+    last = app.conversation.messages[-1]
+    assert last.role == "assistant" and last.interrupted
+    assert last.content.startswith("one two") and "ten" not in last.content
+    assert "interrupted" in transcript(app)
+    app.engine.interrupt_after = None
+    app.handle_line(":his")
+    assert "(interrupted)" in transcript(app)
+
+
+def test_quit_aliases(out):
+    for word in (":q", ":quit", ":exit", ":Q"):
+        app = App(FakeEngine(), out)
+        app.handle_line(word)
+        assert app.should_exit
+
+
+def test_double_colon_sends_literal(app):
+    app.handle_line("::not a command")
+    assert app.engine.requests[-1].messages[-1]["content"] == ":not a command"
+
+
+def test_pipe_mode_runs_lines_and_stops_at_quit(app):
+    app.engine.enqueue(["A1", "A2", "A3"])
+    app.run_lines(["q1\n", "\n", ":seed 5\n", "q2\n", ":q\n", "q3\n"])
+    assert [r.messages[-1]["content"] for r in app.engine.requests] == ["q1", "q2"]
+    assert app.engine.requests[-1].seed == 5
+    assert "\x1b" not in transcript(app)
+
+
+def test_stats_toggle(app):
+    app.handle_line(":stats on")
+    app.handle_line("x")
+    assert "prompt 10 tok" in transcript(app)
+    app.handle_line(":stats bogus")
+    assert "takes on or off" in transcript(app) and app.show_stats
+
+
+def test_interactive_loop_with_pipe_input(out):
+    """prompt_toolkit driven through a pipe input and a dummy output: no terminal needed."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    app = App(FakeEngine().enqueue(["pong"]), out)
+    with create_pipe_input() as inp:
+        inp.send_text("ping\r")
+        inp.send_text("\x03")  # Ctrl-C at the prompt: clears the line, no exit
+        inp.send_text(":his\r")
+        inp.send_text("\x04")  # Ctrl-D: leave
+        app.run_interactive(input=inp, output=DummyOutput())
+    assert [m.content for m in app.conversation.messages] == ["ping", "pong"]
+    assert "pong" in transcript(app)
+
+
+def test_completer_offers_commands_and_args(out):
+    from prompt_toolkit.document import Document
+
+    from qwenchat.repl import _completer
+
+    app = App(FakeEngine(), out)
+    comp = _completer(app.registry)
+    words = [c.text for c in comp.get_completions(Document(":cl"), None)]
+    assert ":clear" in words and ":clh" in words and ":clear-history" in words
+    words = [c.text for c in comp.get_completions(Document(":think f"), None)]
+    assert words == ["fold"]
+    words = [c.text for c in comp.get_completions(Document(":conf temp"), None)]
+    assert "temperature" in words
+    assert list(comp.get_completions(Document("hello"), None)) == []
