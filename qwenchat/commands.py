@@ -223,3 +223,4 @@ def cmd_think(app: App, args: str) -> None:
             raise CommandError(f":think takes one of {', '.join(THINK_MODES)}, got {args!r}")
         app.renderer.think = args.lower()
     app.renderer.info(f"think: {app.renderer.think}")
+from qwenchat import commands_conversation  # noqa: E402,F401  (registers its commands)

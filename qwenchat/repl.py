@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ class App:
         settings: Settings | None = None,
         registry: Registry | None = None,
         show_stats: bool = False,
+        store: Any = None,
+        overflow: str = "drop-oldest",
+        model_id: str | None = None,
     ) -> None:
         self.engine = engine
         self.renderer = renderer
@@ -35,6 +38,65 @@ class App:
         self.show_stats = show_stats
         self.last_stats: TurnStats | None = None
         self.should_exit = False
+        self.overflow = overflow  # what to do when the conversation outgrows the context window
+        self.model_id = model_id or engine.name
+        self.store = store  # a SessionStore for autosave, or None
+        self.session_id = store.new_id() if store is not None else _local_id()
+        self.created = _now()
+        self._saved_state: Any = None
+
+    # -- session bookkeeping ---------------------------------------------------------------
+    def session_fields(self) -> dict[str, Any]:
+        return {
+            "conversation": self.conversation,
+            "model": self.model_id,
+            "settings_overrides": dict(self.settings.overrides),
+            "seed": self.settings.seed,
+            "session_id": self.session_id,
+            "created": self.created,
+        }
+
+    def autosave(self) -> None:
+        """Write the session after every change, atomically; a failure is a notice, never a crash."""
+        if self.store is None or not self.conversation.messages:
+            return
+        state = (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed)
+        if state == self._saved_state:
+            return
+        fields = self.session_fields()
+        fields.pop("session_id")
+        try:
+            self.store.autosave(self.session_id, **fields)
+            self._saved_state = state
+        except Exception as exc:  # disk full, permissions: the chat goes on
+            self.renderer.notice(f"autosave failed: {exc}")
+
+    def adopt(self, saved: Any, *, session_id: str | None = None, created: str | None = None) -> None:
+        """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache."""
+        from qwenchat.config import ConfigError
+
+        try:
+            settings = type(self.settings)(self.settings.defaults, seed=saved.seed)
+            settings.defaults = self.settings.defaults
+            settings.update(saved.settings) if saved.settings else None
+        except ConfigError as exc:
+            raise CommandError(f"the saved settings do not apply to this model: {exc}") from None
+        settings.initial_seed = self.settings.initial_seed
+        self.conversation = saved.conversation
+        self.settings = settings
+        if session_id:
+            self.session_id = session_id
+            self.created = created or self.created
+        if saved.model and saved.model != self.model_id:
+            self.renderer.notice(f"this session was saved with {saved.model}; continuing with {self.model_id}")
+
+    def check_template(self) -> None:
+        """Raise CommandError when the chat template rejects the conversation (e.g. no system role)."""
+        try:
+            self.engine.render_prompt(self.request(extra_user="x"))
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CommandError(f"this model's chat template rejects that: {first}") from None
 
     # -- one line --------------------------------------------------------------------------
     def handle_line(self, line: str) -> None:
@@ -48,10 +110,12 @@ class App:
                 self.registry.dispatch(self, text)
             except CommandError as exc:
                 self.renderer.error(str(exc))
+            self.autosave()
             return
         if text.startswith("::"):  # a message that really starts with ':'
             line = line.lstrip()[1:]
         self.chat(line.strip("\n"))
+        self.autosave()
 
     def chat(self, text: str) -> None:
         self.conversation.add_user(text)
@@ -60,19 +124,67 @@ class App:
             self.conversation.messages.pop()  # nothing was answered: leave history as it was
             self.renderer.hint("Your message was not added to the history; press Up to get it back.")
 
-    def request(self, continue_final: bool = False) -> GenerationRequest:
+    def request(self, continue_final: bool = False, extra_user: str | None = None) -> GenerationRequest:
+        messages = self.conversation.to_chat()
+        if extra_user is not None:
+            messages.append({"role": "user", "content": extra_user})
         return GenerationRequest(
-            messages=self.conversation.to_chat(),
+            messages=messages,
             settings=self.settings.effective(),
             seed=self.settings.seed,
             continue_final=continue_final,
         )
 
+    def fit_context(self, request: GenerationRequest) -> GenerationRequest | None:
+        """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)."""
+        window = self.engine.context_window
+        if not window:
+            return request
+        budget = request.settings.get("max_new_tokens") or 0
+        try:
+            used = self.engine.count_tokens(request)
+        except Exception:
+            return request  # the template's error surfaces from the engine itself
+        if used + budget <= window:
+            return request
+        if self.overflow == "error":
+            self.renderer.error(
+                f"the conversation ({used} tokens) + max_new_tokens ({budget}) exceeds the {window}-token "
+                "context; :undo, :clh or a smaller max_new_tokens"
+            )
+            return None
+        msgs = list(request.messages)
+        head = 1 if msgs and msgs[0]["role"] == "system" else 0
+        dropped = 0
+        while used + budget > window:
+            # the oldest exchange: a user message and the answers up to the next user message
+            end = head + 1
+            while end < len(msgs) and msgs[end]["role"] != "user":
+                end += 1
+            if end >= len(msgs):  # only the current message is left
+                self.renderer.error(
+                    f"your message alone ({used} tokens) + max_new_tokens ({budget}) exceeds the "
+                    f"{window}-token context; shorten it or lower max_new_tokens"
+                )
+                return None
+            del msgs[head:end]
+            dropped += 1
+            request = GenerationRequest(msgs, request.settings, request.seed, request.continue_final)
+            used = self.engine.count_tokens(request)
+        self.renderer.notice(
+            f"context full: the oldest {dropped} exchange{'s' if dropped > 1 else ''} not sent this turn "
+            "(still in :his; --overflow error refuses instead)"
+        )
+        return request
+
     def run_turn(self, continue_final: bool = False) -> bool:
         """Stream one answer into the renderer and the history. False when nothing could be generated."""
         cancel = threading.Event()
+        request = self.fit_context(self.request(continue_final))
+        if request is None:
+            return False
         view = self.renderer.answer(self.engine.name)
-        stream = self.engine.stream(self.request(continue_final), cancel)
+        stream = self.engine.stream(request, cancel)
         final: Chunk | None = None
         try:
             for chunk in stream:
@@ -116,13 +228,16 @@ class App:
 
     # -- the loop --------------------------------------------------------------------------
     def run_lines(self, lines: Iterable[str]) -> None:
-        """Pipe mode: one message or command per line, until end of input or :q."""
-        for line in lines:
+        """Pipe mode: one message or command per line, until end of input or :q; triple-quote blocks span lines."""
+        it = iter(lines)
+        for line in it:
             if self.should_exit:
                 break
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue  # blank lines in a script are not worth a hint
+            if line.strip().startswith(MULTILINE):
+                line = _read_block(line, (x.rstrip("\r\n") for x in it))
             self.handle_line(line)
 
     def run_interactive(self, *, history_file: Path | None = None, input: Any = None, output: Any = None) -> None:
@@ -132,17 +247,72 @@ class App:
             history=_history(history_file),
             completer=_completer(self.registry),
             complete_while_typing=False,
+            key_bindings=_key_bindings(),
+            enable_open_in_editor=True,  # Ctrl-X Ctrl-E edits the input in $EDITOR
             input=input,
             output=output,
         )
+
+        def ask(prompt: str) -> str:
+            return session.prompt(prompt if self.renderer.plain else [("class:prompt", prompt)])
+
         while not self.should_exit:
             try:
-                line = session.prompt("> " if self.renderer.plain else [("class:prompt", "› ")])
+                line = ask("› ")
+                if line.strip().startswith(MULTILINE):
+                    line = _read_block(line, _prompts(ask, "… "))
             except KeyboardInterrupt:
                 continue  # Ctrl-C at the prompt clears the line
             except EOFError:
                 break
             self.handle_line(line)
+
+
+MULTILINE = '"""'
+
+
+def _prompts(ask: Any, prompt: str) -> Iterator[str]:
+    while True:
+        yield ask(prompt)
+
+
+def _read_block(first: str, more: Iterator[str]) -> str:
+    """A message between triple-quote marks: the opening line may carry text, the closing mark ends a line."""
+    body = first.strip()[len(MULTILINE) :]
+    if body.rstrip().endswith(MULTILINE) and body.strip():
+        return body.rstrip()[: -len(MULTILINE)]
+    lines = [body] if body else []
+    for line in more:
+        if line.rstrip().endswith(MULTILINE):
+            lines.append(line.rstrip()[: -len(MULTILINE)])
+            break
+        lines.append(line)
+    return "\n".join(lines).strip("\n")
+
+
+def _key_bindings() -> Any:
+    from prompt_toolkit.key_binding import KeyBindings
+
+    kb = KeyBindings()
+
+    @kb.add("escape", "enter")  # Alt-Enter, or Esc then Enter: a newline instead of sending
+    def _newline(event: Any) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return kb
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _local_id() -> str:
+    import datetime
+    import secrets
+
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def _history(path: Path | None) -> Any:

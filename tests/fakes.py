@@ -19,6 +19,7 @@ class FakeEngine:
         self.requests: list[GenerationRequest] = []
         self.answers: list[str | Exception] = []
         self.resets = 0
+        self.ctx = 4096
         self.interrupt_after: int | None = None  # send a real SIGINT after this many chunks
         self._defaults = defaults or {"temperature": 0.7, "top_p": 0.8, "do_sample": True}
 
@@ -28,7 +29,7 @@ class FakeEngine:
 
     @property
     def context_window(self) -> int | None:
-        return 4096
+        return self.ctx
 
     def default_settings(self) -> dict[str, Any]:
         return dict(self._defaults)

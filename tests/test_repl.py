@@ -177,3 +177,22 @@ def test_completer_offers_commands_and_args(out):
     words = [c.text for c in comp.get_completions(Document(":conf temp"), None)]
     assert "temperature" in words
     assert list(comp.get_completions(Document("hello"), None)) == []
+
+
+def test_triple_quote_block_in_pipe_mode(app):
+    app.run_lines(['"""first line\n', "\n", "second line\n", 'end"""\n', '"""one-liner"""\n'])
+    msgs = [r.messages[-1]["content"] for r in app.engine.requests]
+    assert msgs == ["first line\n\nsecond line\nend", "one-liner"]
+
+
+def test_alt_enter_inserts_newline(out):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    app = App(FakeEngine(), out)
+    with create_pipe_input() as inp:
+        inp.send_text("line one\x1b\rline two\r")  # Esc+Enter (what Alt-Enter sends), then Enter
+        inp.send_text('"""\rblock a\rblock b"""\r')
+        inp.send_text("\x04")
+        app.run_interactive(input=inp, output=DummyOutput())
+    assert [r.messages[-1]["content"] for r in app.engine.requests] == ["line one\nline two", "block a\nblock b"]

@@ -1,0 +1,178 @@
+"""Multi-turn time to first token: qwenchat's engine (KV cache kept) vs a faithful copy of Qwen's cli_demo loop.
+
+One process, one model, the contestants interleaved turn by turn so machine noise hits both alike.
+Prints one JSON line per turn per contestant, then a JSON summary.
+
+    python bench/multiturn.py            # the demo model
+    python bench/multiturn.py -c DIR     # any local model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from transformers import TextIteratorStreamer  # noqa: E402
+from transformers.generation.streamers import BaseStreamer  # noqa: E402
+
+from qwenchat.engine import TransformersEngine  # noqa: E402
+from qwenchat.engine_api import GenerationRequest  # noqa: E402
+from qwenchat.loader import LoadOptions, load, resolve  # noqa: E402
+
+QUESTIONS = [
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Now make it ignore punctuation and case.",
+    "Add type hints and a docstring.",
+    "Write three pytest tests for it.",
+    "How would I do the same in JavaScript?",
+    "Explain the time complexity of your solution.",
+    "Can you make it work on a stream of characters?",
+    "Write a function that finds the longest palindromic substring.",
+    "What is Manacher's algorithm, briefly?",
+    "Summarise everything we wrote in a short list.",
+]
+SYSTEM = "You are a helpful assistant."
+
+
+class _Clock(BaseStreamer):
+    """Records when the first and last generated tokens arrive; nothing else."""
+
+    def __init__(self) -> None:
+        self.first = self.last = None
+        self.n = -1  # the first put is the prompt
+
+    def put(self, value):
+        self.n += 1
+        if self.n == 0:
+            return
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.last = now
+
+    def end(self):
+        pass
+
+
+def seed_turn(model, tokenizer, history, query, gen):
+    """Qwen's cli_demo: full re-template, TextIteratorStreamer, generate in a thread, every turn."""
+    conversation = [{"role": "system", "content": SYSTEM}]
+    for q, r in history:
+        conversation += [{"role": "user", "content": q}, {"role": "assistant", "content": r}]
+    conversation.append({"role": "user", "content": query})
+    t0 = time.perf_counter()
+    inputs = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True)
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    streamer = TextIteratorStreamer(tokenizer=tokenizer, skip_prompt=True, timeout=60, skip_special_tokens=True)
+    th = threading.Thread(target=model.generate, kwargs={**inputs, "streamer": streamer, **gen})
+    th.start()
+    first = None
+    text = ""
+    n_chunks = 0
+    for piece in streamer:
+        if first is None:
+            first = time.perf_counter()
+        text += piece
+        n_chunks += 1
+    th.join()
+    t_end = time.perf_counter()
+    new = gen["max_new_tokens"]
+    return text, {
+        "prompt_tokens": int(inputs["input_ids"].shape[1]),
+        "ttft_s": first - t0,
+        "decode_tps": (new - 1) / (t_end - first),
+    }
+
+
+def plain_generate(model, tokenizer, conversation, gen):
+    ids = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt",
+                                        return_dict=True)
+    ids = {k: v.to(model.device) for k, v in ids.items()}
+    clock = _Clock()
+    t0 = time.perf_counter()
+    model.generate(**ids, streamer=clock, **gen)
+    return {"ttft_s": clock.first - t0, "decode_tps": (clock.n - 1) / (clock.last - clock.first)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-c", "--checkpoint", default="demo")
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--turns", type=int, default=10)
+    ap.add_argument("--dtype", default="auto")
+    args = ap.parse_args()
+
+    loaded = load(resolve(args.checkpoint, demo=args.checkpoint == "demo"), LoadOptions(dtype=args.dtype))
+    model, tok = loaded.model, loaded.tokenizer
+    torch.set_grad_enabled(False)
+    n = args.new_tokens
+    settings = {"do_sample": False, "max_new_tokens": n, "min_new_tokens": n}
+    gen = {**settings, "pad_token_id": tok.eos_token_id}
+    engine = TransformersEngine(model, tok, loaded.name)
+
+    # Warm-up: first calls pay one-off costs that belong to neither contestant.
+    list(engine.stream(GenerationRequest([{"role": "user", "content": "hi"}], settings), threading.Event()))
+    engine.reset()
+    seed_turn(model, tok, [], "hi", gen)
+
+    rows = {"qwenchat": [], "seed": [], "plain_generate": []}
+    engine_msgs = [{"role": "system", "content": SYSTEM}]
+    seed_history: list[tuple[str, str]] = []
+    for turn, q in enumerate(QUESTIONS[: args.turns], 1):
+        # (a) qwenchat's engine
+        engine_msgs.append({"role": "user", "content": q})
+        chunks = list(engine.stream(GenerationRequest(list(engine_msgs), settings), threading.Event()))
+        answer = "".join(c.text for c in chunks)
+        st = chunks[-1].stats
+        engine_msgs.append({"role": "assistant", "content": answer})
+        row = {"contestant": "qwenchat", "turn": turn, "prompt_tokens": st.prompt_tokens,
+               "reused_tokens": st.reused_tokens, "prefilled_tokens": st.prefilled_tokens,
+               "ttft_s": round(st.ttft_s, 4), "decode_tps": round(st.decode_tps, 2)}
+        rows["qwenchat"].append(row)
+        print(json.dumps(row), flush=True)
+        # (b) the seed's loop
+        text, m = seed_turn(model, tok, seed_history, q, gen)
+        seed_history.append((q, text))
+        row = {"contestant": "seed", "turn": turn, **{k: round(v, 4) if isinstance(v, float) else v
+                                                      for k, v in m.items()}}
+        rows["seed"].append(row)
+        print(json.dumps(row), flush=True)
+        # (c) plain model.generate on the same prompt: the decode-speed reference
+        m = plain_generate(model, tok, engine_msgs[:-1], gen)
+        row = {"contestant": "plain_generate", "turn": turn, **{k: round(v, 4) for k, v in m.items()}}
+        rows["plain_generate"].append(row)
+        print(json.dumps(row), flush=True)
+
+    def ttft(name, i):
+        return rows[name][i]["ttft_s"]
+
+    plain_tps = statistics.median(r["decode_tps"] for r in rows["plain_generate"])
+    summary = {
+        "summary": True,
+        "model": loaded.name,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "threads": torch.get_num_threads(),
+        "new_tokens_per_turn": n,
+        "turns": len(rows["qwenchat"]),
+        "qwenchat_ttft_turn_last_over_first": round(ttft("qwenchat", -1) / ttft("qwenchat", 0), 3),
+        "seed_ttft_turn_last_over_first": round(ttft("seed", -1) / ttft("seed", 0), 3),
+        "qwenchat_over_seed_ttft_at_last_turn": round(ttft("qwenchat", -1) / ttft("seed", -1), 3),
+        "plain_generate_decode_tps_median": round(plain_tps, 2),
+        "qwenchat_decode_vs_plain": round(statistics.median(r["decode_tps"] for r in rows["qwenchat"]) / plain_tps, 3),
+        "seed_decode_vs_plain": round(statistics.median(r["decode_tps"] for r in rows["seed"]) / plain_tps, 3),
+    }
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""A conversation as a readable Markdown document (for `:export`), and the text helpers it shares.
+
+The answers are already Markdown and go in verbatim; everything the user typed goes into fenced blocks so a
+stray `#` or fence in a message cannot reshape the document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from qwenchat.session import Conversation
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+TITLE_WIDTH = 60
+
+FENCE_RE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")  # enough to keep a title one plain heading
+
+
+def split_think(text: str) -> tuple[str | None, str]:
+    """(thinking, answer) of a finished reply; thinking is None when the reply has no think block.
+
+    Mirrors qwenchat.think.ThinkSplitter on a whole text: a `<think>` before any other text opens the block;
+    otherwise a `</think>` means the output started inside a block the prompt opened (DeepSeek-R1, QwQ).
+    """
+    stripped = text.lstrip()
+    if stripped.startswith(THINK_OPEN):
+        rest = stripped[len(THINK_OPEN):]
+        if rest.lstrip().startswith(THINK_OPEN):  # some templates and models both open it
+            rest = rest.lstrip()[len(THINK_OPEN):]
+        end = rest.find(THINK_CLOSE)
+        if end < 0:
+            return rest, ""  # cut off while thinking
+        return rest[:end], rest[end + len(THINK_CLOSE):].lstrip()
+    end = text.find(THINK_CLOSE)
+    if end >= 0:
+        return text[:end], text[end + len(THINK_CLOSE):].lstrip()
+    return None, text
+
+
+def one_line(text: str) -> str:
+    """Whitespace (newlines too) collapsed and control characters dropped: safe for a title or a table."""
+    cleaned = "".join(c if c.isprintable() or c in " \t\n" else " " for c in text)
+    return " ".join(cleaned.split())
+
+
+def conversation_title(conversation: Conversation, width: int = TITLE_WIDTH) -> str:
+    """The first non-blank line of the first user message, shortened; "(empty)" when nobody spoke yet."""
+    for m in conversation.messages:
+        if m.role != "user":
+            continue
+        for line in m.content.splitlines():
+            line = one_line(line)
+            if line:
+                return line if len(line) <= width else line[: width - 1].rstrip() + "…"
+    return "(empty)"
+
+
+def open_fence(markdown: str) -> str | None:
+    """The fence that is still open at the end of `markdown` (an answer cut off mid-code), or None."""
+    opening: str | None = None
+    for line in markdown.replace("\r\n", "\n").split("\n"):
+        m = FENCE_RE.match(line)
+        if not m:
+            continue
+        fence, info = m.group(2), m.group(3)
+        if opening is None:
+            if fence[0] == "`" and "`" in info:
+                continue  # inline code such as ```x```, not a fence
+            opening = fence
+        elif fence[0] == opening[0] and len(fence) >= len(opening) and not info.strip():
+            opening = None
+    return opening
+
+
+def _escape_inline(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", one_line(text))
+
+
+def _code_span(text: str) -> str:
+    text = one_line(text)
+    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fenced(text: str, info: str = "text") -> str:
+    """A block no line of `text` can close: the fence is longer than any backtick run inside."""
+    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = text.replace("\r\n", "\n")
+    return f"{fence}{info}\n{body}\n{fence}" if body else f"{fence}{info}\n{fence}"
+
+
+def _blockquote(text: str) -> str:
+    return "\n".join(f"> {line}".rstrip() for line in text.replace("\r\n", "\n").split("\n"))
+
+
+def _closed(markdown: str) -> str:
+    """Close a fence the text left open, or it would swallow the rest of the document."""
+    fence = open_fence(markdown)
+    return markdown.rstrip("\n") + f"\n{fence}" if fence else markdown
+
+
+def _setting(key: str, value: Any) -> str:
+    try:
+        shown = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return _code_span(f"{key}={shown}")
+
+
+def to_markdown(
+    conversation: Conversation,
+    *,
+    model: str,
+    settings_overrides: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    date: datetime | None = None,
+) -> str:
+    """The whole conversation as one Markdown document ending in a newline."""
+    when = (date or datetime.now().astimezone()).strftime("%Y-%m-%d %H:%M")
+    title = conversation_title(conversation)
+    parts = [f"# {_escape_inline(title if title != '(empty)' else f'Chat with {model}')}", ""]
+    header = [f"- **Model:** {_code_span(model)}", f"- **Date:** {when}"]
+    if seed is not None:
+        header.append(f"- **Seed:** {seed}")
+    if settings_overrides:
+        shown = ", ".join(_setting(k, settings_overrides[k]) for k in sorted(settings_overrides))
+        header.append(f"- **Settings:** {shown}")
+    parts += header + [""]
+    if conversation.system:
+        parts += ["**System prompt:**", "", _blockquote(conversation.system), ""]
+    assistant = _escape_inline(model) or "Assistant"
+    for m in conversation.messages:
+        parts.append("---")
+        parts.append("")
+        if m.role == "user":
+            parts += ["## You", "", _fenced(m.content), ""]
+            continue
+        parts += [f"## {assistant}", ""]
+        think, answer = split_think(m.content)
+        if think is not None and think.strip():
+            # A `</details>` line in the thinking would end the fold early; the entity renders the same.
+            body = _closed(think.strip("\n")).replace("</details", "&lt;/details")
+            parts += ["<details><summary>Thinking</summary>", "", body, "", "</details>", ""]
+        if answer.strip():
+            parts += [_closed(answer.strip("\n")), ""]
+        elif not m.interrupted:
+            parts += ["*(no answer)*", ""]
+        if m.interrupted:
+            parts += ["*(interrupted)*", ""]
+    return "\n".join(parts).rstrip("\n") + "\n"

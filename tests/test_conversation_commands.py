@@ -1,0 +1,229 @@
+"""Conversation tools through the REPL harness with the fake engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from qwenchat.repl import App
+from qwenchat.store import SessionStore
+from tests.fakes import FakeEngine
+
+
+@pytest.fixture
+def app(out, tmp_path):
+    return App(FakeEngine(), out, store=SessionStore(tmp_path / "sessions"))
+
+
+def said(app) -> str:
+    return app.renderer.buf.getvalue()
+
+
+def contents(app):
+    return [(m.role, m.content) for m in app.conversation.messages]
+
+
+def test_system_show_set_remove(app):
+    app.handle_line(":system")
+    assert "You are a helpful assistant." in said(app)
+    app.handle_line(":system You are a pirate.")
+    app.handle_line("hi")
+    assert app.engine.requests[-1].messages[0] == {"role": "system", "content": "You are a pirate."}
+    app.handle_line(":system -")
+    app.handle_line("hi")
+    assert app.engine.requests[-1].messages[0]["role"] == "user"
+    app.handle_line(":system default")
+    assert app.conversation.system == "You are a helpful assistant."
+
+
+def test_system_rejected_by_template_changes_nothing(app, monkeypatch):
+    def strict(request):
+        if request.messages and request.messages[0]["role"] == "system":
+            raise ValueError("System role not supported")
+        return ""
+
+    app.handle_line(":system -")
+    monkeypatch.setattr(app.engine, "render_prompt", strict)
+    app.handle_line(":system be brief")
+    assert "rejects that: System role not supported" in said(app)
+    assert app.conversation.system is None
+
+
+def test_retry_new_seed_and_given_seed(app):
+    app.engine.enqueue(["first", "second", "third"])
+    app.handle_line("q")
+    app.handle_line(":retry")
+    assert contents(app) == [("user", "q"), ("assistant", "second")]
+    assert app.engine.requests[-1].seed != 1234
+    app.handle_line(":regen 77")
+    assert app.engine.requests[-1].seed == 77 and contents(app)[-1] == ("assistant", "third")
+    # the retried request is the same conversation without the old answer
+    assert [m["content"] for m in app.engine.requests[-1].messages[1:]] == ["q"]
+
+
+def test_retry_error_keeps_old_answer(app):
+    app.engine.enqueue(["kept", RuntimeError("boom")])
+    app.handle_line("q")
+    app.handle_line(":retry")
+    assert contents(app) == [("user", "q"), ("assistant", "kept")]
+
+
+def test_retry_and_undo_with_nothing(app):
+    app.handle_line(":retry")
+    app.handle_line(":undo")
+    app.handle_line(":continue")
+    text = said(app)
+    assert "no answer to retry" in text and "nothing to undo" in text and "no answer to continue" in text
+
+
+def test_undo_then_history(app):
+    app.engine.enqueue(["a1", "a2"])
+    app.handle_line("q1")
+    app.handle_line("q2")
+    app.handle_line(":undo")
+    assert contents(app) == [("user", "q1"), ("assistant", "a1")]
+    mark = len(said(app))
+    app.handle_line(":his")
+    assert "q1" in said(app)[mark:] and "q2" not in said(app)[mark:]
+
+
+def test_continue_appends_to_last_answer(app):
+    app.engine.enqueue(["The start", " and the end."])
+    app.handle_line("q")
+    app.handle_line(":continue")
+    req = app.engine.requests[-1]
+    assert req.continue_final and req.messages[-1] == {"role": "assistant", "content": "The start"}
+    assert contents(app) == [("user", "q"), ("assistant", "The start and the end.")]
+
+
+def test_edit_replaces_last_message(app, tmp_path, monkeypatch):
+    script = tmp_path / "ed.py"
+    script.write_text("import sys\np = sys.argv[1]\nt = open(p).read()\nopen(p, 'w').write(t.replace('cat', 'dog'))\n")
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
+    monkeypatch.delenv("VISUAL", raising=False)
+    app.engine.enqueue(["meow", "woof"])
+    app.handle_line("say cat")
+    app.handle_line(":edit")
+    assert contents(app) == [("user", "say dog"), ("assistant", "woof")]
+
+
+def test_edit_failing_editor_changes_nothing(app, monkeypatch):
+    monkeypatch.setenv("EDITOR", "false")
+    monkeypatch.delenv("VISUAL", raising=False)
+    app.handle_line("q")
+    before = contents(app)
+    app.handle_line(":edit")
+    assert "exited with status 1" in said(app) and contents(app) == before
+
+
+def test_save_load_round_trip(app, out, tmp_path):
+    app.engine.enqueue(["answer ü"])
+    app.handle_line(":system terse")
+    app.handle_line(":conf temperature=0.2")
+    app.handle_line(":seed 9")
+    app.handle_line("question ✓")
+    path = tmp_path / "s.json"
+    app.handle_line(f":save {path}")
+    other = App(FakeEngine(), out)
+    other.handle_line(f":load {path}")
+    assert other.conversation == app.conversation
+    assert other.settings.overrides == {"temperature": 0.2} and other.settings.seed == 9
+
+
+@pytest.mark.parametrize(
+    "content,msg",
+    [
+        ("{not json", "not valid JSON"),
+        ("[]", ""),
+        ('{"format": "something-else"}', "not a qwenchat session"),
+        (None, "no such file"),
+    ],
+)
+def test_load_bad_files_leave_session_untouched(app, tmp_path, content, msg):
+    app.handle_line("keep me")
+    before = contents(app)
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    app.handle_line(f":load {path}")
+    out = said(app)
+    assert "error:" in out and msg in out
+    assert contents(app) == before
+
+
+def test_load_newer_version_and_hostile_settings(app, tmp_path):
+    path = tmp_path / "s.json"
+    app.handle_line("q")
+    app.handle_line(f":save {path}")
+    data = json.loads(path.read_text())
+    data["version"] = 99
+    path.write_text(json.dumps(data))
+    app.handle_line(f":load {path}")
+    assert "newer" in said(app)
+    data["version"] = 1
+    data["settings"] = {"temperature": "hot"}
+    path.write_text(json.dumps(data))
+    app.handle_line(f":load {path}")
+    assert "temperature" in said(app).splitlines()[-1] and app.settings.overrides == {}
+
+
+def test_autosave_after_every_turn_and_resume(app, out, tmp_path):
+    app.engine.enqueue(["a1", "a2"])
+    app.handle_line("first question")
+    app.handle_line("second")
+    store = SessionStore(tmp_path / "sessions")
+    [saved] = store.list()
+    assert saved.title == "first question" and saved.conversation == app.conversation
+    other = App(FakeEngine(), out, store=store)
+    other.handle_line(":sessions")
+    assert "first question" in said(other)
+    other.handle_line(":resume last")
+    assert other.conversation == app.conversation and other.session_id == app.session_id
+
+
+def test_export_markdown(app, tmp_path):
+    app.engine.enqueue(["```python\nprint(1)\n```"])
+    app.handle_line("show code")
+    path = tmp_path / "chat.md"
+    app.handle_line(f":export {path}")
+    text = path.read_text()
+    assert "show code" in text and "print(1)" in text and "fake-model" in text
+
+
+def test_copy_emits_osc52(app):
+    import base64
+
+    app.engine.enqueue(["text before\n```sh\nls -la\n```\nafter"])
+    app.handle_line("q")
+    app.handle_line(":copy code")
+    assert "\x1b]52;c;" + base64.b64encode(b"ls -la").decode() in said(app)
+    app.handle_line(":copy 2")
+    assert "answer number from 1 to 1" in said(app)
+
+
+def test_template_and_tokens(app):
+    app.engine.enqueue(["hello"])
+    app.handle_line("hi")
+    app.handle_line(":template")
+    assert "<|user|>hi" in said(app) and "<your next message>" in said(app)
+    app.handle_line(":tokens")
+    assert "4096-token context" in said(app)
+
+
+def test_overflow_drop_oldest_and_error(app):
+    app.settings.apply("max_new_tokens=4")
+    app.engine.enqueue(["a " * 5, "b " * 5, "c"])
+    app.handle_line("one " * 5)
+    app.handle_line("two " * 5)
+    app.engine.ctx = 20  # now only the latest exchange fits
+    app.handle_line("three")
+    sent = [m["content"] for m in app.engine.requests[-1].messages]
+    assert "one " * 5 not in [s for s in sent] and "three" in sent[-1]
+    assert "context full" in said(app)
+    assert len(app.conversation.messages) == 6  # nothing is lost from the history
+    app.overflow = "error"
+    app.handle_line("four")
+    assert "exceeds the 20-token context" in said(app)
+    assert app.conversation.messages[-1].content == "c"
