@@ -13,6 +13,7 @@ from transformers import DynamicCache, GenerationConfig, StoppingCriteria, Stopp
 from transformers.generation.streamers import BaseStreamer
 
 from qwenchat.engine_api import Chunk, GenerationRequest, TurnStats
+from qwenchat.think import prompt_opens_think
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
 _END = object()
@@ -175,11 +176,13 @@ class TransformersEngine:
     def _stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         t0 = time.perf_counter()
         try:
-            ids = self.encode(request)
+            prompt = self.render_prompt(request)
+            ids = list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
             config = self._generation_config(request.settings)
         except Exception as exc:  # a template that rejects the roles, a bad setting
             yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))
             return
+        yield Chunk(think_open=prompt_opens_think(prompt))  # lets the renderer start before the first token
         reused = self._prepare_cache(ids)
         cuda = self.device.type == "cuda"
         if cuda:

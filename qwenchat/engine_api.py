@@ -40,6 +40,9 @@ class Chunk:
     finish_reason: str | None = None
     stats: TurnStats | None = None
     error: str | None = None
+    # Set on a turn's first chunk by engines that know the prompt: True when the template left a
+    # `<think>` open, so the answer starts inside a think block.
+    think_open: bool | None = None
 
 
 @dataclass

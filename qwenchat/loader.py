@@ -1,18 +1,25 @@
 """Turn what the user typed into a loaded model: resolve the spec, download if needed, pick device/dtype.
 
-torch, transformers and the hub clients are imported lazily so that `--help` and the pure helpers stay
-fast. Nothing here prints: callers pass a `progress` callback. Every user-facing failure is a LoadError
-with one line of text.
+torch, transformers, peft and the hub clients are imported lazily so that `--help` and the pure helpers
+stay fast. Nothing here prints: callers pass a `progress` callback. Every user-facing failure is a
+LoadError with one line of text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
+import logging
+import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from qwenchat import demo
 
@@ -38,6 +45,15 @@ DTYPES = {
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
 # Files that from_pretrained never reads; skipping them saves gigabytes on some repos.
 _SNAPSHOT_IGNORE = ["*.gguf", "*.onnx", "*.onnx_data", "*.h5", "*.msgpack", "*.ot", "*.tflite", "original/*"]
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+LORA_HINT = "LoRA adapters need peft: pip install 'qwenchat[lora]'"
+QUANT_HINT = "8-bit/4-bit loading needs bitsandbytes: pip install 'qwenchat[quant]'"
+ADAPTER_CONFIG = "adapter_config.json"
+# PEFT methods that feed virtual tokens through past_key_values: they clash with the engine's KV cache.
+_PROMPT_LEARNING = {"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "CPT"}
+# A hub that does not answer a TCP connect within this is treated as unreachable (no 25 s of retries).
+CONNECT_TIMEOUT_S = 3.0
+_HUB_TITLES = {"ModelScope": "ModelScope", "Hugging Face": "the Hugging Face hub"}
 _CHAT_TEMPLATE_HINT = (
     "this tokenizer has no chat template; use an instruct/chat model (base models have none) "
     "or add a chat_template to its tokenizer_config.json"
@@ -66,6 +82,11 @@ class LoadOptions:
     revision: str | None = None
     cache_dir: str | None = None
     offline: bool = False
+    adapters: list[str] = field(default_factory=list)  # PEFT adapter dirs or hub ids, applied in order
+    merge_adapter: bool = False
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    attn_implementation: str | None = None  # sdpa|eager|flash_attention_2; None: the model's default
 
 
 @dataclass
@@ -76,6 +97,7 @@ class LoadedModel:
     device: str  # "cpu", "cuda:0", "cuda (2 GPUs)"
     dtype: str  # "bfloat16", ...
     source: ModelSource
+    adapters: list[str] = field(default_factory=list)  # display names, for the banner
 
 
 def _say(progress: Progress, message: str) -> None:
@@ -185,13 +207,157 @@ def _describe_hub_error(exc: BaseException, hub: str, offline: bool) -> str:
         return "gated repository: accept its terms on the website and log in (hf auth login)"
     if "RevisionNotFoundError" in names:
         return "revision not found"
-    if "RepositoryNotFoundError" in names:
+    if names & {"RepositoryNotFoundError", "NotExistError"}:
         return "repository not found (or private: log in first)"
     if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "CacheNotFound", "CacheError"}:
         return "not in the local cache" if offline else "not cached and the hub could not be reached"
     if isinstance(exc, ConnectionError) or "NetworkError" in names:
         return "the hub could not be reached (network error)"
     return _first_line(exc)
+
+
+# --- reaching the hubs ---------------------------------------------------------------------------------
+
+
+def _address(url: str) -> tuple[str, int] | None:
+    """(host, port) of an endpoint or proxy URL; None when it cannot be parsed."""
+    try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname, port or (80 if parts.scheme == "http" else 443)
+
+
+def _hub_addresses(hub: str) -> list[tuple[str, int]]:
+    """Where the hub client will connect: the configured endpoint, else the defaults."""
+    if hub == "ModelScope":
+        configured = os.environ.get("MODELSCOPE_ENDPOINT") or os.environ.get("MODELSCOPE_DOMAIN")
+        # Unconfigured, modelscope tries modelscope.cn and falls back to modelscope.ai.
+        urls = [configured] if configured else ["https://modelscope.cn", "https://www.modelscope.ai"]
+    else:
+        urls = [os.environ.get("HF_ENDPOINT") or "https://huggingface.co"]
+    return [a for a in map(_address, urls) if a is not None]
+
+
+def _proxy_for(host: str) -> tuple[str, int] | None:
+    """The HTTPS proxy the hub clients (requests, httpx) would use for `host`, from the environment."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    url = proxies.get("https") or proxies.get("all")
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    return _address(url)
+
+
+def _reachable(host: str, port: int = 443, timeout: float = CONNECT_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to `host` (or to the proxy in front of it) opens within `timeout`."""
+    target = _proxy_for(host) or (host, port)
+    try:
+        with socket.create_connection(target, timeout=timeout):
+            return True
+    except OSError:  # DNS failure, refused, timed out, no route
+        return False
+
+
+def _hub_reachable(hub: str) -> bool:
+    addresses = _hub_addresses(hub)
+    if not addresses:  # an endpoint we cannot parse: let the client try and report
+        return True
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S + 0.5
+    return any(_reachable(host, port, max(0.5, deadline - time.monotonic())) for host, port in addresses)
+
+
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs() -> Iterator[None]:
+    """Hide ModelScope's WARNING lines (one per retry) during a snapshot call; the outcome is a LoadError.
+
+    Levels, filters and the environment are restored afterwards.
+    """
+    names = ("modelscope", "modelscope_hub")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    drop = _BelowError()
+    # modelscope_hub reads this once, when its logger is first configured (on import, maybe inside the call).
+    env_set = "MODELSCOPE_LOG_LEVEL" not in os.environ
+    if env_set:
+        os.environ["MODELSCOPE_LOG_LEVEL"] = "ERROR"
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+        lg.addFilter(drop)  # modelscope's get_logger() resets its level on every call; a filter stays
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeFilter(drop)
+            lg.setLevel(level)
+        if env_set:
+            os.environ.pop("MODELSCOPE_LOG_LEVEL", None)
+
+
+# --- hub snapshots -------------------------------------------------------------------------------------
+
+
+def _snapshot(repo_id: str, options: LoadOptions, progress: Progress, marker: str, what: str) -> Path:
+    """A local snapshot of `repo_id` that holds `marker` (config.json for models), from the hubs in order."""
+    if options.source not in SOURCES:
+        raise LoadError(f"--source must be one of {', '.join(SOURCES)}; got {options.source!r}")
+    label = f"{what} {repo_id}".strip()
+    hubs = {"auto": ("ModelScope", "Hugging Face"), "modelscope": ("ModelScope",), "hf": ("Hugging Face",)}
+    failures: list[tuple[str, str]] = []
+    unreachable: list[str] = []
+    for hub in hubs[options.source]:
+        if not options.offline and not _hub_reachable(hub):
+            # Fail in a second rather than after the client's retries (ModelScope: about 25 s).
+            unreachable.append(hub)
+            hosts = ", ".join(host for host, _ in _hub_addresses(hub))
+            failures.append((hub, f"cannot be reached ({hosts})"))
+            continue
+        _say(progress, f"looking for {label} in the {hub} {'cache' if options.offline else 'hub'}")
+        try:
+            with _quiet_hub_logs():
+                revision, cache_dir = options.revision, options.cache_dir
+                if hub == "ModelScope":
+                    if options.offline:
+                        local = _modelscope_snapshot(repo_id, revision, cache_dir, offline=True)
+                    else:
+                        local = _modelscope_snapshot(repo_id, revision, cache_dir)
+                else:
+                    local = _hf_snapshot(repo_id, revision, cache_dir, options.offline)
+        except Exception as exc:  # any client failure is one attempt that did not work
+            failures.append((hub, _describe_hub_error(exc, hub, options.offline)))
+            continue
+        path = Path(local)
+        if (path / marker).is_file():
+            return path
+        kind = "not a transformers model" if marker == "config.json" else "not a PEFT adapter"
+        failures.append((hub, f"its snapshot {path} has no {marker} ({kind})"))
+
+    if options.offline:
+        looked = []
+        for hub, reason in failures:
+            cache = (
+                _modelscope_cache(options.cache_dir) if hub == "ModelScope" else _hf_cache(options.cache_dir)
+            )
+            extra = "" if reason == "not in the local cache" else f" ({reason})"
+            looked.append(f"the {hub} cache {cache}{extra}")
+        raise LoadError(f"{label} is not in the local cache (offline); looked in " + " and ".join(looked))
+    if unreachable and len(unreachable) == len(failures):
+        titles = " or ".join(_HUB_TITLES[hub] for hub in unreachable)
+        raise LoadError(
+            f"cannot reach {titles} (offline?) to download {label}; "
+            "use a local path, or --offline with a cached model"
+        )
+    tried = "; ".join(f"{hub}: {reason}" for hub, reason in failures)
+    raise LoadError(f"could not download {label}: {tried}")
 
 
 def download(source: ModelSource, options: LoadOptions, progress: Progress = None) -> Path:
@@ -208,41 +374,90 @@ def download(source: ModelSource, options: LoadOptions, progress: Progress = Non
             raise LoadError(str(exc)) from None
     if source.kind != "hub" or not source.repo_id:
         raise LoadError(f"unknown model source: {source.spec}")
-    if options.source not in SOURCES:
-        raise LoadError(f"--source must be one of {', '.join(SOURCES)}; got {options.source!r}")
+    return _snapshot(source.repo_id, options, progress, marker="config.json", what="")
 
-    repo_id = source.repo_id
-    hubs = {"auto": ("ModelScope", "Hugging Face"), "modelscope": ("ModelScope",), "hf": ("Hugging Face",)}
-    failures: list[tuple[str, str]] = []
-    for hub in hubs[options.source]:
-        _say(progress, f"looking for {repo_id} in the {hub} {'cache' if options.offline else 'hub'}")
-        try:
-            if hub == "ModelScope":
-                if options.offline:
-                    local = _modelscope_snapshot(repo_id, options.revision, options.cache_dir, offline=True)
-                else:
-                    local = _modelscope_snapshot(repo_id, options.revision, options.cache_dir)
-            else:
-                local = _hf_snapshot(repo_id, options.revision, options.cache_dir, options.offline)
-        except Exception as exc:  # any client failure is one attempt that did not work
-            failures.append((hub, _describe_hub_error(exc, hub, options.offline)))
-            continue
-        path = Path(local)
-        if (path / "config.json").is_file():
-            return path
-        failures.append((hub, f"its snapshot {path} has no config.json (not a transformers model)"))
 
-    if options.offline:
-        looked = []
-        for hub, reason in failures:
-            cache = (
-                _modelscope_cache(options.cache_dir) if hub == "ModelScope" else _hf_cache(options.cache_dir)
-            )
-            extra = "" if reason == "not in the local cache" else f" ({reason})"
-            looked.append(f"the {hub} cache {cache}{extra}")
-        raise LoadError(f"{repo_id} is not in the local cache (offline); looked in " + " and ".join(looked))
-    tried = "; ".join(f"{hub}: {reason}" for hub, reason in failures)
-    raise LoadError(f"could not download {repo_id}: {tried}")
+# --- adapters ------------------------------------------------------------------------------------------
+
+
+def _is_repo_id(spec: str) -> bool:
+    return bool(_REPO_ID.match(spec)) and ".." not in spec and "--" not in spec
+
+
+def resolve_adapter(spec: str) -> ModelSource:
+    """Classify an --adapter value (filesystem only): a dir with adapter_config.json, or a hub id."""
+    spec = spec.strip()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / ADAPTER_CONFIG).is_file():
+            raise LoadError(f"{spec} is not a PEFT adapter: it has no {ADAPTER_CONFIG}")
+        return ModelSource(kind="dir", spec=spec, path=path.resolve(), repo_id=None)
+    if path.exists():
+        raise LoadError(f"{spec} is not a PEFT adapter: expected a directory with {ADAPTER_CONFIG}")
+    if spec and not _looks_like_path(spec) and _is_repo_id(spec):
+        return ModelSource(kind="hub", spec=spec, path=None, repo_id=spec)
+    raise LoadError(f"no such adapter directory: {spec}")
+
+
+def _adapter_dir(source: ModelSource, options: LoadOptions, progress: Progress) -> Path:
+    if source.kind == "hub" and source.repo_id:
+        return _snapshot(source.repo_id, options, progress, marker=ADAPTER_CONFIG, what="adapter")
+    assert source.path is not None
+    return source.path
+
+
+def _adapter_type(path: Path, label: str) -> str:
+    """The adapter's peft_type, after checking that qwenchat can use it."""
+    try:
+        config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"adapter {label}: unreadable {ADAPTER_CONFIG} ({_first_line(exc)})") from None
+    peft_type = str(config.get("peft_type", "")).upper() if isinstance(config, dict) else ""
+    if not peft_type:
+        raise LoadError(f"adapter {label}: {ADAPTER_CONFIG} has no peft_type (not a PEFT adapter)")
+    if peft_type in _PROMPT_LEARNING:
+        raise LoadError(f"adapter {label} is a {peft_type} adapter; only LoRA-style adapters are supported")
+    return peft_type
+
+
+def _adapter_error(exc: BaseException, label: str, name: str) -> LoadError:
+    text = str(exc)
+    shapes = re.search(r"with shape torch\.Size\((\[[^]]*\])\).*? model is torch\.Size\((\[[^]]*\])\)", text)
+    if "size mismatch" in text:
+        detail = f" ({shapes.group(1)} in the adapter, {shapes.group(2)} in the model)" if shapes else ""
+        return LoadError(
+            f"adapter {label} does not fit {name}: weight shapes differ{detail}; "
+            "was it trained for another base model?"
+        )
+    return LoadError(f"could not apply adapter {label} to {name}: {_first_line(exc)}")
+
+
+def _apply_adapters(
+    model: Any, adapters: list[tuple[str, Path]], name: str, merge: bool, progress: Progress
+) -> Any:
+    """Wrap `model` in a PeftModel with every adapter active at once; merged into the weights if asked."""
+    from peft import PeftModel
+
+    label = adapters[0][0]
+    try:
+        _say(progress, f"applying adapter {label}")
+        peft_model = PeftModel.from_pretrained(model, str(adapters[0][1]), adapter_name="default")
+        names = ["default"]
+        for i, (label, path) in enumerate(adapters[1:], start=1):
+            _say(progress, f"applying adapter {label}")
+            peft_model.load_adapter(str(path), adapter_name=f"adapter{i}")
+            names.append(f"adapter{i}")
+        if len(names) > 1:
+            # PeftModel.set_adapter takes one name; the tuner takes several and sums their deltas, which
+            # is what merging them one after another gives too.
+            peft_model.base_model.set_adapter(names, inference_mode=True)
+        if merge:
+            label = " + ".join(a for a, _ in adapters)
+            _say(progress, "merging the adapter into the weights")
+            return peft_model.merge_and_unload()
+        return peft_model
+    except Exception as exc:  # peft raises many kinds (RuntimeError on shapes, ValueError on targets, ...)
+        raise _adapter_error(exc, label, name) from None
 
 
 # --- device and dtype ----------------------------------------------------------------------------------
@@ -308,6 +523,60 @@ def _gguf_available() -> bool:
     return importlib.util.find_spec("gguf") is not None
 
 
+def _peft_available() -> bool:
+    return importlib.util.find_spec("peft") is not None
+
+
+def _bitsandbytes_available() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def _flash_attn_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def check_options(options: LoadOptions, cuda_count: int) -> None:
+    """Flag combinations and optional packages, checked before anything is downloaded or loaded."""
+    if options.load_in_8bit and options.load_in_4bit:
+        raise LoadError("--load-in-8bit and --load-in-4bit exclude each other; pick one")
+    on_gpu = not options.cpu_only and cuda_count > 0
+    if options.load_in_8bit or options.load_in_4bit:
+        if not on_gpu:
+            raise LoadError("8-bit/4-bit loading needs a CUDA GPU (bitsandbytes)")
+        if not _bitsandbytes_available():
+            raise LoadError(QUANT_HINT)
+    impl = options.attn_implementation
+    if impl is not None:
+        if impl not in ATTN_IMPLEMENTATIONS:
+            allowed = ", ".join(ATTN_IMPLEMENTATIONS)
+            raise LoadError(f"--attn-implementation must be one of {allowed}; got {impl!r}")
+        if impl == "flash_attention_2" and not on_gpu:
+            raise LoadError("flash_attention_2 needs a CUDA GPU; on the CPU use --attn-implementation sdpa")
+        if impl == "flash_attention_2" and not _flash_attn_available():
+            raise LoadError(
+                "flash_attention_2 needs the flash-attn package: pip install flash-attn "
+                "(or use --attn-implementation sdpa)"
+            )
+    if options.merge_adapter and not options.adapters:
+        raise LoadError("--merge-adapter needs at least one --adapter")
+    if options.adapters and not _peft_available():
+        raise LoadError(LORA_HINT)
+
+
+def _quantization_config(options: LoadOptions, dtype: str | torch.dtype) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    if options.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    import torch
+
+    compute = dtype if isinstance(dtype, torch.dtype) else None
+    if compute is None:
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # nf4 keeps more quality than the default fp4 at the same size.
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+
+
 def _display_name(source: ModelSource) -> str:
     if source.kind == "demo":
         return demo.DEMO_NAME
@@ -318,28 +587,42 @@ def _display_name(source: ModelSource) -> str:
     return source.spec
 
 
-def _wrap(exc: BaseException, name: str, trusted: bool) -> LoadError:
+def _wrap(exc: BaseException, name: str, trusted: bool, attn: str | None = None) -> LoadError:
     message = str(exc)
     if not trusted and ("trust_remote_code" in message or "trust-remote-code" in message):
         return LoadError(
             f"{name} needs custom code from its repository; rerun with --trust-remote-code if you trust it"
         )
+    if attn and ("attn" in message.lower() or "attention" in message.lower()):
+        return LoadError(f"could not load {name} with --attn-implementation {attn}: {_first_line(exc)}")
     return LoadError(f"could not load {name}: {_first_line(exc)}")
 
 
 def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -> LoadedModel:
-    """Download if needed, then load tokenizer and model on the chosen device and dtype, in eval mode."""
+    """Download if needed, then load tokenizer and model on the chosen device and dtype, in eval mode.
+
+    Adapters in `options.adapters` are applied on top (all active at once), merged if `merge_adapter`.
+    """
     name = _display_name(source)
     import torch
 
-    # Check --gpus/--dtype before a download that could take minutes.
+    # Check flags, --gpus/--dtype and local adapter dirs before a download that could take minutes.
     cuda_count = 0 if options.cpu_only else torch.cuda.device_count()
+    check_options(options, cuda_count)
+    adapter_sources = [resolve_adapter(spec) for spec in options.adapters]
     device_map, device = choose_device_map(options, cuda_count)
     dtype = choose_dtype(options, on_gpu=device_map != "cpu")
     path = download(source, options, progress)
+    adapters = [(_display_name(a), _adapter_dir(a, options, progress)) for a in adapter_sources]
+    kinds = {label: _adapter_type(adapter_path, label) for label, adapter_path in adapters}
+    if len(set(kinds.values())) > 1:
+        listed = ", ".join(f"{label} ({kind})" for label, kind in kinds.items())
+        raise LoadError(f"adapters of different kinds cannot be combined: {listed}")
 
     # Always explicit: left unset, transformers asks "run the custom code? [y/N]" on stdin mid-load.
     kwargs: dict[str, Any] = {"trust_remote_code": options.trust_remote_code}
+    if options.offline:
+        kwargs["local_files_only"] = True  # no hub look-ups from transformers either
     if source.kind == "gguf":
         if not _gguf_available():
             raise LoadError("reading .gguf files needs the gguf package: pip install gguf")
@@ -364,14 +647,31 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
     max_memory = choose_max_memory(options, cuda_count, lambda i: torch.cuda.mem_get_info(i)[0])
     if max_memory:
         model_kwargs["max_memory"] = max_memory
+    if options.attn_implementation:
+        model_kwargs["attn_implementation"] = options.attn_implementation
+    quantized = ""
+    if options.load_in_8bit or options.load_in_4bit:
+        model_kwargs["quantization_config"] = _quantization_config(options, dtype)
+        quantized = "8-bit" if options.load_in_8bit else "4-bit nf4"
     dtype_name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
-    _say(progress, f"loading {name} on {device} ({dtype_name})")
+    _say(progress, f"loading {name} on {device} ({quantized or dtype_name})")
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as exc:
-        raise _wrap(exc, name, options.trust_remote_code) from None
+        raise _wrap(exc, name, options.trust_remote_code, options.attn_implementation) from None
+    if adapters:
+        model = _apply_adapters(model, adapters, name, options.merge_adapter, progress)
     model.eval()
     actual_dtype = str(getattr(model, "dtype", dtype_name)).removeprefix("torch.")
+    if quantized:
+        actual_dtype = f"{quantized} ({actual_dtype})"
+    suffix = " (merged)" if options.merge_adapter else ""
     return LoadedModel(
-        model=model, tokenizer=tokenizer, name=name, device=device, dtype=actual_dtype, source=source
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        device=device,
+        dtype=actual_dtype,
+        source=source,
+        adapters=[label + suffix for label, _ in adapters],
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,21 +185,28 @@ class App:
         request = self.fit_context(self.request(continue_final))
         if request is None:
             return False
-        view = self.renderer.answer(self.engine.name)
         stream = self.engine.stream(request, cancel)
+        view: Any = None
         final: Chunk | None = None
+
+        def take(chunk: Chunk) -> None:
+            nonlocal view, final
+            if view is None:  # opened on the first chunk, which may say whether a think block is open
+                view = self.renderer.answer(self.engine.name, think_open=chunk.think_open)
+            view.feed(chunk.text)
+            if chunk.finish_reason:
+                final = chunk
+
         try:
             for chunk in stream:
-                view.feed(chunk.text)
-                if chunk.finish_reason:
-                    final = chunk
+                take(chunk)
         except KeyboardInterrupt:
             cancel.set()  # the engine stops at its next decode step
-            final = self._drain(stream, view)
-        reason = final.finish_reason if final else "interrupted"
-        if final is None and cancel.is_set():
-            reason = "interrupted"
-        view.end(reason or "stop", final.stats if final else None, final.error if final else None)
+            self._drain(stream, take)
+        if view is None:
+            view = self.renderer.answer(self.engine.name)
+        reason = (final.finish_reason if final is not None else None) or "interrupted"
+        view.end(reason, final.stats if final else None, final.error if final else None)
         if final is not None and final.stats is not None:
             self.last_stats = final.stats
             if self.show_stats:
@@ -215,16 +222,13 @@ class App:
             self.conversation.add_assistant(text, interrupted=reason != "stop")
         return True
 
-    def _drain(self, stream: Iterable[Chunk], view: Any) -> Chunk | None:
+    def _drain(self, stream: Iterable[Chunk], take: Callable[[Chunk], None]) -> None:
         """Collect what the engine still sends after a cancel; extra Ctrl-Cs are ignored meanwhile."""
-        final = None
         while True:
             try:
                 for chunk in stream:
-                    view.feed(chunk.text)
-                    if chunk.finish_reason:
-                        final = chunk
-                return final
+                    take(chunk)
+                return
             except KeyboardInterrupt:
                 continue
 

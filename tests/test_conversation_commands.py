@@ -192,9 +192,18 @@ def test_export_markdown(app, tmp_path):
     assert "show code" in text and "print(1)" in text and "fake-model" in text
 
 
-def test_copy_emits_osc52(app):
+def test_copy_emits_osc52(tmp_path):
     import base64
+    import io
 
+    from rich.console import Console
+
+    from qwenchat.render import Renderer
+
+    buf = io.StringIO()
+    renderer = Renderer(Console(file=buf, force_terminal=True, width=80))  # a terminal gets the sequence
+    renderer.buf = buf
+    app = App(FakeEngine(), renderer)
     app.engine.enqueue(["text before\n```sh\nls -la\n```\nafter"])
     app.handle_line("q")
     app.handle_line(":copy code")

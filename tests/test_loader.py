@@ -18,6 +18,12 @@ from qwenchat import demo, loader
 from qwenchat.loader import LoadError, LoadOptions, ModelSource
 
 
+@pytest.fixture(autouse=True)
+def _hubs_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake snapshot hooks stand in for the hubs, so the real connectivity pre-check must not run."""
+    monkeypatch.setattr(loader, "_reachable", lambda *args, **kwargs: True)
+
+
 @pytest.fixture(scope="module")
 def hf_dir() -> Path:
     return demo.ensure_demo()

@@ -1,0 +1,553 @@
+"""The renderer: streaming markdown, think blocks, plain modes.
+
+Terminal output is replayed through a tiny terminal emulator (`screen`) so that the live region's redraws and
+erasures are applied: what is left is what the user sees in scrollback.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+from rich.console import Console
+from rich.markdown import Markdown
+
+from qwenchat.engine_api import TurnStats
+from qwenchat.markdown_stream import AnswerMarkdown, BlockStream, split_preview
+from qwenchat.render import Renderer, make_console
+from qwenchat.think import ThinkSplitter, prompt_opens_think
+
+WIDTH, HEIGHT = 80, 25
+
+# -- a tiny terminal ------------------------------------------------------------------------------------
+_TOKEN = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\]8;[^\x1b]*\x1b\\|(\r)|(\n)|([^\x1b\r\n]+)")
+_SGR = re.compile(r"\x1b\[[0-9;]*m|\x1b\]8;[^\x1b]*\x1b\\")
+
+
+def screen(data: str) -> list[str]:
+    """What scrollback holds after `data`: text, CR, LF, cursor up (A), erase line (K), erase below (J)."""
+    lines = [""]
+    row = col = 0
+    for m in _TOKEN.finditer(data):
+        params, cmd, cr, lf, text = m.groups()
+        if text:
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + text + line[col + len(text) :]
+            col += len(text)
+        elif lf:
+            row, col = row + 1, 0
+            if row == len(lines):
+                lines.append("")
+        elif cr:
+            col = 0
+        elif cmd == "A":
+            row = max(0, row - int(params or 1))
+        elif cmd == "K":
+            lines[row] = "" if params == "2" else lines[row][:col]
+        elif cmd == "J":
+            lines[row] = lines[row][:col]
+            del lines[row + 1 :]
+        elif cmd == "G":
+            col = int(params or 1) - 1
+    return lines
+
+
+def norm(lines: list[str]) -> list[str]:
+    out = [line.rstrip() for line in lines]
+    while out and not out[-1]:
+        out.pop()
+    while out and not out[0]:
+        out.pop(0)
+    return out
+
+
+def visible(data: str) -> list[str]:
+    return norm(screen(_SGR.sub("", data)))
+
+
+def terminal(width: int = WIDTH, height: int = HEIGHT, record: bool = False) -> Console:
+    return Console(
+        file=io.StringIO(),
+        force_terminal=True,
+        width=width,
+        height=height,
+        color_system="truecolor",
+        record=record,
+    )
+
+
+def one_shot(md: str, width: int = WIDTH) -> list[str]:
+    """The reference: the whole answer rendered at once."""
+    c = terminal(width)
+    c.print(AnswerMarkdown(md))
+    return visible(c.file.getvalue())
+
+
+class Clock:
+    def __init__(self, step: float = 0.01) -> None:
+        self.t = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+def stream(
+    chunks: list[str],
+    *,
+    console: Console | None = None,
+    reason: str = "stop",
+    interval: float = 0.0,
+    think: str = "fold",
+    markdown: bool = True,
+    think_open: bool | None = None,
+) -> tuple[str, object]:
+    console = console or terminal()
+    r = Renderer(console, markdown=markdown, think=think, refresh_interval=interval, clock=Clock())
+    view = r.answer("test-model", think_open=think_open)
+    for c in chunks:
+        view.feed(c)
+    view.end(reason)
+    return console.file.getvalue(), view
+
+
+def chop(text: str, sizes: list[int]) -> list[str]:
+    out, i, k = [], 0, 0
+    while i < len(text):
+        n = sizes[k % len(sizes)]
+        out.append(text[i : i + n])
+        i += n
+        k += 1
+    return out
+
+
+def answer_part(lines: list[str]) -> list[str]:
+    """Scrollback without the header and the think summary lines."""
+    assert lines and lines[0] == "● test-model"
+    return norm([line for line in lines[1:] if not line.startswith("▸ thought")])
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+UNCLOSED_FENCE = "Here is the code:\n\n```python\ndef f(x):\n\n    return x * 2\n"
+FENCE_IN_LIST = (
+    "Steps:\n\n1. Install it:\n\n   ```bash\n   pip install thing\n\n   thing --init\n   ```\n\n"
+    "2. Run it.\n   More about running.\n\n- a bullet\n\n  continued after a blank line\n\nDone.\n"
+)
+TABLE = "A table:\n\n| Name | Size |\n|------|-----:|\n| a    | 1    |\n| bb   | 22   |\n\nAfter the table.\n"
+MIXED = (
+    "# Title\n\nSome *intro* with `code` and <answer>42</answer> tags.\n\n- one\n- two\n  - nested\n\n"
+    "> a quote\n> more\n\n---\nAfter a rule.\n\n```js\nconsole.log(1)\n\n\nconsole.log(2)\n```\n"
+    "    indented code\n\n    more indented\n\nSetext\n======\n\n~~~\ntilde fence\n~~~\nTrailing para.\n"
+)
+THINK = (
+    "<think>\nLet me think about *this* carefully.\n\nStep 2 of thinking.\n</think>\n\n"
+    "The answer is **42**.\n"
+)
+FIXTURES = {
+    "unclosed_fence": UNCLOSED_FENCE,
+    "fence_in_list": FENCE_IN_LIST,
+    "table": TABLE,
+    "mixed": MIXED,
+}
+
+
+# -- streaming markdown -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(FIXTURES))
+def test_streamed_equals_one_shot(name):
+    md = FIXTURES[name]
+    out, _ = stream(chop(md, [1, 2, 3]))
+    assert answer_part(visible(out)) == one_shot(md)
+
+
+WITH_THINKING = {
+    "think+fence_in_list": (
+        "<think>\nplan: a list\n\nwith code\n</think>\n\n" + FENCE_IN_LIST,
+        FENCE_IN_LIST,
+    ),
+    "close_only+mixed": ("thought without an opening tag\n</think>\n" + MIXED, MIXED),
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(FIXTURES) + sorted(WITH_THINKING)),
+    sizes=st.lists(st.integers(1, 9), min_size=1, max_size=30),
+    interval=st.sampled_from([0.0, 0.025, 1.0]),
+)
+def test_any_chunking_gives_the_one_shot_render(name, sizes, interval):
+    """Whatever the chunk boundaries and redraw timing, scrollback ends up as the whole answer (less its
+    thinking) rendered at once."""
+    md, answer = WITH_THINKING.get(name, (FIXTURES.get(name), FIXTURES.get(name)))
+    out, _ = stream(chop(md, sizes), interval=interval)
+    assert answer_part(visible(out)) == one_shot(answer)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 7), min_size=1, max_size=20))
+def test_split_points_never_break_a_block(sizes):
+    """Every cut into scrollback falls between two top-level blocks of the whole text, never inside one
+    (a fence with blank lines, a list item continued after a blank line, a table...)."""
+    md = FENCE_IN_LIST + MIXED + TABLE
+    parser = MarkdownIt("commonmark", {"html": False}).enable("table")
+    offsets = [0]
+    for line in md.split("\n"):
+        offsets.append(offsets[-1] + len(line) + 1)
+    spans = [
+        (offsets[t.map[0]], offsets[t.map[1]])
+        for t in parser.parse(md)
+        if t.level == 0 and t.nesting >= 0 and t.map
+    ]
+    s = BlockStream()
+    pos = 0
+    for chunk in chop(md, sizes):
+        s.append(chunk)
+        done = s.take()
+        if done:
+            pos += len(done)
+            inside = [(a, b) for a, b in spans if a < pos < b]
+            assert not inside, f"cut inside a block at {md[pos - 20 : pos]!r}|{md[pos : pos + 20]!r}"
+    assert pos + len(s.flush()) == len(md)
+
+
+def test_long_fence_is_not_reparsed_per_line():
+    s = BlockStream()
+    s.append("Intro.\n\n```python\n")
+    s.take()
+    for i in range(300):
+        s.append(f"x = {i}\n")
+        if i % 7 == 0:
+            s.append("\n")
+        assert s.take() == ""
+    before = s.parses
+    s.append("```\nafter\n")
+    assert s.take().endswith("```\n") and s.parses == before + 1
+
+
+def test_unknown_html_tags_stay_visible():
+    out, _ = stream(["Say <answer>42</answer> and <b>bold</b>.\n\n<answer>\nx\n</answer>\n"])
+    text = "\n".join(visible(out))
+    assert "<answer>42</answer>" in text and "<b>bold</b>" in text and text.count("<answer>") == 2
+
+
+def test_fence_is_highlighted_with_its_language():
+    out, _ = stream(chop("```python\ndef f():\n    return 1\n```\n", [2]))
+    assert "\x1b[38;2;" in out  # truecolor syntax colours
+    assert "def f():" in "\n".join(visible(out))
+
+
+def test_live_region_never_taller_than_the_terminal():
+    height = 12
+    console = terminal(height=height)
+    r = Renderer(console, refresh_interval=0.0, clock=Clock())
+    view = r.answer("test-model")
+    body = "".join(f"line {i}\n" for i in range(200))
+    for chunk in chop("```text\n" + body, [5]):
+        view.feed(chunk)
+        assert len(view._region.lines) <= height - 2
+    view.end("length")
+    lines = visible(console.file.getvalue())
+    text = "\n".join(lines)
+    assert "line 0" in text and "line 199" in text and "..." not in text  # all of the block, in scrollback
+
+
+def test_narrow_terminal_and_resize_do_not_garble():
+    console = terminal(width=20)
+    r = Renderer(console, refresh_interval=0.0, clock=Clock())
+    view = r.answer("m")
+    for i, chunk in enumerate(chop(MIXED + FENCE_IN_LIST, [3])):
+        if i == 60:
+            console.width = 45
+        if i == 120:
+            console.width = 12
+        view.feed(chunk)
+    view.end("stop")
+    text = " ".join(visible(console.file.getvalue()))
+    for word in ("Title", "quote", "tilde", "Install", "Done."):
+        assert word in text
+
+
+def test_empty_answer():
+    out, view = stream([])
+    assert visible(out) == ["● test-model", "(empty answer)"]
+    assert view.text == ""
+    plain_buf = io.StringIO()
+    r = Renderer(make_console(plain_buf, plain=True))
+    r.answer("m").end("stop")
+    assert plain_buf.getvalue() == ""
+
+
+def test_interrupted_end_leaves_no_live_region():
+    console = terminal()
+    r = Renderer(console, refresh_interval=0.0, clock=Clock())
+    view = r.answer("test-model")
+    for chunk in chop("Para one.\n\n```python\nimport os\nprint(1)\n", [2]):
+        view.feed(chunk)
+    assert view._region.lines  # something is live
+    view.end("interrupted")
+    out = console.file.getvalue()
+    assert out.rfind("\x1b[?25l") < out.rfind("\x1b[?25h")
+    assert view._region.lines == []
+    lines = visible(out)
+    assert lines[-1].startswith("interrupted")
+    assert norm(lines[1:-1]) == one_shot("Para one.\n\n```python\nimport os\nprint(1)\n")
+
+
+def test_keyboard_interrupt_during_a_redraw_then_end():
+    console = terminal()
+    r = Renderer(console, refresh_interval=0.0, clock=Clock())
+    view = r.answer("test-model")
+    for chunk in chop("Some text that is long enough.\n\n- item\n", [3]):
+        view.feed(chunk)
+    real_write = console.file.write
+    calls = {"n": 0}
+
+    def flaky(data: str) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            real_write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+        return real_write(data)
+
+    console.file.write = flaky  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        view.feed(" more")
+    console.file.write = real_write  # type: ignore[method-assign]
+    view.end("interrupted")
+    out = console.file.getvalue()
+    assert out.rfind("\x1b[?25l") < out.rfind("\x1b[?25h")
+    assert "interrupted" in visible(out)[-1]
+
+
+def test_view_as_context_manager_ends_on_ctrl_c():
+    console = terminal()
+    r = Renderer(console, refresh_interval=0.0, clock=Clock())
+    with pytest.raises(KeyboardInterrupt), r.answer("m") as view:
+        view.feed("partial")
+        raise KeyboardInterrupt
+    assert view._ended and "interrupted" in visible(console.file.getvalue())[-1]
+
+
+# -- think blocks -----------------------------------------------------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 3), min_size=1, max_size=15),
+    mode=st.sampled_from(["fold", "show", "hide"]),
+)
+def test_think_block_in_tiny_chunks(sizes, mode):
+    out, view = stream(chop(THINK, sizes), think=mode)
+    lines = visible(out)
+    text = "\n".join(lines)
+    assert answer_part([line for line in lines if "Step 2" not in line and "Let me" not in line]) == one_shot(
+        "The answer is **42**.\n"
+    )
+    assert "<think>" not in text and "</think>" not in text
+    if mode == "show":
+        assert "Let me think about *this* carefully." in text and "Step 2 of thinking." in text
+        assert re.search(r"▸ thought for \d+ tokens, [\d.]+ s", text)
+    elif mode == "fold":
+        assert "Let me think" not in text
+        assert re.search(r"▸ thought for \d+ tokens, [\d.]+ s", text)
+    else:
+        assert "Let me think" not in text and "thought for" not in text
+    assert view.text == THINK
+
+
+def test_think_summary_counts_chunks_and_seconds():
+    """Tokens are the chunks that carried thinking; seconds run from the opening tag to the closing one."""
+    console = terminal()
+    now = [0.0]
+    r = Renderer(console, refresh_interval=0.0, clock=lambda: now[0])
+    view = r.answer("test-model")
+    for chunk in ["<think>", "a", " b", " c", "</think>", "Answer."]:
+        now[0] += 0.5
+        view.feed(chunk)
+    view.end("stop")
+    assert "▸ thought for 3 tokens, 2.0 s" in visible(console.file.getvalue())
+
+
+def test_close_without_open_folds_what_came_before():
+    md = "I should say hi.\nYes.\n</think>\n\n  Hello **there**.\n"
+    for sizes in ([1], [2, 5], [len(md)]):
+        out, _ = stream(chop(md, sizes))
+        lines = visible(out)
+        assert "I should say hi" not in "\n".join(lines)
+        assert any(line.startswith("▸ thought for") for line in lines)
+        assert answer_part(lines) == one_shot("Hello **there**.\n")
+
+
+def test_think_open_from_the_prompt():
+    assert prompt_opens_think("<|im_start|>assistant\n<think>\n")
+    assert not prompt_opens_think("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+    out, _ = stream(chop("thinking...\n</think>\nHi.", [3]), think_open=True)
+    assert "thinking" not in "\n".join(visible(out)) and "Hi." in visible(out)
+
+
+def test_unclosed_think_block_is_folded_with_a_note():
+    out, _ = stream(chop("<think>\nstill pondering this", [4]), reason="length")
+    lines = visible(out)
+    note = re.compile(r"▸ thought for \d+ tokens, [\d.]+ s \(stopped at max_new_tokens\)")
+    assert any(note.match(line) for line in lines)
+    assert "pondering" not in "\n".join(lines)
+    assert " ".join(lines[-2:]).startswith("stopped at max_new_tokens (`:continue`")
+
+
+def test_late_close_tag_after_the_hold_is_reported():
+    thought = "word " * 600  # past the undecided hold
+    out, _ = stream(chop(thought + "</think>\n\nThe answer.", [7]))
+    lines = visible(out)
+    assert any("no <think> tag" in line for line in lines)
+    assert lines[-1] == "The answer."
+
+
+@pytest.mark.parametrize("cut", range(1, len("<think>")))
+def test_splitter_handles_tags_split_anywhere(cut):
+    text = "<think>abc</think>\n\nanswer </think> text"
+    for think_open in (None, False):
+        sp = ThinkSplitter(think_open, hold_chars=50)
+        events = []
+        for piece in chop(text, [cut]):
+            events += sp.feed(piece)
+        events += sp.finish()
+        think = "".join(e.text for e in events if e.kind == "think")
+        answer = "".join(e.text for e in events if e.kind == "answer")
+        assert think == "abc" and answer == "answer </think> text"
+        assert [e.kind for e in events if e.kind in ("open", "close")] == ["open", "close"]
+
+
+def test_splitter_partial_tag_at_the_end_is_text():
+    sp = ThinkSplitter(False)
+    events = sp.feed("done </thi") + sp.finish()
+    assert "".join(e.text for e in events if e.kind == "answer") == "done </thi"
+
+
+# -- plain and raw modes ---------------------------------------------------------------------------------
+def plain() -> tuple[Renderer, io.StringIO]:
+    buf = io.StringIO()
+    return Renderer(make_console(buf, plain=True)), buf
+
+
+@pytest.mark.parametrize("mode", ["show", "fold", "hide"])
+def test_plain_mode_has_no_escape_codes(mode):
+    r, buf = plain()
+    r.think = mode
+    r.banner(model="m", device="cpu", dtype="bf16", extra=["extra line"])
+    r.table([("a", "b")], headers=("x", "y"), title="T")
+    r.notice("note")
+    r.error("bad")
+    r.hint("hint")
+    r.info("[bold]not markup[/bold]")
+    r.stats(TurnStats(prompt_tokens=3, generated_tokens=2))
+    r.history([SimpleNamespace(role="user", content="q", interrupted=False)], "sys")
+    for md in [*FIXTURES.values(), THINK, "no open</think>answer"]:
+        view = r.answer("m")
+        for chunk in chop(md, [2, 3]):
+            view.feed(chunk)
+        view.end("interrupted")
+    assert "\x1b" not in buf.getvalue()
+    assert "[bold]not markup[/bold]" in buf.getvalue()
+
+
+def test_plain_mode_streams_raw_text_as_it_arrives():
+    r, buf = plain()
+    view = r.answer("m")
+    view.feed("# Hi")
+    assert buf.getvalue() == "# Hi"  # written through, not held for a block
+    view.feed(" there\n\n- x")
+    view.end("stop")
+    assert buf.getvalue() == "# Hi there\n\n- x\n"
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("fold", "The answer is **42**.\n"),
+        ("hide", "The answer is **42**.\n"),
+        (
+            "show",
+            "<think>\nLet me think about *this* carefully.\n\nStep 2 of thinking.\n</think>\n"
+            "The answer is **42**.\n",
+        ),
+    ],
+)
+def test_plain_mode_think_blocks(mode, expected):
+    r, buf = plain()
+    r.think = mode
+    view = r.answer("m")
+    for chunk in chop(THINK, [2]):
+        view.feed(chunk)
+    view.end("stop")
+    assert buf.getvalue() == expected
+
+
+def test_plain_mode_close_only_with_think_open():
+    r, buf = plain()
+    view = r.answer("m", think_open=True)
+    for chunk in chop("pondering\n</think>\n\nAnswer.", [3]):
+        view.feed(chunk)
+    view.end("stop")
+    assert buf.getvalue() == "Answer.\n"
+
+
+def test_markdown_off_streams_raw_text_on_a_terminal():
+    out, _ = stream(chop(MIXED, [4]), markdown=False)
+    assert "\x1b[J" not in out and "\x1b[1A" not in out and "\x1b[?25l" not in out
+    assert _SGR.sub("", out).split("\n", 1)[1] == MIXED
+
+
+def test_markdown_off_folds_thinking_to_one_line():
+    out, _ = stream(chop(THINK, [3]), markdown=False)
+    lines = visible(out)
+    assert lines[0] == "● test-model" and re.match(r"▸ thought for \d+ tokens", lines[1])
+    assert lines[2:] == ["The answer is **42**."]
+
+
+# -- the look ---------------------------------------------------------------------------------------------
+def test_styles_of_one_liners():
+    console = terminal()
+    r = Renderer(console)
+    r.error("boom")
+    r.notice("careful")
+    r.hint("psst")
+    out = console.file.getvalue()
+    assert "\x1b[1;31merror: boom" in out and "\x1b[33mcareful" in out and "\x1b[2mpsst" in out
+
+
+def test_answer_header_names_the_model():
+    out, _ = stream(["Hi."])
+    assert "\x1b[1;36m● test-model" in out
+
+
+def test_export_svg(tmp_path):
+    console = terminal(width=100, height=40, record=True)
+    r = Renderer(console, refresh_interval=0.0, clock=Clock())
+    r.banner(model="m", device="cpu", dtype="bf16")
+    view = r.answer("m")
+    for chunk in chop(THINK + MIXED, [5]):
+        view.feed(chunk)
+    view.end("stop")
+    path = tmp_path / "shot.svg"
+    r.export_svg(path)
+    svg = path.read_text()
+    assert svg.startswith("<svg") and "Title" in svg
+    assert svg.count("Trailing") == 1  # scrollback only, not the live region's redraws
+    with pytest.raises(RuntimeError):
+        Renderer(terminal()).export_svg(tmp_path / "x.svg")
+
+
+def test_answer_markdown_sets_what_rich_markdown_sets():
+    assert set(vars(AnswerMarkdown("x"))) >= set(vars(Markdown("x")))
+
+
+def test_list_preview_split_keeps_nested_code_under_its_bullet():
+    src = "1. one\n2. two:\n\n   ```go\n   x := 1\n   y := 2\n"
+    cut = split_preview(src)
+    assert cut.done.startswith("1. one\n2. two:") and cut.code == "x := 1\ny := 2\n" and cut.lexer == "go"
+    assert cut.indent == 3
+    nested = "- a\n  - b\n\n    ```\n    z\n"
+    assert split_preview(nested).indent == 6
