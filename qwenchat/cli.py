@@ -77,6 +77,7 @@ def _quiet_libraries() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars fight our spinner; hub download bars stay
     warnings.filterwarnings("ignore", category=UserWarning, module="transformers")
     warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -84,6 +85,12 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from qwenchat.render import Renderer, make_console
+
+    if sys.stdin.isatty():
+        import signal
+
+        # A parent that ignored SIGINT (some launchers, nohup-like wrappers) would make Ctrl-C dead here.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     plain = True if args.no_color else None
     out = Renderer(make_console(sys.stdout, plain=plain), markdown=not args.no_markdown, think=args.think)

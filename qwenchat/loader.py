@@ -153,13 +153,14 @@ def _modelscope_snapshot(
     """
     from modelscope import snapshot_download
 
-    return snapshot_download(
-        repo_id,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=offline,
-        ignore_patterns=_SNAPSHOT_IGNORE,
-    )
+    with _quiet_modelscope_logs():
+        return snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=offline,
+            ignore_patterns=_SNAPSHOT_IGNORE,
+        )
 
 
 def _hf_snapshot(repo_id: str, revision: str | None, cache_dir: str | None, offline: bool) -> str:
@@ -178,11 +179,17 @@ def _hf_snapshot(repo_id: str, revision: str | None, cache_dir: str | None, offl
 def _modelscope_cache(cache_dir: str | None) -> str:
     if cache_dir:
         return cache_dir
+    try:  # modelscope_hub does the downloads in current modelscope; its cache root differs from the old one
+        from modelscope_hub import get_default_config
+
+        return str(get_default_config().cache_dir)
+    except Exception:  # only for the error message; never let it hide the real failure
+        pass
     try:
         from modelscope.utils.file_utils import get_modelscope_cache_dir
 
         return str(get_modelscope_cache_dir())
-    except Exception:  # only for the error message; never let it hide the real failure
+    except Exception:
         return "the ModelScope cache"
 
 
@@ -264,10 +271,13 @@ def _reachable(host: str, port: int = 443, timeout: float = CONNECT_TIMEOUT_S) -
 
 
 def _hub_reachable(hub: str) -> bool:
+    hf_offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if hub == "Hugging Face" and hf_offline:
+        return True  # the client itself stays offline and answers from its cache
     addresses = _hub_addresses(hub)
     if not addresses:  # an endpoint we cannot parse: let the client try and report
         return True
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S + 0.5
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
     return any(_reachable(host, port, max(0.5, deadline - time.monotonic())) for host, port in addresses)
 
 
@@ -277,21 +287,16 @@ class _BelowError(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_hub_logs() -> Iterator[None]:
-    """Hide ModelScope's WARNING lines (one per retry) during a snapshot call; the outcome is a LoadError.
+def _quiet_modelscope_logs() -> Iterator[None]:
+    """Hide ModelScope's WARNING lines (one per retry) for one call; its outcome becomes a LoadError anyway.
 
-    Levels, filters and the environment are restored afterwards.
+    Enter after importing modelscope, which sets its loggers' levels on import. Restored on exit.
     """
-    names = ("modelscope", "modelscope_hub")
-    loggers = [logging.getLogger(n) for n in names]
+    loggers = [logging.getLogger(name) for name in ("modelscope", "modelscope_hub")]
     levels = [lg.level for lg in loggers]
     drop = _BelowError()
-    # modelscope_hub reads this once, when its logger is first configured (on import, maybe inside the call).
-    env_set = "MODELSCOPE_LOG_LEVEL" not in os.environ
-    if env_set:
-        os.environ["MODELSCOPE_LOG_LEVEL"] = "ERROR"
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.ERROR)  # the modelscope_hub.* loggers inherit it
         lg.addFilter(drop)  # modelscope's get_logger() resets its level on every call; a filter stays
     try:
         yield
@@ -299,8 +304,6 @@ def _quiet_hub_logs() -> Iterator[None]:
         for lg, level in zip(loggers, levels, strict=True):
             lg.removeFilter(drop)
             lg.setLevel(level)
-        if env_set:
-            os.environ.pop("MODELSCOPE_LOG_LEVEL", None)
 
 
 # --- hub snapshots -------------------------------------------------------------------------------------
@@ -323,15 +326,13 @@ def _snapshot(repo_id: str, options: LoadOptions, progress: Progress, marker: st
             continue
         _say(progress, f"looking for {label} in the {hub} {'cache' if options.offline else 'hub'}")
         try:
-            with _quiet_hub_logs():
-                revision, cache_dir = options.revision, options.cache_dir
-                if hub == "ModelScope":
-                    if options.offline:
-                        local = _modelscope_snapshot(repo_id, revision, cache_dir, offline=True)
-                    else:
-                        local = _modelscope_snapshot(repo_id, revision, cache_dir)
+            if hub == "ModelScope":
+                if options.offline:
+                    local = _modelscope_snapshot(repo_id, options.revision, options.cache_dir, offline=True)
                 else:
-                    local = _hf_snapshot(repo_id, revision, cache_dir, options.offline)
+                    local = _modelscope_snapshot(repo_id, options.revision, options.cache_dir)
+            else:
+                local = _hf_snapshot(repo_id, options.revision, options.cache_dir, options.offline)
         except Exception as exc:  # any client failure is one attempt that did not work
             failures.append((hub, _describe_hub_error(exc, hub, options.offline)))
             continue
@@ -612,12 +613,13 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
     adapter_sources = [resolve_adapter(spec) for spec in options.adapters]
     device_map, device = choose_device_map(options, cuda_count)
     dtype = choose_dtype(options, on_gpu=device_map != "cpu")
-    path = download(source, options, progress)
+    # Adapters are small: fetch and check them before a base download that may take minutes.
     adapters = [(_display_name(a), _adapter_dir(a, options, progress)) for a in adapter_sources]
     kinds = {label: _adapter_type(adapter_path, label) for label, adapter_path in adapters}
     if len(set(kinds.values())) > 1:
         listed = ", ".join(f"{label} ({kind})" for label, kind in kinds.items())
         raise LoadError(f"adapters of different kinds cannot be combined: {listed}")
+    path = download(source, options, progress)
 
     # Always explicit: left unset, transformers asks "run the custom code? [y/N]" on stdin mid-load.
     kwargs: dict[str, Any] = {"trust_remote_code": options.trust_remote_code}

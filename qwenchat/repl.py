@@ -188,11 +188,13 @@ class App:
         stream = self.engine.stream(request, cancel)
         view: Any = None
         final: Chunk | None = None
+        prime = self._continuation_prime() if continue_final else ""
 
         def take(chunk: Chunk) -> None:
             nonlocal view, final
             if view is None:  # opened on the first chunk, which may say whether a think block is open
                 view = self.renderer.answer(self.engine.name, think_open=chunk.think_open)
+                view.feed(prime)
             view.feed(chunk.text)
             if chunk.finish_reason:
                 final = chunk
@@ -205,13 +207,14 @@ class App:
             self._drain(stream, take)
         if view is None:
             view = self.renderer.answer(self.engine.name)
+            view.feed(prime)
         reason = (final.finish_reason if final is not None else None) or "interrupted"
         view.end(reason, final.stats if final else None, final.error if final else None)
         if final is not None and final.stats is not None:
             self.last_stats = final.stats
             if self.show_stats:
                 self.renderer.stats(final.stats)
-        text = view.text
+        text = view.text[len(prime) :]
         if reason == "error" and not text:
             return False
         if continue_final and self.conversation.messages and self.conversation.messages[-1].role == "assistant":
@@ -221,6 +224,15 @@ class App:
         else:
             self.conversation.add_assistant(text, interrupted=reason != "stop")
         return True
+
+    def _continuation_prime(self) -> str:
+        """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
+        from qwenchat.export import open_fence
+
+        if self.renderer.plain or not self.renderer.markdown or not self.conversation.messages:
+            return ""
+        fence = open_fence(self.conversation.messages[-1].content)
+        return fence + "\n" if fence else ""
 
     def _drain(self, stream: Iterable[Chunk], take: Callable[[Chunk], None]) -> None:
         """Collect what the engine still sends after a cancel; extra Ctrl-Cs are ignored meanwhile."""

@@ -236,3 +236,20 @@ def test_overflow_drop_oldest_and_error(app):
     app.handle_line("four")
     assert "exceeds the 20-token context" in said(app)
     assert app.conversation.messages[-1].content == "c"
+
+
+def test_continue_inside_code_fence_renders_as_code(tmp_path):
+    """The continuation of an answer cut inside a fence is shown as code, and stored without the reopened fence."""
+    import io
+
+    from rich.console import Console
+
+    from qwenchat.render import Renderer
+
+    buf = io.StringIO()
+    app = App(FakeEngine(), Renderer(Console(file=buf, force_terminal=True, width=80, height=30)))
+    app.engine.enqueue(["```python\nx = 1\n", "y = 2\n```\nDone."])
+    app.handle_line("q")
+    app.handle_line(":continue")
+    assert app.conversation.messages[-1].content == "```python\nx = 1\ny = 2\n```\nDone."
+    assert "```" not in buf.getvalue().split("x = 1")[-1]  # the fence itself is never printed as text

@@ -1,0 +1,105 @@
+"""End to end on the real demo model: the installed command, through a pipe and in a pseudo-terminal."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+QWENCHAT = [sys.executable, "-m", "qwenchat"]
+
+
+def run_piped(stdin: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*QWENCHAT, "--demo", *args], input=stdin, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_piped_session(demo_dir):
+    proc = run_piped("Write a Python function that adds two numbers.\n:seed 7\n:seed\n:his\n",
+                     "--temperature", "0", "--max-new-tokens", "48")
+    assert proc.returncode == 0, proc.stderr
+    assert "def " in proc.stdout and "seed: 7" in proc.stdout and "[assistant]" in proc.stdout
+    assert "\x1b" not in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_piped_conf_reaches_the_model(demo_dir):
+    proc = run_piped(":conf max_new_tokens=3 temperature=0\n:stats on\nSay hello.\n:conf temperature=abc\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 tok · length" in proc.stdout
+    assert "error: temperature must be float" in proc.stdout
+
+
+def test_bad_model_path_is_one_line(tmp_path):
+    proc = subprocess.run([*QWENCHAT, "-c", str(tmp_path / "nope")], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+
+
+class Pty:
+    """qwenchat in a pseudo-terminal, read as a user would see it."""
+
+    def __init__(self, *args: str) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: becomes qwenchat
+            os.environ["TERM"] = "xterm-256color"
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the test runner may have ignored it
+            os.execvp(sys.executable, [*QWENCHAT, *args])
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # a 100x40 terminal
+        self.out = b""
+
+    def read_until(self, needle: bytes, timeout: float = 180, start: int = 0) -> int:
+        deadline = time.time() + timeout
+        while needle not in self.out[start:]:
+            if time.time() > deadline:
+                raise AssertionError(f"timed out waiting for {needle!r}; got {self.out[-2000:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            if ready:
+                try:
+                    self.out += os.read(self.fd, 65536)
+                except OSError:
+                    break
+        return self.out.index(needle, start) + len(needle)
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def close(self) -> int:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return 0
+        return os.waitstatus_to_exitcode(status)
+
+
+def test_ctrl_c_mid_answer_in_a_terminal(demo_dir, tmp_path):
+    t = Pty("--demo", "--no-autosave")
+    try:
+        pos = t.read_until("›".encode())
+        t.send(b"Write a long essay about the history of the Python programming language.\r")
+        pos = t.read_until("●".encode(), start=pos)  # the answer's header: the prompt has returned
+        pos = t.read_until(b"Python", start=pos)  # and the answer is streaming
+        t0 = time.time()
+        t.send(b"\x03")
+        pos = t.read_until(b"interrupted", start=pos)
+        pos = t.read_until("›".encode(), start=pos)
+        assert time.time() - t0 < 10  # the prompt is back at once, not after the answer
+        t.send(b":his\r")
+        pos = t.read_until(b"(interrupted)", start=pos)
+        t.send(b":q\r")
+        assert t.close() == 0
+    finally:
+        try:
+            os.kill(t.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
