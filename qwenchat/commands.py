@@ -40,7 +40,12 @@ class Registry:
         self._order: list[Command] = []
 
     def command(
-        self, name: str, *aliases: str, usage: str = "", help: str, arg_words: Callable[[], list[str]] | None = None
+        self,
+        name: str,
+        *aliases: str,
+        usage: str = "",
+        help: str,
+        arg_words: Callable[[], list[str]] | None = None,
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             cmd = Command(name, aliases, usage or f":{name}", help, fn, arg_words or (lambda: []))
@@ -82,7 +87,9 @@ class Registry:
         cmd = self.find(word)
         if cmd is None:
             close = self.suggest(word)
-            hint = f"; did you mean {', '.join(':' + c for c in close)}?" if close else "; type :h for the list"
+            hint = (
+                f"; did you mean {', '.join(':' + c for c in close)}?" if close else "; type :h for the list"
+            )
             raise CommandError(f"unknown command :{word}{hint}")
         cmd.handler(app, args.strip())
 
@@ -107,8 +114,13 @@ def _no_args(args: str, name: str) -> None:
         raise CommandError(f":{name} takes no arguments")
 
 
-@command("help", "h", usage=":help [command]", help="Show the commands, or one command's help.",
-         arg_words=lambda: REGISTRY.words())
+@command(
+    "help",
+    "h",
+    usage=":help [command]",
+    help="Show the commands, or one command's help.",
+    arg_words=lambda: REGISTRY.words(),
+)
 def cmd_help(app: App, args: str) -> None:
     if args:
         cmd = app.registry.find(args.lstrip(":").lower())
@@ -162,9 +174,12 @@ def cmd_seed(app: App, args: str) -> None:
     app.renderer.info(f"seed: {app.settings.seed}")
 
 
-@command("conf", usage=":conf [key=value ...|all]",
-         help="Show the generation settings that differ from the model's, all of them, or set some.",
-         arg_words=lambda: sorted(generation_defaults()))
+@command(
+    "conf",
+    usage=":conf [key=value ...|all]",
+    help="Show the generation settings that differ from the model's, all of them, or set some.",
+    arg_words=lambda: sorted(generation_defaults()),
+)
 def cmd_conf(app: App, args: str) -> None:
     s = app.settings
     if args and args != "all":
@@ -198,8 +213,12 @@ def cmd_reset_conf(app: App, args: str) -> None:
     app.renderer.info("Generation settings and seed restored.")
 
 
-@command("stats", usage=":stats [on|off]", help="Print speed and cache figures after every answer.",
-         arg_words=lambda: ["on", "off"])
+@command(
+    "stats",
+    usage=":stats [on|off]",
+    help="Print speed and cache figures after every answer.",
+    arg_words=lambda: ["on", "off"],
+)
 def cmd_stats(app: App, args: str) -> None:
     app.show_stats = _on_off(args, ":stats", app.show_stats)
     app.renderer.info(f"stats: {'on' if app.show_stats else 'off'}")
@@ -207,8 +226,13 @@ def cmd_stats(app: App, args: str) -> None:
         app.renderer.stats(app.last_stats)
 
 
-@command("markdown", "raw", usage=":markdown [on|off]", help="Render answers as markdown, or as raw text.",
-         arg_words=lambda: ["on", "off"])
+@command(
+    "markdown",
+    "raw",
+    usage=":markdown [on|off]",
+    help="Render answers as markdown, or as raw text.",
+    arg_words=lambda: ["on", "off"],
+)
 def cmd_markdown(app: App, args: str) -> None:
     app.renderer.markdown = _on_off(args, ":markdown", app.renderer.markdown)
     app.renderer.info(f"markdown: {'on' if app.renderer.markdown else 'off'}")
@@ -217,13 +241,18 @@ def cmd_markdown(app: App, args: str) -> None:
 THINK_MODES = ("show", "fold", "hide")
 
 
-@command("think", usage=":think [show|fold|hide]",
-         help="How <think> reasoning is shown: streamed and kept, folded to one line, or hidden.",
-         arg_words=lambda: list(THINK_MODES))
+@command(
+    "think",
+    usage=":think [show|fold|hide]",
+    help="How <think> reasoning is shown: streamed and kept, folded to one line, or hidden.",
+    arg_words=lambda: list(THINK_MODES),
+)
 def cmd_think(app: App, args: str) -> None:
     if args:
         if args.lower() not in THINK_MODES:
             raise CommandError(f":think takes one of {', '.join(THINK_MODES)}, got {args!r}")
         app.renderer.think = args.lower()
     app.renderer.info(f"think: {app.renderer.think}")
+
+
 from qwenchat import commands_conversation  # noqa: E402,F401  (registers its commands)

@@ -18,9 +18,12 @@ def _last_role(app: App) -> str | None:
     return msgs[-1].role if msgs else None
 
 
-@command("system", usage=":system [text|-|default]",
-         help="Show the system prompt, set it, remove it (-), or restore the default.",
-         arg_words=lambda: ["-", "default"])
+@command(
+    "system",
+    usage=":system [text|-|default]",
+    help="Show the system prompt, set it, remove it (-), or restore the default.",
+    arg_words=lambda: ["-", "default"],
+)
 def cmd_system(app: App, args: str) -> None:
     conv = app.conversation
     if not args:
@@ -37,8 +40,12 @@ def cmd_system(app: App, args: str) -> None:
     app.renderer.info("system prompt removed." if new is None else f"system prompt set: {new!r}")
 
 
-@command("retry", "regen", usage=":retry [seed]",
-         help="Drop the last answer and generate it again, with a new random seed or the one given.")
+@command(
+    "retry",
+    "regen",
+    usage=":retry [seed]",
+    help="Drop the last answer and generate it again, with a new random seed or the one given.",
+)
 def cmd_retry(app: App, args: str) -> None:
     if _last_role(app) != "assistant":
         raise CommandError("there is no answer to retry yet")
@@ -133,7 +140,9 @@ def cmd_sessions(app: App, args: str) -> None:
     if not sessions:
         app.renderer.hint("(no saved sessions)")
         return
-    rows = [(str(i), s.id, s.updated[:16].replace("T", " "), s.model, s.title) for i, s in enumerate(sessions, 1)]
+    rows = [
+        (str(i), s.id, s.updated[:16].replace("T", " "), s.model, s.title) for i, s in enumerate(sessions, 1)
+    ]
     app.renderer.table(rows, headers=("#", "id", "updated", "model", "first message"), title="Sessions")
 
 
@@ -159,8 +168,12 @@ def cmd_export(app: App, args: str) -> None:
     if not args:
         raise CommandError("usage: :export file.md")
     path = Path(args).expanduser()
-    text = to_markdown(app.conversation, model=app.engine.name, settings_overrides=app.settings.overrides,
-                       seed=app.settings.seed)
+    text = to_markdown(
+        app.conversation,
+        model=app.engine.name,
+        settings_overrides=app.settings.overrides,
+        seed=app.settings.seed,
+    )
     try:
         atomic_write_text(path, text)
     except OSError as exc:
@@ -168,9 +181,12 @@ def cmd_export(app: App, args: str) -> None:
     app.renderer.info(f"exported to {path}")
 
 
-@command("copy", usage=":copy [N|code]",
-         help="Copy the last (or Nth) answer, or its last code block, to the clipboard (OSC 52).",
-         arg_words=lambda: ["code"])
+@command(
+    "copy",
+    usage=":copy [N|code]",
+    help="Copy the last (or Nth) answer, or its last code block, to the clipboard (OSC 52).",
+    arg_words=lambda: ["code"],
+)
 def cmd_copy(app: App, args: str) -> None:
     from qwenchat.clipboard import last_code_block, osc52, support_note
 
@@ -216,7 +232,9 @@ def cmd_tokens(app: App, args: str) -> None:
     if window:
         left = window - used - budget
         spare = f"{left} to spare" if left >= 0 else f"over by {-left}: the oldest exchanges will be dropped"
-        app.renderer.info(f"{used} tokens in the conversation + {budget} max_new_tokens of a {window}-token context"
-                          f" ({spare})")
+        app.renderer.info(
+            f"{used} tokens in the conversation + {budget} max_new_tokens of a {window}-token context"
+            f" ({spare})"
+        )
     else:
         app.renderer.info(f"{used} tokens in the conversation (context window unknown)")

@@ -33,15 +33,46 @@ KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
 
 # Keys that would break a streamed chat turn or are internal bookkeeping.
 BLOCKED = {
-    "_from_model_config", "transformers_version", "return_dict_in_generate", "output_attentions",
-    "output_hidden_states", "output_scores", "output_logits", "num_return_sequences", "use_cache",
-    "cache_implementation", "cache_config", "compile_config", "disable_compile", "watermarking_config",
-    "continuous_batching_config", "is_assistant", "low_memory", "constraints", "force_words_ids",
-    "prefill_chunk_size", "max_cache_len", "num_beam_groups", "diversity_penalty", "penalty_alpha",
-    "dola_layers", "guidance_scale", "token_healing", "decoder_start_token_id", "max_length",
-    "speculation_type", "use_mtp", "assistant_early_exit", "assistant_confidence_threshold",
-    "assistant_lookbehind", "target_lookbehind", "num_assistant_tokens", "num_assistant_tokens_schedule",
-    "assistant_ensemble_weight", "prompt_lookup_num_tokens", "max_matching_ngram_size",
+    "_from_model_config",
+    "transformers_version",
+    "return_dict_in_generate",
+    "output_attentions",
+    "output_hidden_states",
+    "output_scores",
+    "output_logits",
+    "num_return_sequences",
+    "use_cache",
+    "cache_implementation",
+    "cache_config",
+    "compile_config",
+    "disable_compile",
+    "watermarking_config",
+    "continuous_batching_config",
+    "is_assistant",
+    "low_memory",
+    "constraints",
+    "force_words_ids",
+    "prefill_chunk_size",
+    "max_cache_len",
+    "num_beam_groups",
+    "diversity_penalty",
+    "penalty_alpha",
+    "dola_layers",
+    "guidance_scale",
+    "token_healing",
+    "decoder_start_token_id",
+    "max_length",
+    "speculation_type",
+    "use_mtp",
+    "assistant_early_exit",
+    "assistant_confidence_threshold",
+    "assistant_lookbehind",
+    "target_lookbehind",
+    "num_assistant_tokens",
+    "num_assistant_tokens_schedule",
+    "assistant_ensemble_weight",
+    "prompt_lookup_num_tokens",
+    "max_matching_ngram_size",
 }
 RANGE_TEXT = {"nonneg": ">= 0", "unit": "in (0, 1]", "unit0": "in [0, 1]", "pos": "> 0"}
 
@@ -66,7 +97,7 @@ def generation_defaults() -> dict[str, Any]:
 
 
 def parse_value(raw: str) -> Any:
-    """A Python literal (numbers, True/False/None, quoted strings, lists) or else the bare word as a string."""
+    """A Python literal (numbers, True/False/None, quoted strings, lists), else the bare word as a string."""
     lowered = raw.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -236,7 +267,9 @@ def read_config_file(path: Any = None) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
     unknown = set(data) - {"generation", "chat"}
     if unknown:
-        raise ConfigError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; expected [generation], [chat]")
+        raise ConfigError(
+            f"{path}: unknown table(s) {', '.join(sorted(unknown))}; expected [generation], [chat]"
+        )
     generation = data.get("generation", {})
     if not isinstance(generation, dict):
         raise ConfigError(f"{path}: [generation] must be a table")

@@ -1,4 +1,4 @@
-"""The transformers engine: generate in a worker thread, decode incrementally, keep the KV cache across turns."""
+"""The transformers engine: generate in a worker thread, decode incrementally, keep the KV cache."""
 
 from __future__ import annotations
 
@@ -25,8 +25,12 @@ class _CancelCriteria(StoppingCriteria):
     def __init__(self, cancel: threading.Event) -> None:
         self.cancel = cancel
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        return torch.full(
+            (input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool, device=input_ids.device
+        )
 
 
 class _QueueStreamer(BaseStreamer):
@@ -105,7 +109,15 @@ class TransformersEngine:
     def default_settings(self) -> dict[str, Any]:
         gc = self.model.generation_config
         out: dict[str, Any] = {}
-        for key in ("do_sample", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_new_tokens"):
+        for key in (
+            "do_sample",
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "repetition_penalty",
+            "max_new_tokens",
+        ):
             value = getattr(gc, key, None)
             if value is not None:
                 out[key] = value
@@ -236,7 +248,9 @@ class TransformersEngine:
                     yield Chunk(text=text, tokens=len(generated))
             finished = True
         finally:
-            if worker.is_alive():  # the caller stopped listening: stop the worker before anyone reuses the cache
+            if (
+                worker.is_alive()
+            ):  # the caller stopped listening: stop the worker before anyone reuses the cache
                 cancel.set()
                 _join(worker)
             if not finished:

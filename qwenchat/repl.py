@@ -90,7 +90,9 @@ class App:
             self.session_id = session_id
             self.created = created or self.created
         if saved.model and saved.model != self.model_id:
-            self.renderer.notice(f"this session was saved with {saved.model}; continuing with {self.model_id}")
+            self.renderer.notice(
+                f"this session was saved with {saved.model}; continuing with {self.model_id}"
+            )
 
     def check_template(self) -> None:
         """Raise CommandError when the chat template rejects the conversation (e.g. no system role)."""
@@ -217,7 +219,11 @@ class App:
         text = view.text[len(prime) :]
         if reason == "error" and not text:
             return False
-        if continue_final and self.conversation.messages and self.conversation.messages[-1].role == "assistant":
+        if (
+            continue_final
+            and self.conversation.messages
+            and self.conversation.messages[-1].role == "assistant"
+        ):
             last = self.conversation.messages[-1]
             last.content += text
             last.interrupted = reason != "stop"
@@ -246,7 +252,7 @@ class App:
 
     # -- the loop --------------------------------------------------------------------------
     def run_lines(self, lines: Iterable[str]) -> None:
-        """Pipe mode: one message or command per line, until end of input or :q; triple-quote blocks span lines."""
+        """Pipe mode: a message or command per line until end of input or :q; triple-quote blocks span lines."""
         it = iter(lines)
         for line in it:
             if self.should_exit:
@@ -258,7 +264,9 @@ class App:
                 line = _read_block(line, (x.rstrip("\r\n") for x in it))
             self.handle_line(line)
 
-    def run_interactive(self, *, history_file: Path | None = None, input: Any = None, output: Any = None) -> None:
+    def run_interactive(
+        self, *, history_file: Path | None = None, input: Any = None, output: Any = None
+    ) -> None:
         from prompt_toolkit import PromptSession
 
         session = PromptSession(

@@ -14,7 +14,10 @@ def test_parse_value_literals_and_bare_words():
 
 
 def test_parse_assignments_quoted_and_errors():
-    assert parse_assignments('temperature=0.3 stop_strings="a b"') == {"temperature": 0.3, "stop_strings": "a b"}
+    assert parse_assignments('temperature=0.3 stop_strings="a b"') == {
+        "temperature": 0.3,
+        "stop_strings": "a b",
+    }
     for bad in ["temperature", "=3", "temperature=", "'unclosed", ""]:
         with pytest.raises(ConfigError):
             parse_assignments(bad)

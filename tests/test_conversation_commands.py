@@ -100,7 +100,9 @@ def test_continue_appends_to_last_answer(app):
 
 def test_edit_replaces_last_message(app, tmp_path, monkeypatch):
     script = tmp_path / "ed.py"
-    script.write_text("import sys\np = sys.argv[1]\nt = open(p).read()\nopen(p, 'w').write(t.replace('cat', 'dog'))\n")
+    script.write_text(
+        "import sys\np = sys.argv[1]\nt = open(p).read()\nopen(p, 'w').write(t.replace('cat', 'dog'))\n"
+    )
     monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
     monkeypatch.delenv("VISUAL", raising=False)
     app.engine.enqueue(["meow", "woof"])
@@ -239,7 +241,7 @@ def test_overflow_drop_oldest_and_error(app):
 
 
 def test_continue_inside_code_fence_renders_as_code(tmp_path):
-    """The continuation of an answer cut inside a fence is shown as code, and stored without the reopened fence."""
+    """A continuation inside a fence is shown as code and stored without the reopened fence."""
     import io
 
     from rich.console import Console

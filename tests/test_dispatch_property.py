@@ -1,4 +1,4 @@
-"""Thousands of arbitrary lines through the dispatcher: nothing escapes, and a rejected line changes nothing."""
+"""Thousands of arbitrary lines through the dispatcher: nothing escapes; a rejected line changes nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import io
 import os
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,15 +23,24 @@ VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["True", "none", "[1,2]", "{'a':1}", "'x'", "(", "1e999", "-0", "0x10"]),
 )
-CONF = st.builds(lambda pairs: ":conf " + " ".join(f"{k}={v}" for k, v in pairs),
-                 st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=4))
-COMMAND = st.builds(lambda w, a: f":{w} {a}", st.sampled_from(REGISTRY.words() + ["xyz", ""]), st.text(max_size=20))
+CONF = st.builds(
+    lambda pairs: ":conf " + " ".join(f"{k}={v}" for k, v in pairs),
+    st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=4),
+)
+COMMAND = st.builds(
+    lambda w, a: f":{w} {a}", st.sampled_from(REGISTRY.words() + ["xyz", ""]), st.text(max_size=20)
+)
 LINE = st.one_of(CONF, COMMAND, st.text(max_size=40))
 
 
 def snapshot(app):
-    return (copy.deepcopy(app.settings.overrides), app.settings.seed, app.renderer.markdown,
-            app.renderer.think, app.show_stats)
+    return (
+        copy.deepcopy(app.settings.overrides),
+        app.settings.seed,
+        app.renderer.markdown,
+        app.renderer.think,
+        app.show_stats,
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -20,13 +20,19 @@ QWENCHAT = [sys.executable, "-m", "qwenchat"]
 
 
 def run_piped(stdin: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*QWENCHAT, "--demo", *args], input=stdin, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [*QWENCHAT, "--demo", *args], input=stdin, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_piped_session(demo_dir):
-    proc = run_piped("Write a Python function that adds two numbers.\n:seed 7\n:seed\n:his\n",
-                     "--temperature", "0", "--max-new-tokens", "48")
+    proc = run_piped(
+        "Write a Python function that adds two numbers.\n:seed 7\n:seed\n:his\n",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "48",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "def " in proc.stdout and "seed: 7" in proc.stdout and "[assistant]" in proc.stdout
     assert "\x1b" not in proc.stdout and "Traceback" not in proc.stderr
@@ -40,8 +46,13 @@ def test_piped_conf_reaches_the_model(demo_dir):
 
 
 def test_bad_model_path_is_one_line(tmp_path):
-    proc = subprocess.run([*QWENCHAT, "-c", str(tmp_path / "nope")], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    proc = subprocess.run(
+        [*QWENCHAT, "-c", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
 

@@ -73,7 +73,9 @@ def test_identical_after_reset_and_cancel(tiny_engines):
             engine.reset()  # what :clh does to the engine
         if i == 5:  # a turn cancelled at once, then dropped from the conversation
             cancel = threading.Event()
-            stream = engine.stream(GenerationRequest(msgs + [{"role": "user", "content": "x"}], GREEDY), cancel)
+            stream = engine.stream(
+                GenerationRequest(msgs + [{"role": "user", "content": "x"}], GREEDY), cancel
+            )
             next(stream)
             cancel.set()
             final = list(stream)[-1]
@@ -102,9 +104,13 @@ def test_cancel_stops_within_a_step(tiny_model):
     model, tok = tiny_model
     engine = TransformersEngine(model, tok, "tiny")
     cancel = threading.Event()
-    stream = engine.stream(GenerationRequest([{"role": "user", "content": "hi"}],
-                                             {"do_sample": False, "max_new_tokens": 500,
-                                              "min_new_tokens": 500}), cancel)
+    stream = engine.stream(
+        GenerationRequest(
+            [{"role": "user", "content": "hi"}],
+            {"do_sample": False, "max_new_tokens": 500, "min_new_tokens": 500},
+        ),
+        cancel,
+    )
     first = next(stream)
     cancel.set()
     rest = list(stream)
@@ -116,8 +122,11 @@ def test_cancel_stops_within_a_step(tiny_model):
 def test_length_and_stop_reasons(tiny_model):
     model, tok = tiny_model
     engine = TransformersEngine(model, tok, "tiny")
-    _, final = run(engine, [{"role": "user", "content": "hi"}], {"do_sample": False, "max_new_tokens": 5,
-                                                                   "min_new_tokens": 5})
+    _, final = run(
+        engine,
+        [{"role": "user", "content": "hi"}],
+        {"do_sample": False, "max_new_tokens": 5, "min_new_tokens": 5},
+    )
     assert final.finish_reason == "length" and final.stats.generated_tokens == 5
 
 
@@ -158,9 +167,14 @@ def test_incremental_decoding_matches_full_decode(tiny_model):
 @pytest.mark.slow
 def test_demo_answers_a_coding_question(demo_loaded):
     engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
-    text, final = run(engine, [{"role": "system", "content": "You are a helpful assistant."},
-                               {"role": "user", "content": "Write a Python function that adds two numbers."}],
-                      {"do_sample": False, "max_new_tokens": 48})
+    text, final = run(
+        engine,
+        [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Write a Python function that adds two numbers."},
+        ],
+        {"do_sample": False, "max_new_tokens": 48},
+    )
     assert "def " in text
     assert final.stats.generated_tokens > 10 and final.stats.decode_tps > 0
 
@@ -173,3 +187,18 @@ def test_demo_greedy_same_with_and_without_reuse(demo_loaded):
     a, fa = converse(reuse, turns=3, settings=settings)
     b, _ = converse(fresh, turns=3, settings=settings)
     assert a == b and fa[-1].stats.reused_tokens > 0
+
+
+def test_stats_are_sane(tiny_model):
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "tiny")
+    msgs = [{"role": "user", "content": "hello"}]
+    _, first = run(engine, msgs, {"do_sample": False, "max_new_tokens": 6, "min_new_tokens": 6})
+    s = first.stats
+    assert s.prompt_tokens == s.reused_tokens + s.prefilled_tokens and s.reused_tokens == 0
+    assert s.generated_tokens == 6 and s.finish_reason == "length"
+    assert 0 < s.ttft_s < s.total_s and s.decode_tps > 0 and s.prefill_tps > 0
+    assert s.peak_gpu_mem_bytes is None  # CPU
+    msgs += [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}]
+    _, second = run(engine, msgs)
+    assert second.stats.reused_tokens > 0 and second.stats.prompt_tokens > s.prompt_tokens

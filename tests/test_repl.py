@@ -195,4 +195,7 @@ def test_alt_enter_inserts_newline(out):
         inp.send_text('"""\rblock a\rblock b"""\r')
         inp.send_text("\x04")
         app.run_interactive(input=inp, output=DummyOutput())
-    assert [r.messages[-1]["content"] for r in app.engine.requests] == ["line one\nline two", "block a\nblock b"]
+    assert [r.messages[-1]["content"] for r in app.engine.requests] == [
+        "line one\nline two",
+        "block a\nblock b",
+    ]
