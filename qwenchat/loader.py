@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -263,11 +264,20 @@ def _proxy_for(host: str) -> tuple[str, int] | None:
 def _reachable(host: str, port: int = 443, timeout: float = CONNECT_TIMEOUT_S) -> bool:
     """Whether a TCP connection to `host` (or to the proxy in front of it) opens within `timeout`."""
     target = _proxy_for(host) or (host, port)
-    try:
-        with socket.create_connection(target, timeout=timeout):
-            return True
-    except OSError:  # DNS failure, refused, timed out, no route
-        return False
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(target, timeout=timeout):
+                answer.append(True)
+        except OSError:  # DNS failure, refused, timed out, no route
+            answer.append(False)
+
+    # The socket timeout does not cover the DNS lookup, which can hang on a broken resolver.
+    worker = threading.Thread(target=probe, name="qwenchat-reachable", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(answer and answer[0])
 
 
 def _hub_reachable(hub: str) -> bool:
@@ -615,9 +625,9 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
     dtype = choose_dtype(options, on_gpu=device_map != "cpu")
     # Adapters are small: fetch and check them before a base download that may take minutes.
     adapters = [(_display_name(a), _adapter_dir(a, options, progress)) for a in adapter_sources]
-    kinds = {label: _adapter_type(adapter_path, label) for label, adapter_path in adapters}
-    if len(set(kinds.values())) > 1:
-        listed = ", ".join(f"{label} ({kind})" for label, kind in kinds.items())
+    kinds = [(label, _adapter_type(adapter_path, label)) for label, adapter_path in adapters]
+    if len({kind for _, kind in kinds}) > 1:
+        listed = ", ".join(f"{label} ({kind})" for label, kind in kinds)
         raise LoadError(f"adapters of different kinds cannot be combined: {listed}")
     path = download(source, options, progress)
 

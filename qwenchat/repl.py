@@ -252,7 +252,7 @@ class App:
 
     # -- the loop --------------------------------------------------------------------------
     def run_lines(self, lines: Iterable[str]) -> None:
-        """Pipe mode: a message or command per line until end of input or :q; triple-quote blocks span lines."""
+        """Pipe mode: a message or command per line, to end of input or :q; triple-quote blocks span lines."""
         it = iter(lines)
         for line in it:
             if self.should_exit:

@@ -227,6 +227,16 @@ def test_prompt_learning_adapter_is_refused(tmp_path: Path, no_loading: None, pe
         loader.load(loader.resolve(HUB_ID), LoadOptions(adapters=[str(tmp_path)]))
 
 
+def test_adapters_of_different_kinds(tmp_path: Path, no_loading: None, peft_installed: None) -> None:
+    for name, kind in (("lora", "LORA"), ("ia3", "IA3")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text(json.dumps({"peft_type": kind}))
+    options = LoadOptions(adapters=[str(tmp_path / "lora"), str(tmp_path / "ia3")])
+    with pytest.raises(LoadError) as info:
+        loader.load(loader.resolve(HUB_ID), options)
+    assert _one_line_error(info) == "adapters of different kinds cannot be combined: lora (LORA), ia3 (IA3)"
+
+
 def test_merge_without_adapter(no_loading: None) -> None:
     with pytest.raises(LoadError, match="^--merge-adapter needs at least one --adapter$"):
         loader.load(loader.resolve(HUB_ID), LoadOptions(merge_adapter=True))
@@ -467,6 +477,20 @@ def test_reachable_probes_a_tcp_connection(monkeypatch: pytest.MonkeyPatch) -> N
     assert not loader._reachable("127.0.0.1", port, timeout=1.0)  # closed now
     assert not loader._reachable("hub.invalid", 443, timeout=1.0)
     assert time.monotonic() - start < 3.0
+
+
+def test_reachable_does_not_wait_on_a_hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def hang(*args: object, **kwargs: object) -> None:
+        release.wait(10)  # a DNS lookup that never answers: the socket timeout does not cover it
+        raise OSError("too late")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    start = time.monotonic()
+    assert not loader._reachable("huggingface.co", 443, timeout=0.3)
+    assert time.monotonic() - start < 1.0
+    release.set()
 
 
 def test_modelscope_warnings_are_hidden_during_a_call_only() -> None:
