@@ -8,6 +8,7 @@ LoadError with one line of text.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -362,6 +363,11 @@ def _snapshot(repo_id: str, options: LoadOptions, progress: Progress, marker: st
             looked.append(f"the {hub} cache {cache}{extra}")
         raise LoadError(f"{label} is not in the local cache (offline); looked in " + " and ".join(looked))
     if unreachable and len(unreachable) == len(failures):
+        # No network: a copy already in a hub cache is as good as a download (as --offline would find it).
+        try:
+            return _snapshot(repo_id, dataclasses.replace(options, offline=True), progress, marker, what)
+        except LoadError:
+            pass
         titles = " or ".join(_HUB_TITLES[hub] for hub in unreachable)
         raise LoadError(
             f"cannot reach {titles} (offline?) to download {label}; "

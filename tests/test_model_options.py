@@ -402,12 +402,21 @@ def test_unreachable_hubs_fail_fast_without_calling_the_clients(
         f"cannot reach ModelScope or the Hugging Face hub (offline?) to download {HUB_ID}; "
         "use a local path, or --offline with a cached model"
     )
-    assert hooks.calls == []
+    # only the local caches were asked, never the hubs themselves
+    assert hooks.calls == [("ms", HUB_ID, True), ("hf", HUB_ID, True)]
     assert probed == ["modelscope.cn", "www.modelscope.ai", "huggingface.co"]
 
     with pytest.raises(LoadError, match="^cannot reach the Hugging Face hub .* download adapter me/my-lora;"):
         loader.load(loader.resolve(HUB_ID), LoadOptions(source="hf", adapters=["me/my-lora"]))
-    assert hooks.calls == []
+    assert all(offline for _, _, offline in hooks.calls)
+
+
+def test_unreachable_hubs_fall_back_to_a_cached_copy(monkeypatch: pytest.MonkeyPatch, base_dir: Path) -> None:
+    """No network, but the model is in the Hugging Face cache: it loads as --offline would, no flag needed."""
+    hooks = Hooks(monkeypatch, ms=_cache_miss(), hf=base_dir)
+    monkeypatch.setattr(loader, "_reachable", lambda *a, **k: False)
+    assert loader.download(loader.resolve(HUB_ID), LoadOptions()) == base_dir
+    assert all(offline for _, _, offline in hooks.calls)
 
 
 def test_one_hub_unreachable_uses_the_other(monkeypatch: pytest.MonkeyPatch, base_dir: Path) -> None:
