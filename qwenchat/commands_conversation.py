@@ -13,6 +13,15 @@ if TYPE_CHECKING:
     from qwenchat.repl import App
 
 
+def _user_path(args: str, usage: str) -> Path:
+    """A file name the user typed; one that the OS cannot take is a CommandError, not a crash."""
+    if not args:
+        raise CommandError(f"usage: {usage}")
+    if "\x00" in args:
+        raise CommandError(f"not a valid file name: {args!r}")
+    return Path(args).expanduser()
+
+
 def _last_role(app: App) -> str | None:
     msgs = app.conversation.messages
     return msgs[-1].role if msgs else None
@@ -110,7 +119,7 @@ def cmd_continue(app: App, args: str) -> None:
 def cmd_save(app: App, args: str) -> None:
     from qwenchat.store import StoreError, save_file
 
-    path = Path(args).expanduser() if args else Path.cwd() / f"qwenchat-{app.session_id}.json"
+    path = _user_path(args, ":save [file]") if args else Path.cwd() / f"qwenchat-{app.session_id}.json"
     try:
         save_file(path, **app.session_fields())
     except (StoreError, OSError) as exc:
@@ -122,10 +131,9 @@ def cmd_save(app: App, args: str) -> None:
 def cmd_load(app: App, args: str) -> None:
     from qwenchat.store import StoreError, load_file
 
-    if not args:
-        raise CommandError("usage: :load file")
+    path = _user_path(args, ":load file")
     try:
-        saved = load_file(Path(args).expanduser())
+        saved = load_file(path)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     app.adopt(saved)
@@ -165,9 +173,7 @@ def cmd_export(app: App, args: str) -> None:
     from qwenchat.export import to_markdown
     from qwenchat.store import atomic_write_text
 
-    if not args:
-        raise CommandError("usage: :export file.md")
-    path = Path(args).expanduser()
+    path = _user_path(args, ":export file.md")
     text = to_markdown(
         app.conversation,
         model=app.engine.name,

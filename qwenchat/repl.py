@@ -114,6 +114,8 @@ class App:
                 self.registry.dispatch(self, text)
             except CommandError as exc:
                 self.renderer.error(str(exc))
+            except Exception as exc:  # a bug in a command must not end the session or show a traceback
+                self.renderer.error(f"internal error in {text.split()[0]}: {type(exc).__name__}: {exc}")
             self.autosave()
             return
         if text.startswith("::"):  # a message that really starts with ':'

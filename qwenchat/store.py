@@ -270,6 +270,8 @@ def load_file(path: str | os.PathLike[str]) -> SavedSession:
         raise StoreError(f"no such file: {path}") from None
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {_os_reason(exc)}") from None
+    except ValueError:  # a NUL byte in the name
+        raise StoreError(f"not a valid file name: {str(path)!r}") from None
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a session file")
     if not path.is_file():

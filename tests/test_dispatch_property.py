@@ -69,6 +69,7 @@ def test_no_exception_escapes_and_rejections_change_nothing(line):
     n_msgs = len(app.conversation.messages)
     app.handle_line(line)
     out = renderer.console.file.getvalue()
+    assert "internal error" not in out  # the catch-all in handle_line must never be what saved us
     if "error:" in out:
         assert snapshot(app) == before
         assert len(app.conversation.messages) == n_msgs

@@ -199,3 +199,18 @@ def test_alt_enter_inserts_newline(out):
         "line one\nline two",
         "block a\nblock b",
     ]
+
+
+def test_a_failing_command_is_one_line(app):
+    from qwenchat.commands import Registry
+
+    reg = Registry()
+
+    @reg.command("boom", help="raises")
+    def boom(app, args):
+        raise ZeroDivisionError("division by zero")
+
+    app.registry = reg
+    app.handle_line(":boom")
+    assert "error: internal error in :boom: ZeroDivisionError: division by zero" in transcript(app)
+    assert not app.should_exit

@@ -1,0 +1,435 @@
+"""The llama.cpp engine: a GGUF through llama-cpp-python (the `llamacpp` extra), in this process.
+
+The prompt is rendered with the GGUF's own chat template and tokenized here, and the tokens go to the
+low-level `Llama.generate`, which keeps the KV cache of the previous turn: only the part of the prompt
+after the longest common prefix is evaluated. The prompt is evaluated in batches and tokens are sampled
+one at a time in a worker thread, so a set `cancel` stops the turn within one batch or one token.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats
+from qwenchat.think import prompt_opens_think
+
+INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
+# What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
+LLAMACPP_DEFAULTS: dict[str, Any] = {
+    "do_sample": True,
+    "temperature": 0.8,
+    "top_p": 0.95,
+    "top_k": 40,
+    "min_p": 0.05,
+    "repetition_penalty": 1.0,
+}
+# GGUF metadata that newer converters write with the model's recommended sampling.
+_GGUF_SAMPLING = {
+    "general.sampling.temp": ("temperature", float),
+    "general.sampling.top_p": ("top_p", float),
+    "general.sampling.top_k": ("top_k", int),
+    "general.sampling.min_p": ("min_p", float),
+    "general.sampling.penalty_repeat": ("repetition_penalty", float),
+}
+SUPPORTED_SETTINGS = {
+    "do_sample",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "typical_p",
+    "repetition_penalty",
+    "max_new_tokens",
+    "stop_strings",
+}
+_NEUTRAL: dict[str, Any] = {
+    "num_beams": 1,
+    "min_new_tokens": 0,
+    "no_repeat_ngram_size": 0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "length_penalty": 1.0,
+}
+_END = object()
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def error_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    name = type(exc).__name__
+    return f"{name}: {first[:300]}" if first else name
+
+
+class ChatTemplate:
+    """A GGUF's Jinja chat template, rendered the way transformers renders it (sandboxed)."""
+
+    def __init__(self, source: str, bos_token: str, eos_token: str) -> None:
+        import jinja2
+        import jinja2.ext
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message: str) -> None:
+            raise jinja2.exceptions.TemplateError(message)
+
+        def tojson(
+            x: Any,
+            ensure_ascii: bool = False,
+            indent: int | None = None,
+            separators: Any = None,
+            sort_keys: bool = False,
+        ) -> str:
+            return json.dumps(
+                x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+            )
+
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+        )
+        env.filters["tojson"] = tojson
+        env.globals["raise_exception"] = raise_exception
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        self.template = env.from_string(source)
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+
+    def render(self, messages: list[dict[str, Any]], continue_final: bool = False) -> str:
+        text = self.template.render(
+            messages=messages,
+            add_generation_prompt=not continue_final,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+        )
+        if continue_final:
+            # As transformers' continue_final_message: cut what the template put after the final message.
+            final = messages[-1].get("content") or ""
+            if final.strip():
+                try:
+                    at = text.rindex(final.strip())
+                except ValueError:
+                    raise EngineError(
+                        "the chat template did not keep the final message; cannot continue it"
+                    ) from None
+                end = (
+                    at + len(final.lstrip())
+                    if text[at : at + len(final.lstrip())] == final.lstrip()
+                    else at + len(final.strip())
+                )
+                text = text[:end]
+        return text
+
+
+class _StopMatcher:
+    """Finds stop strings in streamed text; holds back only a tail that could still become one."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.buf = ""
+
+    def _partial(self) -> int:
+        """Length of the longest tail of the buffer that is a proper prefix of a stop string."""
+        best = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.buf)), best, -1):
+                if self.buf.endswith(stop[:n]):
+                    best = n
+                    break
+        return best
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text safe to emit, whether a stop string was hit)."""
+        if not self.stops:
+            return text, False
+        self.buf += text
+        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.buf = self.buf[: min(hits)], ""
+            return out, True
+        cut = len(self.buf) - self._partial()
+        out, self.buf = self.buf[:cut], self.buf[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.buf = self.buf, ""
+        return out
+
+
+class LlamaCppEngine:
+    """One GGUF, one conversation at a time; the KV cache of the last turn is kept for the next."""
+
+    def __init__(
+        self,
+        gguf_path: str | os.PathLike[str],
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        *,
+        n_batch: int = 256,
+        n_gpu_layers: int = 0,
+        defaults: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise EngineError(f"the llama.cpp engine needs llama-cpp-python: {INSTALL_HINT}") from None
+        self._llama_cpp = llama_cpp
+        path = Path(gguf_path)
+        if not path.is_file():
+            raise EngineError(f"no GGUF file at {path}")
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_batch=n_batch,
+                n_gpu_layers=n_gpu_layers,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise EngineError(f"llama.cpp could not load {path.name}: {error_line(exc)}") from None
+        self.path = path
+        self.name = name or path.stem
+        self.n_batch = n_batch
+        source = self.llm.metadata.get("tokenizer.chat_template")
+        if not source:
+            raise EngineError(f"{path.name} has no chat template (tokenizer.chat_template)")
+        self.template = ChatTemplate(
+            source, self._token_text(self.llm.token_bos()), self._token_text(self.llm.token_eos())
+        )
+        self._defaults = dict(defaults) if defaults is not None else self._gguf_defaults()
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._lock = threading.Lock()
+
+    # -- facts about the model ---------------------------------------------------------------
+    def _token_text(self, token_id: int) -> str:
+        if token_id is None or token_id < 0:
+            return ""
+        return self.llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
+
+    def _gguf_defaults(self) -> dict[str, Any]:
+        from qwenchat import demo
+
+        if self.path.name == demo.GGUF_NAME:  # the demo GGUF carries no sampling settings; Qwen's apply
+            return dict(demo.GENERATION_DEFAULTS)
+        out = dict(LLAMACPP_DEFAULTS)
+        for key, (setting, kind) in _GGUF_SAMPLING.items():
+            if key in self.llm.metadata:
+                try:
+                    out[setting] = kind(self.llm.metadata[key])
+                except ValueError:
+                    pass
+        return out
+
+    @property
+    def context_window(self) -> int | None:
+        return self.llm.n_ctx()
+
+    def default_settings(self) -> dict[str, Any]:
+        return dict(self._defaults)
+
+    def ignored_settings(self, settings: dict[str, Any]) -> list[str]:
+        """The keys of `settings` llama.cpp has no counterpart for, for a notice."""
+        return sorted(
+            k
+            for k, v in settings.items()
+            if v is not None and k not in SUPPORTED_SETTINGS and _NEUTRAL.get(k, object()) != v
+        )
+
+    def reset(self) -> None:
+        with self._lock:
+            self.llm.reset()
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        return self.template.render(request.messages, continue_final=request.continue_final)
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        # The template writes any BOS itself, as transformers' apply_chat_template assumes.
+        return self.llm.tokenize(self.render_prompt(request).encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        return len(self.encode(request))
+
+    def _is_end(self, token: int) -> bool:
+        return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    # -- generation --------------------------------------------------------------------------
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        if not self._lock.acquire(blocking=False):
+            yield Chunk(finish_reason="error", error="the engine is busy with another turn")
+            return
+        try:
+            yield from self._stream(request, cancel)
+        finally:
+            self._lock.release()
+
+    def _sampling(self, settings: dict[str, Any]) -> dict[str, Any]:
+        s = {**self._defaults, **settings}
+        greedy = s.get("do_sample") is False or s.get("temperature") == 0
+        return {
+            "temp": 0.0 if greedy else float(s.get("temperature") or 1.0),
+            "top_k": int(s.get("top_k") or 0),  # 0 turns top-k off, as in transformers
+            "top_p": float(s.get("top_p") if s.get("top_p") is not None else 1.0),
+            "min_p": float(s.get("min_p") or 0.0),
+            "typical_p": float(s.get("typical_p") if s.get("typical_p") is not None else 1.0),
+            "repeat_penalty": float(s.get("repetition_penalty") or 1.0),
+        }
+
+    def _stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        t0 = time.perf_counter()
+        try:
+            prompt = self.render_prompt(request)
+            ids = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            sampling = self._sampling(request.settings)
+        except Exception as exc:  # a template that rejects the roles, a bad setting
+            yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))
+            return
+        n_ctx = self.llm.n_ctx()
+        if not ids or len(ids) >= n_ctx:
+            error = f"the prompt ({len(ids)} tokens) does not fit the {n_ctx}-token context"
+            yield Chunk(
+                finish_reason="error",
+                error=error,
+                stats=TurnStats(prompt_tokens=len(ids), finish_reason="error"),
+            )
+            return
+        yield Chunk(think_open=prompt_opens_think(prompt))  # lets the renderer start before the first token
+        max_new = int(request.settings.get("max_new_tokens") or self._defaults.get("max_new_tokens") or n_ctx)
+        max_new = min(max_new, n_ctx - len(ids))  # the KV cache cannot hold more
+        stops = request.settings.get("stop_strings") or []
+        stopper = _StopMatcher([stops] if isinstance(stops, str) else list(stops))
+
+        q: queue.Queue = queue.Queue()
+        outcome: dict[str, Any] = {"reused": 0}
+
+        def work() -> None:
+            llm = self.llm
+            try:
+                if request.seed is not None:
+                    llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
+                # Keep the longest cached prefix (at least one token left for generate to decode), then
+                # evaluate the rest in batches so a cancel is seen between them.
+                cached = llm.input_ids[: llm.n_tokens].tolist()
+                keep = min(common_prefix_len(cached, ids), len(ids) - 1)
+                if keep < llm.n_tokens:
+                    llm.n_tokens = keep  # eval() drops the cache entries from here on
+                outcome["reused"] = keep
+                for start in range(keep, len(ids) - 1, self.n_batch):
+                    if cancel.is_set():
+                        return
+                    llm.eval(ids[start : min(start + self.n_batch, len(ids) - 1)])
+                if cancel.is_set():
+                    return
+                # generate() finds all but the last prompt token cached and decodes just that one.
+                for n, token in enumerate(llm.generate(ids, reset=True, **sampling), start=1):
+                    if self._is_end(token):
+                        outcome["reason"] = "stop"
+                        return
+                    q.put(token)
+                    if cancel.is_set() or n >= max_new or outcome.get("stop"):
+                        return
+            except BaseException as exc:  # reported to the user as one line; the session survives
+                outcome["error"] = exc
+            finally:
+                q.put(_END)
+
+        worker = threading.Thread(target=work, name="qwenchat-llamacpp", daemon=True)
+        worker.start()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        generated = 0
+        t_first: float | None = None
+        hit_stop = False
+        finished = False
+        try:
+            while True:
+                try:
+                    item = q.get(timeout=0.1)
+                except queue.Empty:
+                    if not worker.is_alive() and q.empty():  # never wait on a dead worker
+                        break
+                    continue
+                except KeyboardInterrupt:  # Ctrl-C landed here rather than in the caller: same meaning
+                    cancel.set()
+                    continue
+                if item is _END:
+                    break
+                if t_first is None:
+                    t_first = time.perf_counter()
+                generated += 1
+                if hit_stop:
+                    continue  # the worker has been told; these tokens are past the stop string
+                text, hit_stop = stopper.feed(decoder.decode(self.llm.detokenize([item])))
+                if hit_stop:
+                    outcome["stop"] = True
+                if text:
+                    yield Chunk(text=text, tokens=generated)
+            finished = True
+        finally:
+            if (
+                worker.is_alive()
+            ):  # the caller stopped listening: stop the worker before anyone reuses the cache
+                cancel.set()
+                _join(worker)
+            if not finished:
+                self.llm.n_tokens = 0
+        tail = "" if hit_stop else stopper.flush() + decoder.decode(b"", final=True)
+        if tail:
+            yield Chunk(text=tail, tokens=generated)
+        t_end = time.perf_counter()
+
+        error = outcome.get("error")
+        if error is not None:
+            self.llm.reset()  # half-written: do not trust the cache
+            reason = "error"
+        elif hit_stop or outcome.get("reason") == "stop":
+            reason = "stop"
+        elif cancel.is_set():
+            reason = "interrupted"
+        elif generated >= max_new:
+            reason = "length"
+        else:
+            reason = "stop"
+        reused = outcome["reused"]
+        prefilled = len(ids) - reused
+        ttft = (t_first or t_end) - t0
+        decode_s = t_end - t_first if t_first is not None else 0.0
+        stats = TurnStats(
+            prompt_tokens=len(ids),
+            reused_tokens=reused,
+            prefilled_tokens=prefilled,
+            generated_tokens=generated,
+            ttft_s=ttft,
+            prefill_tps=prefilled / ttft if ttft > 0 and t_first is not None else 0.0,
+            decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
+            total_s=t_end - t0,
+            finish_reason=reason,
+        )
+        yield Chunk(
+            tokens=generated,
+            finish_reason=reason,
+            stats=stats,
+            error=error_line(error) if error is not None else None,
+        )
+
+
+def _join(worker: threading.Thread) -> None:
+    """Wait for the worker (one batch or token once cancelled); a second Ctrl-C must not abandon it."""
+    while worker.is_alive():
+        try:
+            worker.join(0.1)
+        except KeyboardInterrupt:
+            continue

@@ -1,0 +1,220 @@
+"""The llama.cpp engine on the real demo GGUF (needs the `llamacpp` extra), plus its pure-Python parts."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from qwenchat.engine_api import Chunk, EngineError, GenerationRequest
+from qwenchat.engine_llamacpp import ChatTemplate, _StopMatcher
+
+SYSTEM = "You are a helpful assistant."
+
+
+def req(messages: list[dict[str, str]], **settings: Any) -> GenerationRequest:
+    return GenerationRequest(
+        messages=messages, settings={"do_sample": False, "max_new_tokens": 24, **settings}
+    )
+
+
+def ask(engine: Any, request: GenerationRequest, cancel: threading.Event | None = None) -> list[Chunk]:
+    return list(engine.stream(request, cancel or threading.Event()))
+
+
+def text_of(chunks: list[Chunk]) -> str:
+    return "".join(c.text for c in chunks)
+
+
+def final(chunks: list[Chunk]) -> Chunk:
+    assert chunks[-1].finish_reason is not None
+    assert all(c.finish_reason is None for c in chunks[:-1])
+    return chunks[-1]
+
+
+@pytest.fixture(scope="module")
+def gguf_path():
+    from qwenchat.demo import DemoError, ensure_gguf
+
+    try:
+        return ensure_gguf()
+    except DemoError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def engine(gguf_path):
+    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    from qwenchat.engine_llamacpp import LlamaCppEngine
+
+    eng = LlamaCppEngine(gguf_path, n_ctx=2048, n_threads=2)
+    yield eng
+    eng.llm.close()
+
+
+# -- no llama.cpp needed ------------------------------------------------------------------------------
+def test_chat_template_renders_as_transformers(demo_dir) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(demo_dir)  # its template is the one the demo GGUF carries
+    tmpl = ChatTemplate(tok.chat_template, bos_token="", eos_token="<|im_end|>")
+    convs = [
+        [{"role": "user", "content": "hi"}],
+        [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Hello! "},
+            {"role": "user", "content": "again"},
+        ],
+    ]
+    for msgs in convs:
+        assert tmpl.render(msgs) == tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    partial = [*convs[0], {"role": "assistant", "content": "The answer is"}]
+    expected = tok.apply_chat_template(partial, tokenize=False, continue_final_message=True)
+    assert tmpl.render(partial, continue_final=True) == expected
+    assert expected.endswith("<|im_start|>assistant\nThe answer is")
+
+
+def test_stop_matcher_holds_back_a_possible_stop_string() -> None:
+    m = _StopMatcher(["END", "\n\n"])
+    assert m.feed("abc E") == ("abc ", False)
+    assert m.feed("N") == ("", False)
+    assert m.feed("X") == ("ENX", False)  # not a stop after all: released
+    assert m.feed("yy\n") == ("yy", False)
+    assert m.feed("\nmore") == ("", True)
+    m = _StopMatcher(["abc"])
+    assert m.feed("xxab") == ("xx", False) and m.flush() == "ab"
+    plain = _StopMatcher([])
+    assert plain.feed("anything") == ("anything", False)
+
+
+def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
+    from qwenchat.engine_llamacpp import LlamaCppEngine
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(EngineError, match=r"qwenchat\[llamacpp\]"):
+        LlamaCppEngine(tmp_path / "x.gguf")
+
+
+# -- the real engine ----------------------------------------------------------------------------------
+def test_missing_file(engine, tmp_path) -> None:
+    from qwenchat.engine_llamacpp import LlamaCppEngine
+
+    with pytest.raises(EngineError, match="no GGUF file"):
+        LlamaCppEngine(tmp_path / "nope.gguf")
+
+
+def test_facts(engine) -> None:
+    from qwenchat.demo import GENERATION_DEFAULTS
+
+    assert engine.context_window == 2048
+    assert engine.default_settings() == GENERATION_DEFAULTS
+    r = req([{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"}])
+    assert engine.render_prompt(r).endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    assert engine.count_tokens(r) == 20
+    assert engine.ignored_settings(
+        {"temperature": 0.5, "typical_p": 0.9, "no_repeat_ngram_size": 3, "num_beams": 1}
+    ) == ["no_repeat_ngram_size"]
+
+
+def test_greedy_answer_and_repeat(engine) -> None:
+    engine.reset()
+    r = req(
+        [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is 2+2? Reply with the number."},
+        ]
+    )
+    chunks = ask(engine, r)
+    assert chunks[0].think_open is False and chunks[0].text == ""
+    end = final(chunks)
+    assert "4" in text_of(chunks) and end.finish_reason == "stop" and end.error is None
+    st = end.stats
+    assert st.prompt_tokens == engine.count_tokens(r) and st.reused_tokens == 0
+    assert st.generated_tokens >= 1 and st.ttft_s > 0 and st.finish_reason == "stop"
+    again = ask(engine, r)
+    assert text_of(again) == text_of(chunks)  # greedy is repeatable ...
+    assert final(again).stats.reused_tokens == st.prompt_tokens - 1  # ... and the whole prompt was cached
+
+
+def test_length_and_stop_strings(engine) -> None:
+    msgs = [{"role": "user", "content": "Count from 1 to 20, separated by commas, nothing else."}]
+    chunks = ask(engine, req(msgs, max_new_tokens=5))
+    end = final(chunks)
+    assert end.finish_reason == "length" and end.stats.generated_tokens == 5
+    chunks = ask(engine, req(msgs, max_new_tokens=60, stop_strings=["7"]))
+    text = text_of(chunks)
+    assert final(chunks).finish_reason == "stop" and "6" in text and "7" not in text
+
+
+def test_sampling_with_a_seed_is_repeatable(engine) -> None:
+    msgs = [{"role": "user", "content": "Name a random fruit."}]
+    r = GenerationRequest(
+        msgs, {"do_sample": True, "temperature": 1.0, "top_k": 50, "max_new_tokens": 12}, seed=3
+    )
+    assert text_of(ask(engine, r)) == text_of(ask(engine, r))
+
+
+def test_cancel_mid_answer_is_prompt(engine) -> None:
+    cancel = threading.Event()
+    chunks: list[Chunk] = []
+    t = 0.0
+    r = req([{"role": "user", "content": "Write a long essay about the sea."}], max_new_tokens=500)
+    for chunk in engine.stream(r, cancel):
+        chunks.append(chunk)
+        if chunk.tokens >= 3 and not cancel.is_set():
+            cancel.set()
+            t = time.perf_counter()
+    assert time.perf_counter() - t < 1.0
+    end = final(chunks)
+    assert end.finish_reason == "interrupted" and end.stats.generated_tokens < 10
+    # The engine is usable right after, and the interrupted turn's cache is still a valid prefix.
+    assert final(ask(engine, req([{"role": "user", "content": "Say OK."}], max_new_tokens=4))).error is None
+
+
+def test_continue_final(engine) -> None:
+    msgs = [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is"},
+    ]
+    r = GenerationRequest(msgs, {"do_sample": False, "max_new_tokens": 6}, continue_final=True)
+    assert engine.render_prompt(r).endswith("The capital of France is")
+    assert "Paris" in text_of(ask(engine, r))
+
+
+def test_multiturn_reuses_the_prefix(engine) -> None:
+    engine.reset()
+    long_system = SYSTEM + " " + " ".join(f"Rule {i}: answer clearly and briefly." for i in range(60))
+    msgs = [{"role": "system", "content": long_system}, {"role": "user", "content": "Name a prime number."}]
+    first = final(ask(engine, req(msgs, max_new_tokens=12)))
+    assert first.stats.reused_tokens == 0 and first.stats.prompt_tokens > 500
+    answer = text_of(ask(engine, req(msgs, max_new_tokens=12)))  # same turn again, to get its text
+    msgs += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And another one?"}]
+    warm = final(ask(engine, req(msgs, max_new_tokens=4))).stats
+    assert warm.reused_tokens >= first.stats.prompt_tokens  # the first turn and its answer were cached
+    assert warm.prefilled_tokens < 30
+    engine.reset()
+    cold = final(ask(engine, req(msgs, max_new_tokens=4))).stats
+    assert cold.reused_tokens == 0 and cold.prefilled_tokens == warm.prompt_tokens
+    assert warm.ttft_s < 0.5 * cold.ttft_s, (warm.ttft_s, cold.ttft_s)
+
+
+def test_prompt_too_long_for_the_context(gguf_path) -> None:
+    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    from qwenchat.engine_llamacpp import LlamaCppEngine
+
+    small = LlamaCppEngine(gguf_path, n_ctx=64, n_threads=2)
+    try:
+        end = final(ask(small, req([{"role": "user", "content": "word " * 100}])))
+        assert end.finish_reason == "error" and "does not fit the 64-token context" in end.error
+        # Room for a few tokens only: the answer stops at the context's end, as "length".
+        end = final(ask(small, req([{"role": "user", "content": "word " * 45}], max_new_tokens=100)))
+        assert (
+            end.finish_reason in ("length", "stop")
+            and end.stats.prompt_tokens + end.stats.generated_tokens <= 64
+        )
+    finally:
+        small.llm.close()

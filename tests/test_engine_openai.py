@@ -1,0 +1,579 @@
+"""The OpenAI-compatible engine against a scripted SSE server (exact protocol cases, fast) and, when the
+`llamacpp` + `server` extras are installed, against a real llama.cpp server on the demo GGUF."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from qwenchat.engine_api import Chunk, EngineError, GenerationRequest
+from qwenchat.engine_openai import OpenAIEngine, server_error_message
+
+GREEDY = {"do_sample": False, "max_new_tokens": 16}
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hi."}]
+
+
+def run(
+    engine: OpenAIEngine,
+    settings: dict[str, Any] | None = None,
+    cancel: threading.Event | None = None,
+    **kw: Any,
+) -> list[Chunk]:
+    req = GenerationRequest(
+        messages=list(MESSAGES), settings=dict(GREEDY if settings is None else settings), **kw
+    )
+    return list(engine.stream(req, cancel or threading.Event()))
+
+
+def text_of(chunks: list[Chunk]) -> str:
+    return "".join(c.text for c in chunks)
+
+
+def final(chunks: list[Chunk]) -> Chunk:
+    assert chunks and chunks[-1].finish_reason is not None
+    assert all(c.finish_reason is None for c in chunks[:-1])
+    return chunks[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- a scripted server ------------------------------------------------------------------------------
+def sse(obj: Any) -> bytes:
+    return b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
+
+
+def delta(content: str | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    d: dict[str, Any] = dict(extra)
+    if content is not None:
+        d["content"] = content
+    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+
+
+class Scripted:
+    """A tiny server on 127.0.0.1: `script(handler, body)` writes the answer to each chat request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.script: Callable[[BaseHTTPRequestHandler, dict[str, Any]], None] = lambda h, b: None
+        self.models = ["served-model", "other-model"]
+        self.release = threading.Event()  # lets a handler that waits give up when the test ends
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.endswith("/models"):
+                    body = json.dumps({"object": "list", "data": [{"id": m} for m in outer.models]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    self.send_error(404)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                outer.requests.append(body)
+                outer.headers.append(dict(self.headers))
+                outer.script(self, body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_stream(h: BaseHTTPRequestHandler, close: bool = True) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "text/event-stream")
+    h.send_header("Cache-Control", "no-cache")
+    if close:
+        h.send_header("Connection", "close")
+    h.end_headers()
+    h.close_connection = True
+
+
+def json_reply(h: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
+    body = json.dumps(obj).encode()
+    h.send_response(status)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
+@pytest.fixture
+def fake() -> Iterator[Scripted]:
+    server = Scripted()
+    yield server
+    server.close()
+
+
+def streams(*events: bytes) -> Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        start_stream(h)
+        for e in events:
+            h.wfile.write(e)
+            h.wfile.flush()
+
+    return script
+
+
+USAGE = {
+    "prompt_tokens": 21,
+    "completion_tokens": 3,
+    "total_tokens": 24,
+    "prompt_tokens_details": {"cached_tokens": 8},
+}
+
+
+# -- protocol cases -------------------------------------------------------------------------------
+def test_streamed_turn_text_stats_and_request_body(fake: Scripted) -> None:
+    fake.script = streams(
+        sse(delta("Hel")),
+        sse(delta("lo")),
+        sse(delta("!", "stop")),
+        sse({"object": "chat.completion.chunk", "choices": [], "usage": USAGE}),
+        sse(b"[DONE]"),
+    )
+    engine = OpenAIEngine(fake.url, model="served-model", api_key="sk-test")
+    settings = {**GREEDY, "stop_strings": "END", "top_k": 20, "max_new_tokens": 16}
+    chunks = run(engine, settings, seed=7)
+    assert text_of(chunks) == "Hello!"
+    end = final(chunks)
+    assert end.finish_reason == "stop" and end.error is None
+    st = end.stats
+    assert (st.prompt_tokens, st.generated_tokens, st.reused_tokens, st.prefilled_tokens) == (21, 3, 8, 13)
+    assert st.finish_reason == "stop" and st.ttft_s > 0 and st.total_s >= st.ttft_s
+    body = fake.requests[0]
+    assert body["model"] == "served-model" and body["messages"] == MESSAGES and body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert (
+        body["temperature"] == 0.0
+        and body["max_tokens"] == 16
+        and body["seed"] == 7
+        and body["stop"] == ["END"]
+    )
+    assert "top_k" not in body and "top_p" not in body  # greedy: sampling knobs are meaningless
+    assert "add_generation_prompt" not in body
+    assert fake.headers[0]["Authorization"] == "Bearer sk-test"
+
+
+def test_sampling_settings_and_extra_fields(fake: Scripted) -> None:
+    fake.script = streams(sse(delta("x", "stop")), sse(b"[DONE]"))
+    engine = OpenAIEngine(fake.url, model="m")
+    settings = {
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
+        "min_p": 0.05,
+        "repetition_penalty": 1.1,
+        "max_new_tokens": 32,
+        "stop_strings": ["a", "b"],
+        "typical_p": 0.9,
+        "num_beams": 1,
+    }
+    run(engine, settings)
+    body = fake.requests[0]
+    assert (body["temperature"], body["top_p"], body["top_k"], body["min_p"]) == (0.7, 0.8, 20, 0.05)
+    assert body["repetition_penalty"] == body["repeat_penalty"] == 1.1
+    assert body["stop"] == ["a", "b"] and body["max_tokens"] == 32
+    assert engine.ignored_settings(settings) == ["typical_p"]  # num_beams=1 changes nothing
+
+
+def test_temperature_zero_is_greedy(fake: Scripted) -> None:
+    fake.script = streams(sse(delta("x", "stop")), sse(b"[DONE]"))
+    run(OpenAIEngine(fake.url, model="m"), {"temperature": 0, "top_p": 0.5, "do_sample": True})
+    assert fake.requests[0]["temperature"] == 0.0 and "top_p" not in fake.requests[0]
+
+
+def test_reasoning_content_is_wrapped_in_think_tags(fake: Scripted) -> None:
+    fake.script = streams(
+        sse(delta(None, reasoning_content="Let me ")),
+        sse(delta(None, reasoning_content="think.")),
+        sse(delta("Answer", "stop")),
+        sse(b"[DONE]"),
+    )
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    assert text_of(chunks) == "<think>Let me think.</think>\n\nAnswer"
+    assert final(chunks).stats.generated_tokens == 3  # no usage sent: counted deltas
+
+
+def test_reasoning_only_answer_still_closes_the_block(fake: Scripted) -> None:
+    fake.script = streams(
+        sse(delta(None, reasoning_content="hmm")),
+        sse(delta(None, None)),
+        sse(delta("", "length")),
+        sse(b"[DONE]"),
+    )
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    assert text_of(chunks) == "<think>hmm</think>"
+    assert final(chunks).finish_reason == "length"
+
+
+def test_finish_reason_length(fake: Scripted) -> None:
+    fake.script = streams(sse(delta("a")), sse(delta("b", "length")), sse(b"[DONE]"))
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    assert end.finish_reason == "length" and end.stats.finish_reason == "length"
+
+
+def test_500_with_json_error_body_is_one_line(fake: Scripted) -> None:
+    fake.script = lambda h, b: json_reply(
+        h, 500, {"error": {"message": "CUDA out of memory\nat line 3", "type": "InternalServerError"}}
+    )
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    assert end.finish_reason == "error" and end.stats.finish_reason == "error"
+    assert end.error == "the server answered 500 Internal Server Error: CUDA out of memory at line 3"
+
+
+def test_wrong_model_gets_the_servers_404_message(fake: Scripted) -> None:
+    vllm_404 = {
+        "object": "error",
+        "message": "The model `nope` does not exist.",
+        "type": "NotFoundError",
+        "param": None,
+        "code": 404,
+    }
+    fake.script = lambda h, b: json_reply(h, 404, vllm_404)
+    end = final(run(OpenAIEngine(fake.url, model="nope")))
+    assert end.finish_reason == "error"
+    assert end.error == "the server answered 404 Not Found: The model `nope` does not exist."
+
+
+def test_stream_ending_without_done_or_finish_is_an_error(fake: Scripted) -> None:
+    fake.script = streams(sse(delta("partial")))
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    assert text_of(chunks) == "partial"
+    end = final(chunks)
+    assert end.finish_reason == "error" and "ended the stream before the answer was complete" in end.error
+
+
+def test_stream_with_finish_reason_but_no_done_is_complete(fake: Scripted) -> None:
+    fake.script = streams(sse(delta("all", "stop")))
+    assert final(run(OpenAIEngine(fake.url, model="m"))).finish_reason == "stop"
+
+
+def test_error_event_mid_stream(fake: Scripted) -> None:
+    fake.script = streams(sse(delta("a")), sse({"error": {"message": "engine died", "code": 500}}))
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    assert end.finish_reason == "error" and end.error == "the server reported an error: engine died"
+
+
+def test_sse_details_comments_multiline_crlf(fake: Scripted) -> None:
+    one = json.dumps(delta("a"))
+    fake.script = streams(
+        b": keep-alive\r\n\r\n",
+        b"event: message\r\nid: 1\r\ndata: " + one.encode() + b"\r\n\r\n",
+        b'data: {"object": "chat.completion.chunk",\ndata: "choices": [{"delta": {"content": "b"},'
+        b' "finish_reason": "stop"}]}\n\n',
+        b"data:[DONE]\n\n",
+    )
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    assert text_of(chunks) == "ab" and final(chunks).finish_reason == "stop"
+
+
+def test_connection_dropped_mid_answer(fake: Scripted) -> None:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        start_stream(h)
+        h.wfile.write(sse(delta("a")))
+        h.wfile.flush()
+        h.connection.shutdown(socket.SHUT_RDWR)
+
+    fake.script = script
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    end = final(chunks)
+    assert text_of(chunks) == "a" and end.finish_reason == "error" and "\n" not in end.error
+
+
+def test_non_streaming_json_answer_is_accepted(fake: Scripted) -> None:
+    completion = {
+        "object": "chat.completion",
+        "usage": USAGE,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "whole"}, "finish_reason": "stop"}
+        ],
+    }
+    fake.script = lambda h, b: json_reply(h, 200, completion)
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    assert text_of(chunks) == "whole" and final(chunks).finish_reason == "stop"
+    assert final(chunks).stats.prompt_tokens == 21
+
+
+def test_rejected_optional_fields_are_dropped_and_retried(fake: Scripted) -> None:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        bad = [k for k in ("stream_options", "top_k") if k in body]
+        if bad:
+            json_reply(h, 400, {"error": {"message": f"Unrecognized request argument supplied: {bad[0]}"}})
+        else:
+            streams(sse(delta("ok", "stop")), sse(b"[DONE]"))(h, body)
+
+    fake.script = script
+    engine = OpenAIEngine(fake.url, model="m")
+    settings = {"do_sample": True, "temperature": 0.5, "top_k": 5}
+    chunks = run(engine, settings)
+    assert text_of(chunks) == "ok" and final(chunks).finish_reason == "stop"
+    assert len(fake.requests) == 3
+    assert engine.ignored_settings(settings) == ["top_k"]
+    run(engine, settings)  # remembered: no more retries
+    assert len(fake.requests) == 4
+
+
+def test_other_400s_are_not_retried(fake: Scripted) -> None:
+    fake.script = lambda h, b: json_reply(h, 400, {"detail": [{"msg": "messages: field required"}]})
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    assert end.error == "the server answered 400 Bad Request: messages: field required"
+    assert len(fake.requests) == 1
+
+
+def test_continue_final_sends_the_vllm_fields(fake: Scripted) -> None:
+    fake.script = streams(sse(delta(" more", "stop")), sse(b"[DONE]"))
+    req = GenerationRequest(
+        messages=[*MESSAGES, {"role": "assistant", "content": "Hi"}],
+        settings=dict(GREEDY),
+        continue_final=True,
+    )
+    chunks = list(OpenAIEngine(fake.url, model="m").stream(req, threading.Event()))
+    assert text_of(chunks) == " more"
+    body = fake.requests[0]
+    assert body["add_generation_prompt"] is False and body["continue_final_message"] is True
+    assert body["messages"][-1] == {"role": "assistant", "content": "Hi"}
+
+
+def test_cancel_mid_stream_ends_promptly(fake: Scripted) -> None:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        start_stream(h)
+        h.wfile.write(sse(delta("first")))
+        h.wfile.flush()
+        fake.release.wait(10)  # a server still thinking about the next token
+
+    fake.script = script
+    cancel = threading.Event()
+    chunks = []
+    t = None
+    for chunk in OpenAIEngine(fake.url, model="m").stream(
+        GenerationRequest(list(MESSAGES), dict(GREEDY)), cancel
+    ):
+        chunks.append(chunk)
+        if chunk.text and t is None:
+            threading.Timer(0.2, cancel.set).start()
+            t = time.perf_counter()
+    assert time.perf_counter() - t < 1.5
+    end = final(chunks)
+    assert text_of(chunks) == "first" and end.finish_reason == "interrupted" and end.error is None
+
+
+def test_cancel_before_the_server_answers(fake: Scripted) -> None:
+    fake.script = lambda h, b: fake.release.wait(10)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    t0 = time.perf_counter()
+    end = final(run(OpenAIEngine(fake.url, model="m"), cancel=cancel))
+    assert time.perf_counter() - t0 < 1.5 and end.finish_reason == "interrupted"
+
+
+def test_read_timeout_is_a_clean_error(fake: Scripted) -> None:
+    fake.script = lambda h, b: fake.release.wait(10)
+    t0 = time.perf_counter()
+    end = final(run(OpenAIEngine(fake.url, model="m", timeout=0.5)))
+    assert time.perf_counter() - t0 < 3
+    assert (
+        end.finish_reason == "error"
+        and end.error == f"the server at 127.0.0.1:{fake.server.server_address[1]} sent nothing for 0.5 s"
+    )
+
+
+def test_closed_port_is_a_clean_error_within_seconds() -> None:
+    engine = OpenAIEngine(f"http://127.0.0.1:{free_port()}", model="m")
+    t0 = time.perf_counter()
+    end = final(run(engine))
+    assert time.perf_counter() - t0 < 3
+    assert end.finish_reason == "error" and "connection refused" in end.error and "\n" not in end.error
+    with pytest.raises(EngineError, match="connection refused"):
+        engine.connect()
+
+
+def test_model_none_takes_the_first_served_model(fake: Scripted) -> None:
+    fake.script = streams(sse(delta("x", "stop")), sse(b"[DONE]"))
+    engine = OpenAIEngine(fake.url.removesuffix("/v1") + "/")  # a bare host:port means /v1
+    assert engine.name == "remote model"
+    run(engine)
+    assert fake.requests[0]["model"] == "served-model" and engine.name == "served-model"
+    assert engine.served_models == ["served-model", "other-model"]
+
+
+def test_model_none_and_no_server_is_an_error_chunk() -> None:
+    end = final(run(OpenAIEngine(f"127.0.0.1:{free_port()}")))
+    assert end.finish_reason == "error" and "connection refused" in end.error
+
+
+def test_api_key_from_environment(fake: Scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QWENCHAT_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    assert OpenAIEngine(fake.url).api_key == "sk-openai"
+    monkeypatch.setenv("QWENCHAT_API_KEY", "sk-qwen")
+    assert OpenAIEngine(fake.url).api_key == "sk-qwen"
+    assert OpenAIEngine(fake.url, api_key="sk-arg").api_key == "sk-arg"
+    monkeypatch.delenv("QWENCHAT_API_KEY")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    fake.script = streams(sse(delta("x", "stop")))
+    run(OpenAIEngine(fake.url, model="m"))
+    assert "Authorization" not in fake.headers[0]
+
+
+def test_in_process_only_methods_say_so() -> None:
+    engine = OpenAIEngine("http://127.0.0.1:9/v1", model="m")
+    req = GenerationRequest(list(MESSAGES))
+    with pytest.raises(NotImplementedError, match="not available for a remote engine"):
+        engine.render_prompt(req)
+    with pytest.raises(NotImplementedError, match="not available for a remote engine"):
+        engine.count_tokens(req)
+    assert engine.context_window is None and engine.default_settings() == {}
+    engine.reset()
+
+
+def test_bad_urls() -> None:
+    with pytest.raises(EngineError):
+        OpenAIEngine("ftp://example.com/v1")
+    assert OpenAIEngine("localhost:8000").base_url == "http://localhost:8000/v1"
+    assert OpenAIEngine("https://api.example.com/v1/").base_url == "https://api.example.com/v1"
+
+
+def test_server_error_message_shapes() -> None:
+    assert server_error_message(b'{"error": "plain"}') == "plain"
+    assert server_error_message(b'{"detail": "Not Found"}') == "Not Found"
+    assert server_error_message(b"<html>\n  Bad gateway\n</html>") == "<html> Bad gateway </html>"
+    assert len(server_error_message(b"x" * 5000)) == 300
+
+
+# -- a real server ----------------------------------------------------------------------------------
+class RealServer:
+    """`python -m llama_cpp.server` on the demo GGUF, bound to 127.0.0.1, killed in the finalizer."""
+
+    def __init__(self, gguf: str, log_path: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = open(log_path, "wb")
+        cmd = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            gguf,
+            "--model_alias",
+            "demo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "2048",
+            "--n_threads",
+            "2",
+            "--verbose",
+            "False",
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}; see {log_path}")
+            try:
+                OpenAIEngine(self.url, timeout=2).list_models()
+                return
+            except EngineError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"llama_cpp.server did not start in 120 s; see {log_path}") from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def real_server(tmp_path) -> Iterator[RealServer]:
+    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    pytest.importorskip(
+        "llama_cpp.server.app", reason="needs the server extra: pip install 'qwenchat[serve-test]'"
+    )
+    from qwenchat.demo import DemoError, ensure_gguf
+
+    try:
+        gguf = ensure_gguf()
+    except DemoError as exc:
+        pytest.skip(str(exc))
+    server = RealServer(str(gguf), str(tmp_path / "server.log"))
+    yield server
+    server.stop()
+
+
+def test_real_server_greedy_turn(real_server: RealServer) -> None:
+    engine = OpenAIEngine(real_server.url)
+    assert engine.connect() == ["demo"] and engine.name == "demo"
+    chunks = run(engine, {"do_sample": False, "max_new_tokens": 8})
+    end = final(chunks)
+    assert text_of(chunks).strip() and end.finish_reason in ("stop", "length") and end.error is None
+    assert end.stats.generated_tokens > 0 and end.stats.ttft_s > 0
+    again = run(engine, {"do_sample": False, "max_new_tokens": 8})
+    assert text_of(again) == text_of(chunks)  # greedy is repeatable
+
+
+def test_real_server_cancel_then_kill_mid_answer(real_server: RealServer) -> None:
+    engine = OpenAIEngine(real_server.url, model="demo", timeout=30)
+    settings = {"do_sample": False, "max_new_tokens": 400}
+    cancel = threading.Event()
+    chunks: list[Chunk] = []
+    t = 0.0
+    for chunk in engine.stream(GenerationRequest(list(MESSAGES), settings), cancel):
+        chunks.append(chunk)
+        if chunk.tokens >= 2 and not cancel.is_set():
+            cancel.set()
+            t = time.perf_counter()
+    assert time.perf_counter() - t < 1.0
+    assert final(chunks).finish_reason == "interrupted"
+
+    # The server dies mid-answer: an error chunk, one line; the next turn to the dead server too.
+    chunks = []
+    for chunk in engine.stream(GenerationRequest(list(MESSAGES), settings), threading.Event()):
+        chunks.append(chunk)
+        if chunk.tokens == 2:
+            os.killpg(real_server.proc.pid, 9)
+    end = final(chunks)
+    assert end.finish_reason == "error" and end.error and "\n" not in end.error
+    t0 = time.perf_counter()
+    end = final(run(engine))
+    assert end.finish_reason == "error" and "connection refused" in end.error
+    assert time.perf_counter() - t0 < 3
