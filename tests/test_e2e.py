@@ -114,3 +114,35 @@ def test_ctrl_c_mid_answer_in_a_terminal(demo_dir, tmp_path):
             os.kill(t.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_autosave_survives_kill_9(demo_dir, tmp_path):
+    # conftest points QWENCHAT_DATA_DIR at a fresh directory; both processes inherit it
+    t = Pty("--demo", "--max-new-tokens", "8", "--temperature", "0")
+    try:
+        pos = t.read_until("›".encode())
+        t.send(b"Name one prime number.\r")
+        pos = t.read_until("●".encode(), start=pos)
+        t.read_until("›".encode(), start=pos)  # the turn is complete
+    finally:
+        os.kill(t.pid, signal.SIGKILL)  # no chance to save anything on the way out
+        t.close()
+    proc = run_piped(":his\n", "--resume", "last")
+    assert proc.returncode == 0, proc.stderr
+    assert "Name one prime number." in proc.stdout and "[assistant]" in proc.stdout
+
+
+def test_retry_samples_a_new_answer_and_reuses_the_prefix(demo_loaded, out):
+    from qwenchat.config import Settings
+    from qwenchat.engine import TransformersEngine
+    from qwenchat.repl import App
+
+    engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
+    app = App(engine, out, settings=Settings({**engine.default_settings(), "max_new_tokens": 24}))
+    app.settings.apply("temperature=1.0")
+    app.handle_line("Invent a name for a cat.")
+    first = app.conversation.messages[-1].content
+    app.handle_line(":retry 4242")
+    second = app.conversation.messages[-1].content
+    assert first != second and len(app.conversation.messages) == 2
+    assert app.last_stats.reused_tokens > 0  # the system prompt and question came from the cache
