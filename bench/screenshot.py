@@ -19,7 +19,6 @@ from rich.text import Text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qwenchat.engine_api import TurnStats  # noqa: E402
 from qwenchat.render import Renderer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,17 +44,6 @@ def main(argv: list[str] | None = None) -> None:
         now[0] += 0.05  # 20 tokens/s
         view.feed(token)
     view.end("stop")
-    r.stats(
-        TurnStats(
-            prompt_tokens=42,
-            prefilled_tokens=42,
-            ttft_s=0.21,
-            prefill_tps=200.0,
-            decode_tps=20.0,
-            generated_tokens=len(tokens),
-            finish_reason="stop",
-        )
-    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     r.export_svg(args.out, title="qwenchat")
     print(args.out)

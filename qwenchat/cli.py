@@ -245,7 +245,8 @@ def _chat(args: argparse.Namespace, loaded: Any, prepared: dict[str, Any], out: 
     )
     interactive = sys.stdin.isatty()
     if interactive:
-        out.banner(model=loaded.name, device=loaded.device, dtype=loaded.dtype, extra=loaded_extra(loaded))
+        extra = [*loaded_extra(loaded), f"context {engine.context_window} tokens · seed {settings.seed}"]
+        out.banner(model=loaded.name, device=loaded.device, dtype=loaded.dtype, extra=extra)
     saved = prepared["saved"]
     if saved is not None:
         try:
