@@ -146,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         prepared = _prepare(args, err)
         if prepared is None:
             return 2
-        loaded = _load(args, err)
-        if loaded is None:
+        made = _make_engine(args, err)
+        if made is None:
             return 2
-        return _chat(args, loaded, prepared, out, err)
+        engine, banner = made
+        return _chat(args, engine, banner, prepared, out, err)
     except KeyboardInterrupt:
         err.error("interrupted")
         return 130
@@ -185,6 +186,56 @@ def _prepare(args: argparse.Namespace, err: Any) -> dict[str, Any] | None:
     return prepared
 
 
+def _make_engine(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The engine the flags ask for, with what the banner says about it; None after a one-line error."""
+    if args.endpoint:
+        from qwenchat.engine_api import EngineError
+        from qwenchat.engine_openai import OpenAIEngine
+
+        try:
+            engine = OpenAIEngine(args.endpoint, model=args.checkpoint_path, api_key=args.api_key)
+            with err.status(f"connecting to {engine.base_url} …"):
+                engine.connect()
+        except EngineError as exc:
+            err.error(str(exc))
+            return None
+        return engine, {"model": engine.name, "device": engine.base_url, "dtype": "remote", "extra": []}
+    if args.engine == "llama.cpp":
+        return _make_llamacpp(args, err)
+    loaded = _load(args, err)
+    if loaded is None:
+        return None
+    from qwenchat.engine import TransformersEngine
+
+    engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse)
+    banner = {"model": loaded.name, "device": loaded.device, "dtype": loaded.dtype, "extra": loaded_extra(loaded)}
+    return engine, banner
+
+
+def _make_llamacpp(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any]] | None:
+    from qwenchat import demo
+    from qwenchat.engine_api import EngineError
+
+    try:
+        if args.demo:
+            with err.status("preparing the demo GGUF …") as update:
+                path = str(demo.ensure_gguf(update))
+        elif args.checkpoint_path and args.checkpoint_path.endswith(".gguf"):
+            path = args.checkpoint_path
+        else:
+            err.error("--engine llama.cpp needs a .gguf file: -c FILE.gguf, or --demo")
+            return None
+        from qwenchat.engine_llamacpp import LlamaCppEngine
+
+        with err.status(f"loading {path} with llama.cpp …"):
+            engine = LlamaCppEngine(path, n_ctx=args.n_ctx, reuse_cache=not args.no_cache_reuse,
+                                    name=demo.DEMO_NAME if args.demo else None)
+    except (EngineError, demo.DemoError) as exc:
+        err.error(str(exc))
+        return None
+    return engine, {"model": engine.name, "device": "cpu (llama.cpp)", "dtype": "GGUF", "extra": []}
+
+
 def _load(args: argparse.Namespace, err: Any) -> Any:
     from qwenchat.demo import DemoError
     from qwenchat.loader import LoadError, LoadOptions, load, resolve
@@ -214,7 +265,9 @@ def _load(args: argparse.Namespace, err: Any) -> Any:
         return None
 
 
-def _chat(args: argparse.Namespace, loaded: Any, prepared: dict[str, Any], out: Any, err: Any) -> int:
+def _chat(
+    args: argparse.Namespace, engine: Any, banner: dict[str, Any], prepared: dict[str, Any], out: Any, err: Any
+) -> int:
     from qwenchat.config import ConfigError, layered_settings
     from qwenchat.engine import TransformersEngine
     from qwenchat.paths import data_dir
@@ -241,12 +294,14 @@ def _chat(args: argparse.Namespace, loaded: Any, prepared: dict[str, Any], out: 
         show_stats=args.stats or bool(chat_file.get("stats", False)),
         store=prepared["store"],
         overflow=args.overflow,
-        model_id=loaded.name,
+        model_id=engine.name,
     )
     interactive = sys.stdin.isatty()
     if interactive:
-        extra = [*loaded_extra(loaded), f"context {engine.context_window} tokens · seed {settings.seed}"]
-        out.banner(model=loaded.name, device=loaded.device, dtype=loaded.dtype, extra=extra)
+        context = f"context {engine.context_window} tokens · " if engine.context_window else ""
+        extra = [*banner["extra"], f"{context}seed {settings.seed}"]
+        out.banner(model=banner["model"], device=banner["device"], dtype=banner["dtype"], extra=extra)
+    app.warn_ignored_settings()
     saved = prepared["saved"]
     if saved is not None:
         try:

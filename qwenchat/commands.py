@@ -188,6 +188,7 @@ def cmd_conf(app: App, args: str) -> None:
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         app.renderer.info("set " + ", ".join(f"{k}={v!r}" for k, v in applied.items()))
+        app.warn_ignored_settings()
         return
     if args == "all":
         values = {**generation_defaults(), **s.effective()}

@@ -222,6 +222,8 @@ def cmd_template(app: App, args: str) -> None:
     req = app.request(extra_user="<your next message>")
     try:
         text = app.engine.render_prompt(req)
+    except NotImplementedError as exc:
+        raise CommandError(str(exc)) from None
     except Exception as exc:  # the template's own error, shown as one line
         raise CommandError(f"the chat template failed: {exc}") from None
     app.renderer.text(text)
@@ -231,6 +233,8 @@ def cmd_template(app: App, args: str) -> None:
 def cmd_tokens(app: App, args: str) -> None:
     try:
         used = app.engine.count_tokens(app.request(extra_user=""))
+    except NotImplementedError as exc:
+        raise CommandError(str(exc)) from None
     except Exception as exc:
         raise CommandError(f"cannot count tokens: {exc}") from None
     window = app.engine.context_window

@@ -59,11 +59,36 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return i
 
 
-def _join(worker: threading.Thread) -> None:
-    """Wait for the worker (one decode step once cancelled); a second Ctrl-C must not abandon it."""
-    while worker.is_alive():
+class _Worker:
+    """One long-lived generate thread per engine. A new thread every turn costs decode speed on small CPUs:
+    each new thread that calls into torch gets its own OpenMP team, which then competes with the old ones."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Any) -> threading.Event:
+        done = threading.Event()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="qwenchat-generate", daemon=True)
+            self._thread.start()
+        self._jobs.put((job, done))
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                job()
+            finally:
+                done.set()
+
+
+def _join(done: threading.Event) -> None:
+    """Wait for the job (one decode step once cancelled); a second Ctrl-C must not abandon it."""
+    while not done.is_set():
         try:
-            worker.join(0.1)
+            done.wait(0.1)
         except KeyboardInterrupt:
             continue
 
@@ -87,6 +112,7 @@ class TransformersEngine:
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
         self._lock = threading.Lock()
+        self._worker = _Worker()
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -221,8 +247,7 @@ class TransformersEngine:
             finally:
                 q.put(_END)
 
-        worker = threading.Thread(target=work, name="qwenchat-generate", daemon=True)
-        worker.start()
+        done = self._worker.submit(work)
         decoder = self._new_decoder()
         generated: list[int] = []
         t_first: float | None = None
@@ -232,7 +257,7 @@ class TransformersEngine:
                 try:
                     item = q.get(timeout=0.1)
                 except queue.Empty:
-                    if not worker.is_alive() and q.empty():  # never wait on a dead worker
+                    if done.is_set() and q.empty():  # never wait on a finished or dead job
                         break
                     continue
                 except KeyboardInterrupt:  # Ctrl-C landed here rather than in the caller: same meaning
@@ -248,11 +273,9 @@ class TransformersEngine:
                     yield Chunk(text=text, tokens=len(generated))
             finished = True
         finally:
-            if (
-                worker.is_alive()
-            ):  # the caller stopped listening: stop the worker before anyone reuses the cache
+            if not done.is_set():  # the caller stopped listening: stop the job before anyone reuses the cache
                 cancel.set()
-                _join(worker)
+                _join(done)
             if not finished:
                 self._cache, self._cached_ids = None, []
         t_end = time.perf_counter()

@@ -180,6 +180,8 @@ class LlamaCppEngine:
         *,
         n_batch: int = 256,
         n_gpu_layers: int = 0,
+        repack: bool | None = None,
+        reuse_cache: bool = True,
         defaults: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> None:
@@ -191,18 +193,25 @@ class LlamaCppEngine:
         path = Path(gguf_path)
         if not path.is_file():
             raise EngineError(f"no GGUF file at {path}")
+        # ggml's tiled matmul (on by default in llama.cpp 0.3.3x) costs seconds per small batch here: a
+        # 13-token prefill took 8.4 s with it and 1.4 s without. A turn's new tokens are such a batch, so
+        # it is off unless the user set GGML_CPU_TILED_MM; it must be set before the first matmul.
+        os.environ.setdefault("GGML_CPU_TILED_MM", "0")
+        self.repack = (not amx_risk(llama_cpp)) if repack is None else repack
+        kwargs = dict(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            n_gpu_layers=n_gpu_layers,
+            verbose=False,
+        )
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_batch=n_batch,
-                n_gpu_layers=n_gpu_layers,
-                verbose=False,
-            )
+            self.llm = _load_llama(llama_cpp, kwargs, extra_buffers=self.repack)
         except (ValueError, RuntimeError, OSError) as exc:
             raise EngineError(f"llama.cpp could not load {path.name}: {error_line(exc)}") from None
         self.path = path
+        self.reuse_cache = reuse_cache  # False: every turn evaluates the whole prompt (--no-cache-reuse)
         self.name = name or path.stem
         self.n_batch = n_batch
         source = self.llm.metadata.get("tokenizer.chat_template")
@@ -237,7 +246,8 @@ class LlamaCppEngine:
 
     @property
     def context_window(self) -> int | None:
-        return self.llm.n_ctx()
+        # llama.cpp may pad the context it allocates; the Python side's token buffer is the real limit.
+        return min(self.llm.n_ctx(), len(self.llm.input_ids))
 
     def default_settings(self) -> dict[str, Any]:
         return dict(self._defaults)
@@ -298,7 +308,7 @@ class LlamaCppEngine:
         except Exception as exc:  # a template that rejects the roles, a bad setting
             yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))
             return
-        n_ctx = self.llm.n_ctx()
+        n_ctx = self.context_window or 0
         if not ids or len(ids) >= n_ctx:
             error = f"the prompt ({len(ids)} tokens) does not fit the {n_ctx}-token context"
             yield Chunk(
@@ -323,7 +333,7 @@ class LlamaCppEngine:
                     llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
                 # Keep the longest cached prefix (at least one token left for generate to decode), then
                 # evaluate the rest in batches so a cancel is seen between them.
-                cached = llm.input_ids[: llm.n_tokens].tolist()
+                cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
                 keep = min(common_prefix_len(cached, ids), len(ids) - 1)
                 if keep < llm.n_tokens:
                     llm.n_tokens = keep  # eval() drops the cache entries from here on
@@ -424,6 +434,62 @@ class LlamaCppEngine:
             stats=stats,
             error=error_line(error) if error is not None else None,
         )
+
+
+def cpu_has_amx() -> bool:
+    """Intel AMX (Sapphire Rapids and later): llama.cpp's AMX kernels segfault on some of these machines
+    (ggml-org/llama.cpp#20824, a native build's first decode crashes in ggml_backend_amx_mul_mat)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return any(line.startswith("flags") and " amx_int8" in line for line in f)
+    except OSError:
+        return False
+
+
+def built_with_amx(llama_cpp: Any) -> bool:
+    """Whether the installed llama.cpp has AMX kernels (a native build on an AMX machine has them; a
+    portable build does not). Unknown layouts count as yes, the safe side."""
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    libs = sorted(lib_dir.glob("libggml-cpu*.so*"))
+    if not libs:
+        return True
+    try:
+        return any(b"ggml_backend_amx_mul_mat" in lib.read_bytes() for lib in libs)
+    except OSError:
+        return True
+
+
+def amx_risk(llama_cpp: Any) -> bool:
+    """True where llama.cpp's AMX weight buffers would be used: then the engine loads without them."""
+    return cpu_has_amx() and built_with_amx(llama_cpp)
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_llama(llama_cpp: Any, kwargs: dict[str, Any], *, extra_buffers: bool) -> Any:
+    """Llama(**kwargs); without llama.cpp's extra weight buffers (AMX, repacked) when told so.
+
+    `Llama` exposes no switch for llama_model_params.use_extra_bufts, but it starts from
+    `llama_model_default_params()`, so that is wrapped for the duration of the load.
+    """
+    if extra_buffers:
+        return llama_cpp.Llama(**kwargs)
+    low = llama_cpp.llama_cpp
+    original = low.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    with _LOAD_LOCK:
+        low.llama_model_default_params = params
+        try:
+            return llama_cpp.Llama(**kwargs)
+        finally:
+            low.llama_model_default_params = original
 
 
 def _join(worker: threading.Thread) -> None:

@@ -185,7 +185,7 @@ class OpenAIEngine:
             resp = conn.getresponse()
             body = resp.read(_MAX_ERROR_BODY if resp.status >= 400 else None)
         except Exception as exc:
-            raise EngineError(self._transport_error(exc, connecting=True)) from None
+            raise EngineError(self._transport_error(exc, phase="connect")) from None
         finally:
             conn.close()
         if resp.status >= 400:
@@ -207,15 +207,18 @@ class OpenAIEngine:
             self.model = self.served_models[0]
         return self.served_models
 
-    def _transport_error(self, exc: BaseException, *, connecting: bool) -> str:
+    def _transport_error(self, exc: BaseException, *, phase: str) -> str:
+        """One line for a failure in a phase: "connect", "request" (awaiting the answer) or "body"."""
         where = f"{self.endpoint.host}:{self.endpoint.port}"
         if isinstance(exc, ConnectionRefusedError):
             return f"cannot connect to {where}: connection refused (is the server running?)"
         if isinstance(exc, socket.gaierror):
             return f"cannot resolve host {self.endpoint.host!r}"
         if isinstance(exc, TimeoutError | socket.timeout):
-            if connecting:
+            if phase == "connect":
                 return f"cannot connect to {where}: no answer within {self.connect_timeout:g} s"
+            if phase == "request":
+                return f"the server at {where} did not answer within {self.timeout:g} s"
             return f"the server at {where} sent nothing for {self.timeout:g} s"
         if isinstance(exc, ssl.SSLError):
             return f"TLS error talking to {where}: {_one_line(str(exc), 200)}"
@@ -226,7 +229,8 @@ class OpenAIEngine:
             | BrokenPipeError
             | http.client.IncompleteRead,
         ):
-            return f"the server at {where} closed the connection" + ("" if connecting else " mid-answer")
+            when = "mid-answer" if phase == "body" else "before answering"
+            return f"the server at {where} closed the connection {when}"
         name = type(exc).__name__
         detail = _one_line(str(exc), 200)
         return f"{name} talking to {where}: {detail}" if detail else f"{name} talking to {where}"
@@ -338,8 +342,9 @@ class OpenAIEngine:
                     error = f"the server answered {status} {reason}: {message}"
                     break
                 if kind == "exc":
-                    if not cancel.is_set():
-                        error = self._transport_error(value[0], connecting=value[1])
+                    # After a finish_reason the answer is whole: a server that then hangs up is no error.
+                    if not cancel.is_set() and finish is None:
+                        error = self._transport_error(value[0], phase=value[1])
                     break
                 if kind == "done":
                     done = True
@@ -430,7 +435,7 @@ class OpenAIEngine:
         cancel: threading.Event,
     ) -> None:
         """The reader thread: POST, then turn the response into ("data", json-text) items on the queue."""
-        connecting = True
+        phase = "connect"
         conn = self.endpoint.connection(self.connect_timeout)
         try:
             conn.connect()
@@ -439,10 +444,11 @@ class OpenAIEngine:
                 if cancel.is_set():
                     return
             conn.sock.settimeout(self.timeout)
-            connecting = False
+            phase = "request"
             headers = {**self._headers(), "Content-Type": "application/json"}
             conn.request("POST", self.endpoint.base_path + "/chat/completions", body=payload, headers=headers)
             resp = conn.getresponse()
+            phase = "body"
             if resp.status >= 400:
                 q.put(("http_error", (resp.status, resp.reason, resp.read(_MAX_ERROR_BODY))))
                 return
@@ -451,7 +457,7 @@ class OpenAIEngine:
                 return
             _read_events(resp, q)
         except BaseException as exc:  # reported to the consumer, who decides whether it matters
-            q.put(("exc", (exc, connecting)))
+            q.put(("exc", (exc, phase)))
         finally:
             with lock:
                 box["closed"] = True

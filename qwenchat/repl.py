@@ -98,9 +98,18 @@ class App:
         """Raise CommandError when the chat template rejects the conversation (e.g. no system role)."""
         try:
             self.engine.render_prompt(self.request(extra_user="x"))
+        except NotImplementedError:  # a remote engine: the server applies the template
+            return
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise CommandError(f"this model's chat template rejects that: {first}") from None
+
+    def warn_ignored_settings(self) -> None:
+        """Engines that cannot honour every setting (remote servers, llama.cpp) say which ones they drop."""
+        ignored = getattr(self.engine, "ignored_settings", None)
+        names = ignored(self.settings.effective()) if ignored else []
+        if names:
+            self.renderer.notice(f"{self.engine.name} ignores: {', '.join(names)}")
 
     # -- one line --------------------------------------------------------------------------
     def handle_line(self, line: str) -> None:

@@ -255,3 +255,17 @@ def test_continue_inside_code_fence_renders_as_code(tmp_path):
     app.handle_line(":continue")
     assert app.conversation.messages[-1].content == "```python\nx = 1\ny = 2\n```\nDone."
     assert "```" not in buf.getvalue().split("x = 1")[-1]  # the fence itself is never printed as text
+
+
+def test_in_process_commands_say_so_for_remote_engines(app):
+    def remote(request):
+        raise NotImplementedError("the chat template is not available for a remote engine")
+
+    app.engine.render_prompt = remote
+    app.engine.count_tokens = remote
+    app.handle_line(":template")
+    app.handle_line(":tokens")
+    app.handle_line(":system be brief")  # the server applies the template: nothing to check here
+    text = said(app)
+    assert text.count("not available for a remote engine") == 2 and "internal error" not in text
+    assert app.conversation.system == "be brief"

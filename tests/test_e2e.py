@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # most tests here load the demo model
 QWENCHAT = [sys.executable, "-m", "qwenchat"]
 
 
@@ -146,3 +146,17 @@ def test_retry_samples_a_new_answer_and_reuses_the_prefix(demo_loaded, out):
     second = app.conversation.messages[-1].content
     assert first != second and len(app.conversation.messages) == 2
     assert app.last_stats.reused_tokens > 0  # the system prompt and question came from the cache
+
+
+def test_endpoint_that_is_down_is_one_line():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    proc = subprocess.run([*QWENCHAT, "--endpoint", f"http://127.0.0.1:{port}"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    assert proc.returncode == 2 and time.time() - t0 < 30
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "Traceback" not in proc.stderr

@@ -50,7 +50,8 @@ def engine(gguf_path):
     pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
     from qwenchat.engine_llamacpp import LlamaCppEngine
 
-    eng = LlamaCppEngine(gguf_path, n_ctx=2048, n_threads=2)
+    # One thread: on a small shared CI machine two OpenMP threads wait on each other (2x slower here).
+    eng = LlamaCppEngine(gguf_path, n_ctx=2048, n_threads=1)
     yield eng
     eng.llm.close()
 
@@ -138,6 +139,12 @@ def test_greedy_answer_and_repeat(engine) -> None:
     again = ask(engine, r)
     assert text_of(again) == text_of(chunks)  # greedy is repeatable ...
     assert final(again).stats.reused_tokens == st.prompt_tokens - 1  # ... and the whole prompt was cached
+    engine.reuse_cache = False
+    try:
+        cold = ask(engine, r)
+        assert final(cold).stats.reused_tokens == 0 and text_of(cold) == text_of(chunks)
+    finally:
+        engine.reuse_cache = True
 
 
 def test_length_and_stop_strings(engine) -> None:
@@ -187,10 +194,10 @@ def test_continue_final(engine) -> None:
 
 def test_multiturn_reuses_the_prefix(engine) -> None:
     engine.reset()
-    long_system = SYSTEM + " " + " ".join(f"Rule {i}: answer clearly and briefly." for i in range(60))
+    long_system = SYSTEM + " " + " ".join(f"Rule {i}: be brief." for i in range(14))
     msgs = [{"role": "system", "content": long_system}, {"role": "user", "content": "Name a prime number."}]
     first = final(ask(engine, req(msgs, max_new_tokens=12)))
-    assert first.stats.reused_tokens == 0 and first.stats.prompt_tokens > 500
+    assert first.stats.reused_tokens == 0 and first.stats.prompt_tokens > 100
     answer = text_of(ask(engine, req(msgs, max_new_tokens=12)))  # same turn again, to get its text
     msgs += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And another one?"}]
     warm = final(ask(engine, req(msgs, max_new_tokens=4))).stats
@@ -199,22 +206,24 @@ def test_multiturn_reuses_the_prefix(engine) -> None:
     engine.reset()
     cold = final(ask(engine, req(msgs, max_new_tokens=4))).stats
     assert cold.reused_tokens == 0 and cold.prefilled_tokens == warm.prompt_tokens
-    assert warm.ttft_s < 0.5 * cold.ttft_s, (warm.ttft_s, cold.ttft_s)
+    # Usually 5-10x apart; only "faster" is asserted, as shared CI machines make timings noisy.
+    assert warm.ttft_s < cold.ttft_s, (warm.ttft_s, cold.ttft_s)
 
 
 def test_prompt_too_long_for_the_context(gguf_path) -> None:
     pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
     from qwenchat.engine_llamacpp import LlamaCppEngine
 
-    small = LlamaCppEngine(gguf_path, n_ctx=64, n_threads=2)
+    # Also the load without llama.cpp's extra weight buffers, the AMX workaround (used on AMX machines).
+    small = LlamaCppEngine(gguf_path, n_ctx=128, n_threads=1, repack=False)
     try:
-        end = final(ask(small, req([{"role": "user", "content": "word " * 100}])))
-        assert end.finish_reason == "error" and "does not fit the 64-token context" in end.error
+        assert small.context_window == 128 and small.repack is False
+        end = final(ask(small, req([{"role": "user", "content": "word " * 150}])))
+        assert end.finish_reason == "error" and "does not fit the 128-token context" in end.error
         # Room for a few tokens only: the answer stops at the context's end, as "length".
-        end = final(ask(small, req([{"role": "user", "content": "word " * 45}], max_new_tokens=100)))
-        assert (
-            end.finish_reason in ("length", "stop")
-            and end.stats.prompt_tokens + end.stats.generated_tokens <= 64
-        )
+        prompt = [{"role": "user", "content": "Repeat: " + "word " * 95}]
+        end = final(ask(small, req(prompt, max_new_tokens=100)))
+        st = end.stats
+        assert end.finish_reason == "length" and st.prompt_tokens + st.generated_tokens == 128, st
     finally:
         small.llm.close()

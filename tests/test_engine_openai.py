@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -315,6 +316,16 @@ def test_connection_dropped_mid_answer(fake: Scripted) -> None:
     assert text_of(chunks) == "a" and end.finish_reason == "error" and "\n" not in end.error
 
 
+def test_connection_closed_before_answering(fake: Scripted) -> None:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        h.connection.shutdown(socket.SHUT_RDWR)
+
+    fake.script = script
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    port = fake.server.server_address[1]
+    assert end.error == f"the server at 127.0.0.1:{port} closed the connection before answering"
+
+
 def test_non_streaming_json_answer_is_accepted(fake: Scripted) -> None:
     completion = {
         "object": "chat.completion",
@@ -408,7 +419,8 @@ def test_read_timeout_is_a_clean_error(fake: Scripted) -> None:
     assert time.perf_counter() - t0 < 3
     assert (
         end.finish_reason == "error"
-        and end.error == f"the server at 127.0.0.1:{fake.server.server_address[1]} sent nothing for 0.5 s"
+        and end.error
+        == f"the server at 127.0.0.1:{fake.server.server_address[1]} did not answer within 0.5 s"
     )
 
 
@@ -476,6 +488,20 @@ def test_server_error_message_shapes() -> None:
 
 
 # -- a real server ----------------------------------------------------------------------------------
+SERVER_WITHOUT_EXTRA_BUFFERS = """
+import runpy, sys
+import llama_cpp.llama_cpp as C
+original = C.llama_model_default_params
+def params():
+    p = original()
+    p.use_extra_bufts = False
+    return p
+C.llama_model_default_params = params
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+
+
 class RealServer:
     """`python -m llama_cpp.server` on the demo GGUF, bound to 127.0.0.1, killed in the finalizer."""
 
@@ -483,10 +509,7 @@ class RealServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log = open(log_path, "wb")
-        cmd = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
+        args = [
             "--model",
             gguf,
             "--model_alias",
@@ -498,10 +521,17 @@ class RealServer:
             "--n_ctx",
             "2048",
             "--n_threads",
-            "2",
+            "1",
             "--verbose",
             "False",
         ]
+        cmd = [sys.executable, "-m", "llama_cpp.server", *args]
+        import llama_cpp
+
+        from qwenchat.engine_llamacpp import amx_risk
+
+        if amx_risk(llama_cpp):  # the server would segfault in llama.cpp's AMX kernels: load without them
+            cmd = [sys.executable, "-c", SERVER_WITHOUT_EXTRA_BUFFERS, *args]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         while True:
@@ -518,7 +548,7 @@ class RealServer:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: nothing else is in the group
             self.proc.wait(10)
         self.log.close()
 
@@ -549,6 +579,10 @@ def test_real_server_greedy_turn(real_server: RealServer) -> None:
     assert end.stats.generated_tokens > 0 and end.stats.ttft_s > 0
     again = run(engine, {"do_sample": False, "max_new_tokens": 8})
     assert text_of(again) == text_of(chunks)  # greedy is repeatable
+    # A wrong path on a live server: its 404, one line. (A wrong model name is no error here:
+    # llama_cpp.server answers with its one model whatever the name; vLLM's 404 is covered above.)
+    end = final(run(OpenAIEngine(real_server.url.replace("/v1", "/nope"), model="demo")))
+    assert end.finish_reason == "error" and end.error.startswith("the server answered 404 Not Found")
 
 
 def test_real_server_cancel_then_kill_mid_answer(real_server: RealServer) -> None:
@@ -570,9 +604,10 @@ def test_real_server_cancel_then_kill_mid_answer(real_server: RealServer) -> Non
     for chunk in engine.stream(GenerationRequest(list(MESSAGES), settings), threading.Event()):
         chunks.append(chunk)
         if chunk.tokens == 2:
-            os.killpg(real_server.proc.pid, 9)
+            os.killpg(real_server.proc.pid, signal.SIGKILL)
     end = final(chunks)
     assert end.finish_reason == "error" and end.error and "\n" not in end.error
+    real_server.proc.wait(10)  # SIGKILL is asynchronous: the next turn is to a server that is gone
     t0 = time.perf_counter()
     end = final(run(engine))
     assert end.finish_reason == "error" and "connection refused" in end.error
