@@ -202,6 +202,11 @@ def main() -> None:
         "qwenchat_decode_vs_plain": round(
             statistics.median(r["decode_tps"] for r in rows["qwenchat"]) / plain_tps, 3
         ),
+        "qwenchat_decode_vs_plain_interleaved_rounds": round(
+            statistics.median(decode["qwenchat"]) / statistics.median(decode["plain_generate"]), 3
+        )
+        if decode["qwenchat"]
+        else None,
         "seed_decode_vs_plain": round(
             statistics.median(r["decode_tps"] for r in rows["seed"]) / plain_tps, 3
         ),

@@ -44,7 +44,10 @@ def time_to_prompt(argv: list[str]) -> float:
         while "›".encode() not in out:
             ready, _, _ = select.select([fd], [], [], 0.05)
             if ready:
-                out += os.read(fd, 65536)
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    raise RuntimeError(f"qwenchat exited before its prompt: {out[-500:]!r}") from None
             if time.perf_counter() - t0 > 300:
                 raise RuntimeError("no prompt after 300 s")
         return time.perf_counter() - t0

@@ -67,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="attention kernel (default: the model's choice)",
     )
     m.add_argument(
+        "--engine",
+        choices=("transformers", "llama.cpp"),
+        default="transformers",
+        help="in-process backend; llama.cpp needs a .gguf (-c FILE.gguf or --demo) and qwenchat[llamacpp]",
+    )
+    m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
+    m.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="an OpenAI-compatible server (vLLM, SGLang, llama.cpp, transformers serve); "
+        "-c names the served model (default: its first)",
+    )
+    m.add_argument(
+        "--api-key", help="bearer token for --endpoint (default: $QWENCHAT_API_KEY or $OPENAI_API_KEY)"
+    )
+    m.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="run code shipped in the model repository (GLM-4, Baichuan, ...); off by default",
@@ -207,8 +223,15 @@ def _make_engine(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any
         return None
     from qwenchat.engine import TransformersEngine
 
-    engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse)
-    banner = {"model": loaded.name, "device": loaded.device, "dtype": loaded.dtype, "extra": loaded_extra(loaded)}
+    engine = TransformersEngine(
+        loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse
+    )
+    banner = {
+        "model": loaded.name,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "extra": loaded_extra(loaded),
+    }
     return engine, banner
 
 
@@ -228,8 +251,12 @@ def _make_llamacpp(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, A
         from qwenchat.engine_llamacpp import LlamaCppEngine
 
         with err.status(f"loading {path} with llama.cpp …"):
-            engine = LlamaCppEngine(path, n_ctx=args.n_ctx, reuse_cache=not args.no_cache_reuse,
-                                    name=demo.DEMO_NAME if args.demo else None)
+            engine = LlamaCppEngine(
+                path,
+                n_ctx=args.n_ctx,
+                reuse_cache=not args.no_cache_reuse,
+                name=demo.DEMO_NAME if args.demo else None,
+            )
     except (EngineError, demo.DemoError) as exc:
         err.error(str(exc))
         return None
@@ -266,17 +293,18 @@ def _load(args: argparse.Namespace, err: Any) -> Any:
 
 
 def _chat(
-    args: argparse.Namespace, engine: Any, banner: dict[str, Any], prepared: dict[str, Any], out: Any, err: Any
+    args: argparse.Namespace,
+    engine: Any,
+    banner: dict[str, Any],
+    prepared: dict[str, Any],
+    out: Any,
+    err: Any,
 ) -> int:
     from qwenchat.config import ConfigError, layered_settings
-    from qwenchat.engine import TransformersEngine
     from qwenchat.paths import data_dir
     from qwenchat.repl import App
     from qwenchat.session import DEFAULT_SYSTEM, Conversation
 
-    engine = TransformersEngine(
-        loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse
-    )
     chat_file = prepared["file"].get("chat", {})
     try:
         settings = layered_settings(

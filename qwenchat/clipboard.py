@@ -37,7 +37,7 @@ def osc52(text: str, *, tmux: bool | None = None, screen: bool | None = None) ->
         return f"{ESC}Ptmux;{seq.replace(ESC, ESC + ESC)}{ST}"
     if screen:
         # screen passes each DCS string through, but only short ones: split the sequence over several.
-        return "".join(f"{ESC}P{seq[i:i + SCREEN_CHUNK]}{ST}" for i in range(0, len(seq), SCREEN_CHUNK))
+        return "".join(f"{ESC}P{seq[i : i + SCREEN_CHUNK]}{ST}" for i in range(0, len(seq), SCREEN_CHUNK))
     return seq
 
 
@@ -58,8 +58,10 @@ def support_note(env: Mapping[str, str] | None = None, *, text: str | None = Non
             "or `set -g set-clipboard on` in ~/.tmux.conf."
         )
     if text is not None and len(_payload(text)) > LARGE_PAYLOAD:
-        notes.append(f"That is {len(text.encode('utf-8', 'replace')) // 1000} kB; "
-                     "some terminals ignore clipboard copies over about 100 kB.")
+        notes.append(
+            f"That is {len(text.encode('utf-8', 'replace')) // 1000} kB; "
+            "some terminals ignore clipboard copies over about 100 kB."
+        )
     return " ".join(notes) or None
 
 
@@ -85,7 +87,7 @@ def code_blocks(markdown: str) -> list[str]:
             continue
         # Content lines lose as much leading whitespace as the fence had.
         strip = len(line) - len(line.lstrip(" \t"))
-        current.append(line[min(strip, len(indent)):])
+        current.append(line[min(strip, len(indent)) :])
     if current is not None:
         blocks.append("\n".join(current).rstrip("\n"))
     return blocks

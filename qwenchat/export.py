@@ -30,16 +30,16 @@ def split_think(text: str) -> tuple[str | None, str]:
     """
     stripped = text.lstrip()
     if stripped.startswith(THINK_OPEN):
-        rest = stripped[len(THINK_OPEN):]
+        rest = stripped[len(THINK_OPEN) :]
         if rest.lstrip().startswith(THINK_OPEN):  # some templates and models both open it
-            rest = rest.lstrip()[len(THINK_OPEN):]
+            rest = rest.lstrip()[len(THINK_OPEN) :]
         end = rest.find(THINK_CLOSE)
         if end < 0:
             return rest, ""  # cut off while thinking
-        return rest[:end], rest[end + len(THINK_CLOSE):].lstrip()
+        return rest[:end], rest[end + len(THINK_CLOSE) :].lstrip()
     end = text.find(THINK_CLOSE)
     if end >= 0:
-        return text[:end], text[end + len(THINK_CLOSE):].lstrip()
+        return text[:end], text[end + len(THINK_CLOSE) :].lstrip()
     return None, text
 
 

@@ -21,7 +21,6 @@ Streaming an answer (`Renderer.answer()` -> `AnswerView`):
 from __future__ import annotations
 
 import contextlib
-
 import io
 import math
 import os

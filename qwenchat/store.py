@@ -248,8 +248,14 @@ def save_file(
     """Save to `path` (atomically); a new id when none is given. Returns what was saved."""
     path = Path(path)
     session_id = session_id or SessionStore.new_id()
-    text = dump_session(conversation, model=model, settings_overrides=settings_overrides, seed=seed,
-                        session_id=session_id, created=created)
+    text = dump_session(
+        conversation,
+        model=model,
+        settings_overrides=settings_overrides,
+        seed=seed,
+        session_id=session_id,
+        created=created,
+    )
     if path.is_dir():
         raise StoreError(f"{path} is a directory; give a file name")
     try:
@@ -257,8 +263,9 @@ def save_file(
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {_os_reason(exc)}") from None
     doc = json.loads(text)
-    return SavedSession(session_id, doc["created"], doc["updated"], model, dict(settings_overrides), seed,
-                        conversation, path)
+    return SavedSession(
+        session_id, doc["created"], doc["updated"], model, dict(settings_overrides), seed, conversation, path
+    )
 
 
 def load_file(path: str | os.PathLike[str]) -> SavedSession:
@@ -277,8 +284,9 @@ def load_file(path: str | os.PathLike[str]) -> SavedSession:
     if not path.is_file():
         raise StoreError(f"{path} is not a regular file")  # a FIFO or device would block or never end
     if st.st_size > MAX_FILE_BYTES:
-        raise StoreError(f"{path} is too large ({st.st_size // 2**20} MB; "
-                         f"the limit is {MAX_FILE_BYTES // 2**20} MB)")
+        raise StoreError(
+            f"{path} is too large ({st.st_size // 2**20} MB; the limit is {MAX_FILE_BYTES // 2**20} MB)"
+        )
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)  # it may have grown since stat
@@ -322,8 +330,14 @@ class SessionStore:
     ) -> Path:
         """Write the session after a completed turn; StoreError (one line) when the disk says no."""
         path = self.path(session_id)
-        text = dump_session(conversation, model=model, settings_overrides=settings_overrides, seed=seed,
-                            session_id=session_id, created=created)
+        text = dump_session(
+            conversation,
+            model=model,
+            settings_overrides=settings_overrides,
+            seed=seed,
+            session_id=session_id,
+            created=created,
+        )
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic_write_text(path, text)
@@ -348,7 +362,7 @@ class SessionStore:
         return sessions
 
     def resolve(self, ref: str) -> SavedSession:
-        """"last", an exact id, a unique id prefix or a 1-based number from list()."""
+        """ "last", an exact id, a unique id prefix or a 1-based number from list()."""
         ref = ref.strip()
         sessions = self.list()
         if not sessions:

@@ -103,4 +103,4 @@ def test_code_inside_think_is_ignored():
 
 @pytest.mark.parametrize("fence", ["```", "~~~", "`````"])
 def test_any_language_and_fence(fence):
-    assert last_code_block(f"{fence}rust title=\"x\"\nfn main() {{}}\n{fence}") == "fn main() {}"
+    assert last_code_block(f'{fence}rust title="x"\nfn main() {{}}\n{fence}') == "fn main() {}"

@@ -155,8 +155,13 @@ def test_endpoint_that_is_down_is_one_line():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.time()
-    proc = subprocess.run([*QWENCHAT, "--endpoint", f"http://127.0.0.1:{port}"], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=60)
+    proc = subprocess.run(
+        [*QWENCHAT, "--endpoint", f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
     assert proc.returncode == 2 and time.time() - t0 < 30
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "Traceback" not in proc.stderr

@@ -105,7 +105,7 @@ def test_hostile_model_name_and_settings():
     assert "## evil \\#\\# fake \\`x\\`\n" in md
     assert headings(md)[0] == "## You" and len(headings(md)) == 2
     assert "\n- **Model:** `` evil ## fake `x` ``\n" in md
-    assert "````stop_strings=\"``` ok\"````" in md
+    assert '````stop_strings="``` ok"````' in md
 
 
 def test_split_think_shapes():

@@ -34,8 +34,11 @@ def conv(*pairs, system="Be brief.", interrupted_last=False):
 
 def doc(**changes):
     """A valid session document as a dict, with some fields replaced (or removed with ...)."""
-    d = json.loads(dump_session(conv(("hi", "hello")), model="m", settings_overrides={}, seed=1,
-                                session_id="20260101-000000-abcd"))
+    d = json.loads(
+        dump_session(
+            conv(("hi", "hello")), model="m", settings_overrides={}, seed=1, session_id="20260101-000000-abcd"
+        )
+    )
     for k, v in changes.items():
         if v is ...:
             d.pop(k)
@@ -57,11 +60,15 @@ def rejects(text, fragment):
 
 
 def test_round_trip_unicode_interrupted_settings(tmp_path):
-    c = conv(("héllo 🌍 你好\nsecond line", "<think>hm</think>ответ ```x```"), ("again", "cut"),
-             interrupted_last=True)
+    c = conv(
+        ("héllo 🌍 你好\nsecond line", "<think>hm</think>ответ ```x```"),
+        ("again", "cut"),
+        interrupted_last=True,
+    )
     overrides = {"temperature": 0.3, "stop_strings": ["a", "b"], "top_k": 5}
-    saved = save_file(tmp_path / "s.json", c, model="Qwen/Qwen2.5-0.5B-Instruct",
-                      settings_overrides=overrides, seed=42)
+    saved = save_file(
+        tmp_path / "s.json", c, model="Qwen/Qwen2.5-0.5B-Instruct", settings_overrides=overrides, seed=42
+    )
     loaded = load_file(tmp_path / "s.json")
     assert loaded == saved
     assert loaded.conversation == c and loaded.conversation.messages[-1].interrupted
@@ -74,8 +81,14 @@ def test_round_trip_unicode_interrupted_settings(tmp_path):
 
 
 def test_dump_parse_keeps_ids_and_times():
-    text = dump_session(conv(), model="m", settings_overrides={}, seed=0, session_id="a-b_c.d",
-                        created="2026-01-02T03:04:05+00:00")
+    text = dump_session(
+        conv(),
+        model="m",
+        settings_overrides={},
+        seed=0,
+        session_id="a-b_c.d",
+        created="2026-01-02T03:04:05+00:00",
+    )
     d = json.loads(text)
     assert d["format"] == "qwenchat-session" and d["version"] == 1
     s = parse_session(text)
@@ -194,10 +207,19 @@ def test_rejects_bad_json(text, fragment):
         ({"settings": {"__class__": 1}}, "unknown setting '__class__'"),
         ({"settings": {"x" * 5000: 1}}, "too long"),
         ({"conversation": None}, "conversation: not a qwenchat conversation"),
-        ({"conversation": {"version": 1, "messages": [{"role": "system", "content": "x"}]}},
-         "conversation: message 1 has role"),
-        ({"conversation": {"version": 1, "messages": [{"role": "user", "content": "x", "interrupted": 1}]}},
-         "'interrupted' must be true or false"),
+        (
+            {"conversation": {"version": 1, "messages": [{"role": "system", "content": "x"}]}},
+            "conversation: message 1 has role",
+        ),
+        (
+            {
+                "conversation": {
+                    "version": 1,
+                    "messages": [{"role": "user", "content": "x", "interrupted": 1}],
+                }
+            },
+            "'interrupted' must be true or false",
+        ),
     ],
 )
 def test_rejects_bad_fields(changes, fragment):
@@ -296,8 +318,21 @@ JSON = st.recursive(
     max_leaves=20,
 )
 FIELDS = ["format", "version", "id", "created", "updated", "model", "settings", "seed", "conversation"]
-SETTING_KEYS = st.sampled_from(["temperature", "top_p", "top_k", "max_new_tokens", "do_sample",
-                                "stop_strings", "bad_words_ids", "output_scores", "max_length", "bogus", ""])
+SETTING_KEYS = st.sampled_from(
+    [
+        "temperature",
+        "top_p",
+        "top_k",
+        "max_new_tokens",
+        "do_sample",
+        "stop_strings",
+        "bad_words_ids",
+        "output_scores",
+        "max_length",
+        "bogus",
+        "",
+    ]
+)
 NEAR_VALID = st.builds(
     lambda changes, setting: {**doc(**changes), **({"settings": setting} if setting is not None else {})},
     st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=2),
@@ -305,17 +340,36 @@ NEAR_VALID = st.builds(
 )
 ROLE = st.sampled_from(["user", "assistant", "tool"]) | JSON
 MESSAGE = st.fixed_dictionaries({"role": ROLE, "content": JSON}, optional={"interrupted": JSON})
-CONVERSATIONS = st.builds(lambda msgs, v, s: doc(conversation={"version": v, "system": s, "messages": msgs}),
-                          st.lists(MESSAGE, max_size=3), st.integers(-1, 3) | JSON, st.text() | JSON)
+CONVERSATIONS = st.builds(
+    lambda msgs, v, s: doc(conversation={"version": v, "system": s, "messages": msgs}),
+    st.lists(MESSAGE, max_size=3),
+    st.integers(-1, 3) | JSON,
+    st.text() | JSON,
+)
 
-GOOD_MESSAGE = st.builds(lambda r, t, i: {"role": r, "content": t, "interrupted": i},
-                         st.sampled_from(["user", "assistant"]), st.text(), st.booleans())
-GOOD_SETTINGS = st.fixed_dictionaries({}, optional={
-    "temperature": st.floats(0, 2), "top_k": st.integers(0, 100),
-    "stop_strings": st.lists(st.text(), max_size=2)})
-VALID = st.builds(lambda msgs, system, overrides, seed: doc(
-    conversation={"version": 1, "system": system, "messages": msgs}, settings=overrides, seed=seed),
-    st.lists(GOOD_MESSAGE, max_size=4), st.none() | st.text(), GOOD_SETTINGS, st.integers(0, 2**32 - 1))
+GOOD_MESSAGE = st.builds(
+    lambda r, t, i: {"role": r, "content": t, "interrupted": i},
+    st.sampled_from(["user", "assistant"]),
+    st.text(),
+    st.booleans(),
+)
+GOOD_SETTINGS = st.fixed_dictionaries(
+    {},
+    optional={
+        "temperature": st.floats(0, 2),
+        "top_k": st.integers(0, 100),
+        "stop_strings": st.lists(st.text(), max_size=2),
+    },
+)
+VALID = st.builds(
+    lambda msgs, system, overrides, seed: doc(
+        conversation={"version": 1, "system": system, "messages": msgs}, settings=overrides, seed=seed
+    ),
+    st.lists(GOOD_MESSAGE, max_size=4),
+    st.none() | st.text(),
+    GOOD_SETTINGS,
+    st.integers(0, 2**32 - 1),
+)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -328,8 +382,15 @@ def test_arbitrary_json_gives_session_or_store_error(value):
     else:
         assert isinstance(s, SavedSession)
         # Whatever was accepted saves and loads back the same.
-        text = dump_session(s.conversation, model=s.model, settings_overrides=s.settings, seed=s.seed,
-                            session_id=s.id, created=s.created, updated=s.updated)
+        text = dump_session(
+            s.conversation,
+            model=s.model,
+            settings_overrides=s.settings,
+            seed=s.seed,
+            session_id=s.id,
+            created=s.created,
+            updated=s.updated,
+        )
         again = parse_session(text)
         assert again == s
 
@@ -349,8 +410,14 @@ def make_store(tmp_path, n=3):
     ids = []
     for i in range(n):
         sid = f"2026010{i + 1}-120000-{i:04x}"
-        s.autosave(sid, conv((f"question {i}", "answer")), model="m", settings_overrides={}, seed=i,
-                   created=f"2026-01-0{i + 1}T12:00:00+00:00")
+        s.autosave(
+            sid,
+            conv((f"question {i}", "answer")),
+            model="m",
+            settings_overrides={},
+            seed=i,
+            created=f"2026-01-0{i + 1}T12:00:00+00:00",
+        )
         # autosave stamps "updated" with now; spread them so the order is known
         data = json.loads(s.path(sid).read_text(encoding="utf-8"))
         data["updated"] = f"2026-01-0{i + 1}T12:00:00+00:00"
@@ -375,8 +442,14 @@ def test_new_id_is_sortable_and_valid():
 def test_autosave_overwrites_and_keeps_created(tmp_path):
     s = SessionStore(tmp_path)
     c = conv(("one", "1"))
-    s.autosave("id1", c, model="m", settings_overrides={"temperature": 0.5}, seed=3,
-               created="2026-01-01T00:00:00+00:00")
+    s.autosave(
+        "id1",
+        c,
+        model="m",
+        settings_overrides={"temperature": 0.5},
+        seed=3,
+        created="2026-01-01T00:00:00+00:00",
+    )
     c.add_user("two")
     c.add_assistant("2", interrupted=True)
     path = s.autosave("id1", c, model="m", settings_overrides={}, seed=3, created="2026-01-01T00:00:00+00:00")
@@ -442,7 +515,9 @@ def test_modules_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, qwenchat.store, qwenchat.clipboard, qwenchat.export; "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, qwenchat.store, qwenchat.clipboard, qwenchat.export; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
