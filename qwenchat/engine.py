@@ -12,11 +12,11 @@ import torch
 from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from qwenchat import worker
 from qwenchat.engine_api import Chunk, GenerationRequest, TurnStats
 from qwenchat.think import prompt_opens_think
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
-_END = object()
 
 
 class _CancelCriteria(StoppingCriteria):
@@ -59,46 +59,11 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return i
 
 
-class _Worker:
-    """One long-lived generate thread per engine. A new thread every turn costs decode speed on small CPUs:
-    each new thread that calls into torch gets its own OpenMP team, which then competes with the old ones."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, job: Any) -> threading.Event:
-        done = threading.Event()
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="qwenchat-generate", daemon=True)
-            self._thread.start()
-        self._jobs.put((job, done))
-        return done
-
-    def _loop(self) -> None:
-        while True:
-            job, done = self._jobs.get()
-            try:
-                job()
-            finally:
-                done.set()
-
-
-def _join(done: threading.Event) -> None:
-    """Wait for the job (one decode step once cancelled); a second Ctrl-C must not abandon it."""
-    while not done.is_set():
-        try:
-            done.wait(0.1)
-        except KeyboardInterrupt:
-            continue
-
-
 def error_line(exc: BaseException) -> str:
-    name = type(exc).__name__
-    first = (str(exc).strip().splitlines() or [""])[0]
-    if "OutOfMemory" in name:
+    if "OutOfMemory" in type(exc).__name__:
+        first = (str(exc).strip().splitlines() or [""])[0]
         return f"out of memory: {first[:200]} (try :clh or a smaller max_new_tokens)"
-    return f"{name}: {first[:300]}" if first else name
+    return worker.error_line(exc)
 
 
 class TransformersEngine:
@@ -112,7 +77,7 @@ class TransformersEngine:
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
         self._lock = threading.Lock()
-        self._worker = _Worker()
+        self._worker = worker.GenerateWorker("qwenchat-generate")
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -245,7 +210,7 @@ class TransformersEngine:
             except BaseException as exc:  # reported to the user as one line; the session survives
                 outcome["error"] = exc
             finally:
-                q.put(_END)
+                q.put(worker.END)
 
         done = self._worker.submit(work)
         decoder = self._new_decoder()
@@ -253,18 +218,7 @@ class TransformersEngine:
         t_first: float | None = None
         finished = False
         try:
-            while True:
-                try:
-                    item = q.get(timeout=0.1)
-                except queue.Empty:
-                    if done.is_set() and q.empty():  # never wait on a finished or dead job
-                        break
-                    continue
-                except KeyboardInterrupt:  # Ctrl-C landed here rather than in the caller: same meaning
-                    cancel.set()
-                    continue
-                if item is _END:
-                    break
+            for item in worker.queue_items(q, done, cancel):
                 if t_first is None:
                     t_first = time.perf_counter()
                 generated.append(item)
@@ -275,7 +229,7 @@ class TransformersEngine:
         finally:
             if not done.is_set():  # the caller stopped listening: stop the job before anyone reuses the cache
                 cancel.set()
-                _join(done)
+                worker.wait_for(done)
             if not finished:
                 self._cache, self._cached_ids = None, []
         t_end = time.perf_counter()

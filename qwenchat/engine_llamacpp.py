@@ -19,8 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from qwenchat import worker
 from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats
 from qwenchat.think import prompt_opens_think
+from qwenchat.worker import error_line
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
@@ -59,7 +61,6 @@ _NEUTRAL: dict[str, Any] = {
     "eta_cutoff": 0.0,
     "length_penalty": 1.0,
 }
-_END = object()
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -68,12 +69,6 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
-
-
-def error_line(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    name = type(exc).__name__
-    return f"{name}: {first[:300]}" if first else name
 
 
 class ChatTemplate:
@@ -212,6 +207,7 @@ class LlamaCppEngine:
             raise EngineError(f"llama.cpp could not load {path.name}: {error_line(exc)}") from None
         self.path = path
         self.reuse_cache = reuse_cache  # False: every turn evaluates the whole prompt (--no-cache-reuse)
+        self._worker = worker.GenerateWorker("qwenchat-llamacpp")
         self.name = name or path.stem
         self.n_batch = n_batch
         source = self.llm.metadata.get("tokenizer.chat_template")
@@ -355,28 +351,16 @@ class LlamaCppEngine:
             except BaseException as exc:  # reported to the user as one line; the session survives
                 outcome["error"] = exc
             finally:
-                q.put(_END)
+                q.put(worker.END)
 
-        worker = threading.Thread(target=work, name="qwenchat-llamacpp", daemon=True)
-        worker.start()
+        done = self._worker.submit(work)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated = 0
         t_first: float | None = None
         hit_stop = False
         finished = False
         try:
-            while True:
-                try:
-                    item = q.get(timeout=0.1)
-                except queue.Empty:
-                    if not worker.is_alive() and q.empty():  # never wait on a dead worker
-                        break
-                    continue
-                except KeyboardInterrupt:  # Ctrl-C landed here rather than in the caller: same meaning
-                    cancel.set()
-                    continue
-                if item is _END:
-                    break
+            for item in worker.queue_items(q, done, cancel):
                 if t_first is None:
                     t_first = time.perf_counter()
                 generated += 1
@@ -389,11 +373,9 @@ class LlamaCppEngine:
                     yield Chunk(text=text, tokens=generated)
             finished = True
         finally:
-            if (
-                worker.is_alive()
-            ):  # the caller stopped listening: stop the worker before anyone reuses the cache
+            if not done.is_set():  # the caller stopped listening: stop the job before anyone reuses the cache
                 cancel.set()
-                _join(worker)
+                worker.wait_for(done)
             if not finished:
                 self.llm.n_tokens = 0
         tail = "" if hit_stop else stopper.flush() + decoder.decode(b"", final=True)
@@ -490,12 +472,3 @@ def _load_llama(llama_cpp: Any, kwargs: dict[str, Any], *, extra_buffers: bool) 
             return llama_cpp.Llama(**kwargs)
         finally:
             low.llama_model_default_params = original
-
-
-def _join(worker: threading.Thread) -> None:
-    """Wait for the worker (one batch or token once cancelled); a second Ctrl-C must not abandon it."""
-    while worker.is_alive():
-        try:
-            worker.join(0.1)
-        except KeyboardInterrupt:
-            continue

@@ -1,0 +1,71 @@
+"""The generate thread shared by the in-process engines, and the consumer side of its token queue."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+END = object()  # put on the queue by a job when it has finished, whatever happened
+
+
+class GenerateWorker:
+    """One long-lived thread per engine. A new thread every turn costs decode speed on small CPUs: each new
+    thread that calls into torch or ggml gets its own OpenMP team, which then competes with the old ones."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Run `job` on the worker thread; the returned event is set once it has returned or raised."""
+        done = threading.Event()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+            self._thread.start()
+        self._jobs.put((job, done))
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            job, done = self._jobs.get()
+            try:
+                job()
+            finally:
+                done.set()
+
+
+def queue_items(q: queue.Queue, done: threading.Event, cancel: threading.Event) -> Iterator[Any]:
+    """What the job puts on `q`, until END; never waits on a finished job, and a Ctrl-C that lands here
+    (rather than in the caller) means the same as one there: cancel."""
+    while True:
+        try:
+            item = q.get(timeout=0.1)
+        except queue.Empty:
+            if done.is_set() and q.empty():
+                return
+            continue
+        except KeyboardInterrupt:
+            cancel.set()
+            continue
+        if item is END:
+            return
+        yield item
+
+
+def wait_for(done: threading.Event) -> None:
+    """Wait for a cancelled job (one decode step); a second Ctrl-C must not abandon it."""
+    while not done.is_set():
+        try:
+            done.wait(0.1)
+        except KeyboardInterrupt:
+            continue
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as one line for the user."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    name = type(exc).__name__
+    return f"{name}: {first[:300]}" if first else name
