@@ -15,6 +15,7 @@ from transformers.generation.streamers import BaseStreamer
 from qwenchat import worker
 from qwenchat.engine_api import Chunk, GenerationRequest, TurnStats
 from qwenchat.think import prompt_opens_think
+from qwenchat.worker import common_prefix_len
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
 
@@ -49,14 +50,6 @@ class _QueueStreamer(BaseStreamer):
 
     def end(self) -> None:
         pass  # the worker signals the end itself, after generate has returned or raised
-
-
-def common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def error_line(exc: BaseException) -> str:
@@ -168,13 +161,7 @@ class TransformersEngine:
         return keep
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
-        if not self._lock.acquire(blocking=False):
-            yield Chunk(finish_reason="error", error="the engine is busy with another turn")
-            return
-        try:
-            yield from self._stream(request, cancel)
-        finally:
-            self._lock.release()
+        return worker.one_turn_at_a_time(self._lock, self._stream(request, cancel))
 
     def _stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any
 from qwenchat import worker
 from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats
 from qwenchat.think import prompt_opens_think
-from qwenchat.worker import error_line
+from qwenchat.worker import common_prefix_len, error_line
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
@@ -61,14 +61,6 @@ _NEUTRAL: dict[str, Any] = {
     "eta_cutoff": 0.0,
     "length_penalty": 1.0,
 }
-
-
-def common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class ChatTemplate:
@@ -275,13 +267,7 @@ class LlamaCppEngine:
 
     # -- generation --------------------------------------------------------------------------
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
-        if not self._lock.acquire(blocking=False):
-            yield Chunk(finish_reason="error", error="the engine is busy with another turn")
-            return
-        try:
-            yield from self._stream(request, cancel)
-        finally:
-            self._lock.release()
+        return worker.one_turn_at_a_time(self._lock, self._stream(request, cancel))
 
     def _sampling(self, settings: dict[str, Any]) -> dict[str, Any]:
         s = {**self._defaults, **settings}

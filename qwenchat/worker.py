@@ -64,6 +64,29 @@ def wait_for(done: threading.Event) -> None:
             continue
 
 
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two id lists share: the part of a prompt a kept KV cache already holds."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Any]) -> Iterator[Any]:
+    """An engine turn under its lock; a concurrent second turn gets an error chunk instead of waiting."""
+    from qwenchat.engine_api import Chunk
+
+    if not lock.acquire(blocking=False):
+        turn.close()
+        yield Chunk(finish_reason="error", error="the engine is busy with another turn")
+        return
+    try:
+        yield from turn
+    finally:
+        lock.release()
+
+
 def error_line(exc: BaseException) -> str:
     """An exception as one line for the user."""
     first = (str(exc).strip().splitlines() or [""])[0]
