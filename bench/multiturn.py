@@ -1,10 +1,14 @@
-"""Multi-turn time to first token: qwenchat's engine (KV cache kept) vs a copy of Qwen's cli_demo loop.
+"""Multi-turn time to first token: qwenchat's engines (KV cache kept) vs a copy of Qwen's cli_demo loop.
 
-One process, one model, the contestants interleaved turn by turn so machine noise hits both alike.
-Prints one JSON line per turn per contestant, then a JSON summary.
+One process, the contestants interleaved turn by turn so machine noise hits them alike: qwenchat's
+transformers engine, the seed's loop and plain `model.generate` on one loaded model, and, when
+llama-cpp-python is installed and a GGUF is known, qwenchat's llama.cpp engine on that GGUF. Each keeps
+its own history (its own answers). Prints one JSON line per turn per contestant, then a JSON summary,
+then the per-turn table as markdown on stderr.
 
-    python bench/multiturn.py            # the demo model
-    python bench/multiturn.py -c DIR     # any local model
+    python bench/multiturn.py                         # the demo model (and its GGUF for llama.cpp)
+    python bench/multiturn.py -c DIR --gguf FILE      # any local model, and a GGUF of it
+    python bench/multiturn.py --llamacpp off          # transformers only
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from transformers import TextIteratorStreamer  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from qwenchat.engine import TransformersEngine  # noqa: E402
-from qwenchat.engine_api import GenerationRequest  # noqa: E402
+from qwenchat.engine_api import GenerationRequest, TurnStats  # noqa: E402
 from qwenchat.loader import LoadOptions, load, resolve  # noqa: E402
 
 QUESTIONS = [
@@ -107,6 +111,75 @@ def plain_generate(model, tokenizer, conversation, gen):
     return {"ttft_s": clock.first - t0, "decode_tps": (clock.n - 1) / (clock.last - clock.first)}
 
 
+def engine_row(name: str, turn: int | str, st: TurnStats) -> dict:
+    return {
+        "contestant": name,
+        "turn": turn,
+        "prompt_tokens": st.prompt_tokens,
+        "reused_tokens": st.reused_tokens,
+        "prefilled_tokens": st.prefilled_tokens,
+        "generated_tokens": st.generated_tokens,
+        "ttft_s": round(st.ttft_s, 4),
+        "decode_tps": round(st.decode_tps, 2),
+    }
+
+
+def engine_turn(engine, messages: list[dict], settings: dict) -> tuple[str, TurnStats]:
+    chunks = list(engine.stream(GenerationRequest(list(messages), settings), threading.Event()))
+    if chunks[-1].error:
+        raise SystemExit(f"{engine.name}: {chunks[-1].error}")
+    return "".join(c.text for c in chunks), chunks[-1].stats
+
+
+def llamacpp_engine(args, threads: int):
+    """qwenchat's llama.cpp engine on the GGUF, or None where it cannot run (and why, on stderr)."""
+    if args.llamacpp == "off":
+        return None
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        if args.llamacpp == "on":
+            hint = "pip install 'qwenchat[llamacpp]'"
+            raise SystemExit(f"--llamacpp on needs llama-cpp-python: {hint}") from None
+        print("llama.cpp engine skipped: llama-cpp-python is not installed", file=sys.stderr)
+        return None
+    if args.gguf:
+        gguf = Path(args.gguf)
+    elif args.checkpoint == "demo":
+        from qwenchat.demo import ensure_gguf
+
+        gguf = ensure_gguf()
+    elif args.checkpoint.endswith(".gguf"):
+        gguf = Path(args.checkpoint)
+    else:
+        if args.llamacpp == "on":
+            raise SystemExit("--llamacpp on needs --gguf FILE for a non-GGUF checkpoint")
+        print("llama.cpp engine skipped: no GGUF (give --gguf FILE)", file=sys.stderr)
+        return None
+    from qwenchat.engine_llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(gguf, n_ctx=args.n_ctx, n_threads=threads)
+
+
+def markdown_table(rows: dict[str, list[dict]]) -> str:
+    """Per-turn TTFT (prompt tokens) and decode speed, one column pair per contestant."""
+    names = [n for n in ("qwenchat", "llamacpp", "seed") if rows.get(n)]
+    titles = {
+        "qwenchat": "qwenchat, transformers",
+        "llamacpp": "qwenchat, llama.cpp",
+        "seed": "cli_demo loop",
+    }
+    head = "| turn | " + " | ".join(f"{titles[n]}: TTFT (prompt tokens) | tok/s" for n in names) + " |"
+    lines = [head, "|---" * (1 + 2 * len(names)) + "|"]
+    for i in range(len(rows[names[0]])):
+        cells = [str(i + 1)]
+        for n in names:
+            r = rows[n][i]
+            cells += [f"{r['ttft_s']:.3f} s ({r['prompt_tokens']})", f"{r['decode_tps']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-c", "--checkpoint", default="demo")
@@ -119,6 +192,14 @@ def main() -> None:
         default=5,
         help="extra interleaved rounds of engine vs plain generate on one prompt, for decode speed",
     )
+    ap.add_argument(
+        "--llamacpp",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="also run the llama.cpp engine (auto: when llama-cpp-python is installed and a GGUF is known)",
+    )
+    ap.add_argument("--gguf", help="the GGUF for the llama.cpp engine (default: the demo's, or -c FILE.gguf)")
+    ap.add_argument("--n-ctx", type=int, default=4096, help="llama.cpp context size")
     args = ap.parse_args()
 
     loaded = load(resolve(args.checkpoint, demo=args.checkpoint == "demo"), LoadOptions(dtype=args.dtype))
@@ -128,33 +209,37 @@ def main() -> None:
     settings = {"do_sample": False, "max_new_tokens": n, "min_new_tokens": n}
     gen = {**settings, "pad_token_id": tok.eos_token_id}
     engine = TransformersEngine(model, tok, loaded.name)
+    llama = llamacpp_engine(args, torch.get_num_threads())
+    # llama.cpp has no min_new_tokens: its answers may end sooner, at end of sequence.
+    llama_settings = {"do_sample": False, "max_new_tokens": n}
 
-    # Warm-up: first calls pay one-off costs that belong to neither contestant.
-    list(engine.stream(GenerationRequest([{"role": "user", "content": "hi"}], settings), threading.Event()))
+    # Warm-up: first calls pay one-off costs that belong to none of the contestants.
+    hi = [{"role": "user", "content": "hi"}]
+    engine_turn(engine, hi, settings)
     engine.reset()
     seed_turn(model, tok, [], "hi", gen)
+    if llama is not None:
+        engine_turn(llama, hi, llama_settings)
+        llama.reset()
 
-    rows = {"qwenchat": [], "seed": [], "plain_generate": []}
+    rows: dict[str, list[dict]] = {"qwenchat": [], "seed": [], "plain_generate": []}
     engine_msgs = [{"role": "system", "content": SYSTEM}]
+    llama_msgs = [{"role": "system", "content": SYSTEM}]
     seed_history: list[tuple[str, str]] = []
     for turn, q in enumerate(QUESTIONS[: args.turns], 1):
-        # (a) qwenchat's engine
+        # (a) qwenchat's transformers engine
         engine_msgs.append({"role": "user", "content": q})
-        chunks = list(engine.stream(GenerationRequest(list(engine_msgs), settings), threading.Event()))
-        answer = "".join(c.text for c in chunks)
-        st = chunks[-1].stats
+        answer, st = engine_turn(engine, engine_msgs, settings)
         engine_msgs.append({"role": "assistant", "content": answer})
-        row = {
-            "contestant": "qwenchat",
-            "turn": turn,
-            "prompt_tokens": st.prompt_tokens,
-            "reused_tokens": st.reused_tokens,
-            "prefilled_tokens": st.prefilled_tokens,
-            "ttft_s": round(st.ttft_s, 4),
-            "decode_tps": round(st.decode_tps, 2),
-        }
-        rows["qwenchat"].append(row)
-        print(json.dumps(row), flush=True)
+        rows["qwenchat"].append(engine_row("qwenchat", turn, st))
+        print(json.dumps(rows["qwenchat"][-1]), flush=True)
+        # (a') qwenchat's llama.cpp engine, its own history
+        if llama is not None:
+            llama_msgs.append({"role": "user", "content": q})
+            answer, st = engine_turn(llama, llama_msgs, llama_settings)
+            llama_msgs.append({"role": "assistant", "content": answer})
+            rows.setdefault("llamacpp", []).append(engine_row("llamacpp", turn, st))
+            print(json.dumps(rows["llamacpp"][-1]), flush=True)
         # (b) the seed's loop
         text, m = seed_turn(model, tok, seed_history, q, gen)
         seed_history.append((q, text))
@@ -182,6 +267,12 @@ def main() -> None:
     print(
         json.dumps({"decode_rounds": {k: [round(v, 2) for v in vs] for k, vs in decode.items()}}), flush=True
     )
+    llama_cold = None
+    if llama is not None:
+        # llama.cpp's last turn again from an empty cache: what that turn costs without prefix reuse.
+        llama.reset()
+        _, llama_cold = engine_turn(llama, llama_msgs[:-1], llama_settings)
+        print(json.dumps(engine_row("llamacpp", "last-cold", llama_cold)), flush=True)
 
     def ttft(name, i):
         return rows[name][i]["ttft_s"]
@@ -211,7 +302,23 @@ def main() -> None:
             statistics.median(r["decode_tps"] for r in rows["seed"]) / plain_tps, 3
         ),
     }
+    if llama is not None:
+        summary.update(
+            {
+                "llamacpp_gguf": llama.name,
+                "llamacpp_ttft_turn_last_over_first": round(ttft("llamacpp", -1) / ttft("llamacpp", 0), 3),
+                "llamacpp_ttft_last_warm_over_cold": round(ttft("llamacpp", -1) / llama_cold.ttft_s, 3),
+                "llamacpp_over_seed_ttft_at_last_turn": round(ttft("llamacpp", -1) / ttft("seed", -1), 3),
+                "llamacpp_decode_tps_median": round(
+                    statistics.median(r["decode_tps"] for r in rows["llamacpp"]), 2
+                ),
+                "llamacpp_decode_vs_plain": round(
+                    statistics.median(r["decode_tps"] for r in rows["llamacpp"]) / plain_tps, 3
+                ),
+            }
+        )
     print(json.dumps(summary), flush=True)
+    print(markdown_table(rows), file=sys.stderr)
 
 
 if __name__ == "__main__":

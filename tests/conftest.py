@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from qwenchat.render import Renderer, make_console
+
+if TYPE_CHECKING:
+    from tests.real_server import RealServer
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +69,26 @@ def tiny_model(demo_dir):
     model = Qwen2ForCausalLM(config).eval()
     model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
     return model, tok
+
+
+@pytest.fixture
+def real_server(tmp_path) -> Iterator[RealServer]:
+    """`python -m llama_cpp.server` on the demo GGUF, started for one test and killed after it."""
+    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    pytest.importorskip(
+        "llama_cpp.server.app", reason="needs the server extra: pip install 'qwenchat[serve-test]'"
+    )
+    from qwenchat.demo import DemoError, ensure_gguf
+
+    try:
+        gguf = ensure_gguf()
+    except DemoError as exc:
+        pytest.skip(str(exc))
+    from tests.real_server import RealServer
+
+    server = RealServer(str(gguf), str(tmp_path / "server.log"))
+    yield server
+    server.stop()
 
 
 def pytest_configure(config):

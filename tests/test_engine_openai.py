@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +17,7 @@ import pytest
 
 from qwenchat.engine_api import Chunk, EngineError, GenerationRequest
 from qwenchat.engine_openai import OpenAIEngine, server_error_message
+from tests.real_server import RealServer, free_port
 
 GREEDY = {"do_sample": False, "max_new_tokens": 16}
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hi."}]
@@ -44,12 +43,6 @@ def final(chunks: list[Chunk]) -> Chunk:
     assert chunks and chunks[-1].finish_reason is not None
     assert all(c.finish_reason is None for c in chunks[:-1])
     return chunks[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- a scripted server ------------------------------------------------------------------------------
@@ -487,89 +480,7 @@ def test_server_error_message_shapes() -> None:
     assert len(server_error_message(b"x" * 5000)) == 300
 
 
-# -- a real server ----------------------------------------------------------------------------------
-SERVER_WITHOUT_EXTRA_BUFFERS = """
-import runpy, sys
-import llama_cpp.llama_cpp as C
-original = C.llama_model_default_params
-def params():
-    p = original()
-    p.use_extra_bufts = False
-    return p
-C.llama_model_default_params = params
-sys.argv[0] = "llama_cpp.server"
-runpy.run_module("llama_cpp.server", run_name="__main__")
-"""
-
-
-class RealServer:
-    """`python -m llama_cpp.server` on the demo GGUF, bound to 127.0.0.1, killed in the finalizer."""
-
-    def __init__(self, gguf: str, log_path: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log = open(log_path, "wb")
-        args = [
-            "--model",
-            gguf,
-            "--model_alias",
-            "demo",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "1",
-            "--verbose",
-            "False",
-        ]
-        cmd = [sys.executable, "-m", "llama_cpp.server", *args]
-        import llama_cpp
-
-        from qwenchat.engine_llamacpp import amx_risk
-
-        if amx_risk(llama_cpp):  # the server would segfault in llama.cpp's AMX kernels: load without them
-            cmd = [sys.executable, "-c", SERVER_WITHOUT_EXTRA_BUFFERS, *args]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}; see {log_path}")
-            try:
-                OpenAIEngine(self.url, timeout=2).list_models()
-                return
-            except EngineError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"llama_cpp.server did not start in 120 s; see {log_path}") from None
-                time.sleep(0.3)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: nothing else is in the group
-            self.proc.wait(10)
-        self.log.close()
-
-
-@pytest.fixture
-def real_server(tmp_path) -> Iterator[RealServer]:
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    pytest.importorskip(
-        "llama_cpp.server.app", reason="needs the server extra: pip install 'qwenchat[serve-test]'"
-    )
-    from qwenchat.demo import DemoError, ensure_gguf
-
-    try:
-        gguf = ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
-    server = RealServer(str(gguf), str(tmp_path / "server.log"))
-    yield server
-    server.stop()
-
-
+# -- a real server (the `real_server` fixture is in conftest.py) -------------------------------------
 def test_real_server_greedy_turn(real_server: RealServer) -> None:
     engine = OpenAIEngine(real_server.url)
     assert engine.connect() == ["demo"] and engine.name == "demo"
