@@ -238,18 +238,13 @@ class TransformersEngine:
                 reason = "length"
             else:
                 reason = "stop"
-        prefilled = len(ids) - reused
-        ttft = (t_first or t_end) - t0
-        decode_s = t_end - t_first if t_first is not None else 0.0
-        stats = TurnStats(
+        stats = TurnStats.timed(
             prompt_tokens=len(ids),
             reused_tokens=reused,
-            prefilled_tokens=prefilled,
             generated_tokens=len(generated),
-            ttft_s=ttft,
-            prefill_tps=prefilled / ttft if ttft > 0 else 0.0,
-            decode_tps=(len(generated) - 1) / decode_s if len(generated) > 1 and decode_s > 0 else 0.0,
-            total_s=t_end - t0,
+            t0=t0,
+            t_first=t_first,
+            t_end=t_end,
             finish_reason=reason,
             peak_gpu_mem_bytes=torch.cuda.max_memory_allocated(self.device) if cuda else None,
         )

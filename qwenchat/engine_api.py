@@ -27,6 +27,37 @@ class TurnStats:
     finish_reason: str = "stop"
     peak_gpu_mem_bytes: int | None = None
 
+    @classmethod
+    def timed(
+        cls,
+        *,
+        prompt_tokens: int,
+        reused_tokens: int,
+        generated_tokens: int,
+        t0: float,
+        t_first: float | None,
+        t_end: float,
+        finish_reason: str,
+        peak_gpu_mem_bytes: int | None = None,
+    ) -> TurnStats:
+        """A turn's stats from its clock readings: the call, the first generated token (None when none
+        came) and the end. Without a first token there is no prefill speed: the prefill may have been cut."""
+        prefilled = max(prompt_tokens - reused_tokens, 0)  # a server may count its cache oddly
+        ttft = (t_first or t_end) - t0
+        decode_s = t_end - t_first if t_first is not None else 0.0
+        return cls(
+            prompt_tokens=prompt_tokens,
+            reused_tokens=reused_tokens,
+            prefilled_tokens=prefilled,
+            generated_tokens=generated_tokens,
+            ttft_s=ttft,
+            prefill_tps=prefilled / ttft if ttft > 0 and t_first is not None else 0.0,
+            decode_tps=(generated_tokens - 1) / decode_s if generated_tokens > 1 and decode_s > 0 else 0.0,
+            total_s=t_end - t0,
+            finish_reason=finish_reason,
+            peak_gpu_mem_bytes=peak_gpu_mem_bytes,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 

@@ -381,19 +381,13 @@ class LlamaCppEngine:
             reason = "length"
         else:
             reason = "stop"
-        reused = outcome["reused"]
-        prefilled = len(ids) - reused
-        ttft = (t_first or t_end) - t0
-        decode_s = t_end - t_first if t_first is not None else 0.0
-        stats = TurnStats(
+        stats = TurnStats.timed(
             prompt_tokens=len(ids),
-            reused_tokens=reused,
-            prefilled_tokens=prefilled,
+            reused_tokens=outcome["reused"],
             generated_tokens=generated,
-            ttft_s=ttft,
-            prefill_tps=prefilled / ttft if ttft > 0 and t_first is not None else 0.0,
-            decode_tps=(generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0,
-            total_s=t_end - t0,
+            t0=t0,
+            t_first=t_first,
+            t_end=t_end,
             finish_reason=reason,
         )
         yield Chunk(

@@ -308,7 +308,6 @@ class OpenAIEngine:
         )
         reader.start()
 
-        stats = TurnStats()
         deltas = 0
         t_first: float | None = None
         in_reasoning = False
@@ -410,20 +409,21 @@ class OpenAIEngine:
                 f"the server at {self.endpoint.host}:{self.endpoint.port} ended the "
                 "stream before the answer was complete",
             )
-        generated = deltas
-        if usage is not None:
-            stats.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        generated, prompt, reused = deltas, 0, 0
+        if usage is not None:  # the server's counts, where it sends them
+            prompt = int(usage.get("prompt_tokens") or 0)
             generated = int(usage.get("completion_tokens") or deltas)
             details = usage.get("prompt_tokens_details") or {}
-            stats.reused_tokens = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-            stats.prefilled_tokens = max(stats.prompt_tokens - stats.reused_tokens, 0)
-        stats.generated_tokens = generated
-        stats.ttft_s = (t_first or t_end) - t0
-        decode_s = t_end - t_first if t_first is not None else 0.0
-        stats.decode_tps = (generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0
-        stats.prefill_tps = stats.prefilled_tokens / stats.ttft_s if stats.ttft_s > 0 else 0.0
-        stats.total_s = t_end - t0
-        stats.finish_reason = reason
+            reused = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        stats = TurnStats.timed(
+            prompt_tokens=prompt,
+            reused_tokens=reused,
+            generated_tokens=generated,
+            t0=t0,
+            t_first=t_first,
+            t_end=t_end,
+            finish_reason=reason,
+        )
         yield Chunk(tokens=generated, finish_reason=reason, stats=stats, error=error)
 
     def _read(
