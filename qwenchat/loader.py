@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from qwenchat import demo
+from qwenchat.demo import Progress, first_line, say
 
 if TYPE_CHECKING:
     import torch
-
-Progress = Callable[[str], None] | None
 
 SOURCES = ("auto", "modelscope", "hf")
 # Accepted spellings for --dtype, mapped to torch attribute names.
@@ -102,16 +101,6 @@ class LoadedModel:
     adapters: list[str] = field(default_factory=list)  # display names, for the banner
 
 
-def _say(progress: Progress, message: str) -> None:
-    if progress is not None:
-        progress(message)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
-
-
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("./", "../", "/", "~", ".\\", "..\\")) or spec.lower().endswith(".gguf")
 
@@ -138,7 +127,7 @@ def resolve(spec: str | None, *, demo: bool = False) -> ModelSource:
         raise LoadError(f"{spec} is not a model: expected a directory with config.json or a .gguf file")
     if _looks_like_path(spec):
         raise LoadError(f"no such file or directory: {spec}")
-    if _REPO_ID.match(spec) and ".." not in spec and "--" not in spec:
+    if _is_repo_id(spec):
         return ModelSource(kind="hub", spec=spec, path=None, repo_id=spec)
     raise LoadError(f"not a model directory, .gguf file or hub id (owner/name): {spec}")
 
@@ -146,13 +135,8 @@ def resolve(spec: str | None, *, demo: bool = False) -> ModelSource:
 # --- downloading -----------------------------------------------------------------------------------
 
 
-def _modelscope_snapshot(
-    repo_id: str, revision: str | None, cache_dir: str | None, offline: bool = False
-) -> str:
-    """Download (or, offline, find in the local cache) a ModelScope snapshot; returns its directory.
-
-    `offline` is passed only when true, so a three-argument stand-in works for online calls.
-    """
+def _modelscope_snapshot(repo_id: str, revision: str | None, cache_dir: str | None, offline: bool) -> str:
+    """Download (or, offline, find in the local cache) a ModelScope snapshot; returns its directory."""
     from modelscope import snapshot_download
 
     with _quiet_modelscope_logs():
@@ -222,7 +206,7 @@ def _describe_hub_error(exc: BaseException, hub: str, offline: bool) -> str:
         return "not in the local cache" if offline else "not cached and the hub could not be reached"
     if isinstance(exc, ConnectionError) or "NetworkError" in names:
         return "the hub could not be reached (network error)"
-    return _first_line(exc)
+    return first_line(exc)
 
 
 # --- reaching the hubs ---------------------------------------------------------------------------------
@@ -335,15 +319,10 @@ def _snapshot(repo_id: str, options: LoadOptions, progress: Progress, marker: st
             hosts = ", ".join(host for host, _ in _hub_addresses(hub))
             failures.append((hub, f"cannot be reached ({hosts})"))
             continue
-        _say(progress, f"looking for {label} in the {hub} {'cache' if options.offline else 'hub'}")
+        say(progress, f"looking for {label} in the {hub} {'cache' if options.offline else 'hub'}")
         try:
-            if hub == "ModelScope":
-                if options.offline:
-                    local = _modelscope_snapshot(repo_id, options.revision, options.cache_dir, offline=True)
-                else:
-                    local = _modelscope_snapshot(repo_id, options.revision, options.cache_dir)
-            else:
-                local = _hf_snapshot(repo_id, options.revision, options.cache_dir, options.offline)
+            snapshot = _modelscope_snapshot if hub == "ModelScope" else _hf_snapshot
+            local = snapshot(repo_id, options.revision, options.cache_dir, options.offline)
         except Exception as exc:  # any client failure is one attempt that did not work
             failures.append((hub, _describe_hub_error(exc, hub, options.offline)))
             continue
@@ -428,7 +407,7 @@ def _adapter_type(path: Path, label: str) -> str:
     try:
         config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise LoadError(f"adapter {label}: unreadable {ADAPTER_CONFIG} ({_first_line(exc)})") from None
+        raise LoadError(f"adapter {label}: unreadable {ADAPTER_CONFIG} ({first_line(exc)})") from None
     peft_type = str(config.get("peft_type", "")).upper() if isinstance(config, dict) else ""
     if not peft_type:
         raise LoadError(f"adapter {label}: {ADAPTER_CONFIG} has no peft_type (not a PEFT adapter)")
@@ -446,7 +425,7 @@ def _adapter_error(exc: BaseException, label: str, name: str) -> LoadError:
             f"adapter {label} does not fit {name}: weight shapes differ{detail}; "
             "was it trained for another base model?"
         )
-    return LoadError(f"could not apply adapter {label} to {name}: {_first_line(exc)}")
+    return LoadError(f"could not apply adapter {label} to {name}: {first_line(exc)}")
 
 
 def _apply_adapters(
@@ -457,11 +436,11 @@ def _apply_adapters(
 
     label = adapters[0][0]
     try:
-        _say(progress, f"applying adapter {label}")
+        say(progress, f"applying adapter {label}")
         peft_model = PeftModel.from_pretrained(model, str(adapters[0][1]), adapter_name="default")
         names = ["default"]
         for i, (label, path) in enumerate(adapters[1:], start=1):
-            _say(progress, f"applying adapter {label}")
+            say(progress, f"applying adapter {label}")
             peft_model.load_adapter(str(path), adapter_name=f"adapter{i}")
             names.append(f"adapter{i}")
         if len(names) > 1:
@@ -470,7 +449,7 @@ def _apply_adapters(
             peft_model.base_model.set_adapter(names, inference_mode=True)
         if merge:
             label = " + ".join(a for a, _ in adapters)
-            _say(progress, "merging the adapter into the weights")
+            say(progress, "merging the adapter into the weights")
             return peft_model.merge_and_unload()
         return peft_model
     except Exception as exc:  # peft raises many kinds (RuntimeError on shapes, ValueError on targets, ...)
@@ -611,8 +590,8 @@ def _wrap(exc: BaseException, name: str, trusted: bool, attn: str | None = None)
             f"{name} needs custom code from its repository; rerun with --trust-remote-code if you trust it"
         )
     if attn and ("attn" in message.lower() or "attention" in message.lower()):
-        return LoadError(f"could not load {name} with --attn-implementation {attn}: {_first_line(exc)}")
-    return LoadError(f"could not load {name}: {_first_line(exc)}")
+        return LoadError(f"could not load {name} with --attn-implementation {attn}: {first_line(exc)}")
+    return LoadError(f"could not load {name}: {first_line(exc)}")
 
 
 def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -> LoadedModel:
@@ -650,7 +629,7 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    _say(progress, f"loading tokenizer for {name}")
+    say(progress, f"loading tokenizer for {name}")
     try:
         if source.kind != "gguf":
             # The config is cheap and names custom code plainly; the tokenizer may fail vaguer first.
@@ -672,7 +651,7 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
         model_kwargs["quantization_config"] = _quantization_config(options, dtype)
         quantized = "8-bit" if options.load_in_8bit else "4-bit nf4"
     dtype_name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
-    _say(progress, f"loading {name} on {device} ({quantized or dtype_name})")
+    say(progress, f"loading {name} on {device} ({quantized or dtype_name})")
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as exc:

@@ -12,6 +12,7 @@ from qwenchat.config import Settings
 from qwenchat.engine_api import Chunk, Engine, GenerationRequest, TurnStats
 from qwenchat.render import Renderer
 from qwenchat.session import Conversation
+from qwenchat.store import SessionStore, now_stamp
 
 
 class App:
@@ -26,9 +27,8 @@ class App:
         settings: Settings | None = None,
         registry: Registry | None = None,
         show_stats: bool = False,
-        store: Any = None,
+        store: SessionStore | None = None,
         overflow: str = "drop-oldest",
-        model_id: str | None = None,
     ) -> None:
         self.engine = engine
         self.renderer = renderer
@@ -39,10 +39,10 @@ class App:
         self.last_stats: TurnStats | None = None
         self.should_exit = False
         self.overflow = overflow  # what to do when the conversation outgrows the context window
-        self.model_id = model_id or engine.name
+        self.model_id = engine.name
         self.store = store  # a SessionStore for autosave, or None
-        self.session_id = store.new_id() if store is not None else _local_id()
-        self.created = _now()
+        self.session_id = SessionStore.new_id()
+        self.created = now_stamp()
         self._saved_state: Any = None
 
     # -- session bookkeeping ---------------------------------------------------------------
@@ -337,19 +337,6 @@ def _key_bindings() -> Any:
         event.current_buffer.insert_text("\n")
 
     return kb
-
-
-def _now() -> str:
-    import datetime
-
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _local_id() -> str:
-    import datetime
-    import secrets
-
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def _history(path: Path | None) -> Any:

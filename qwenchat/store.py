@@ -65,7 +65,8 @@ class SavedSession:
         return _parse_time(self.updated)
 
 
-def _now() -> str:
+def now_stamp() -> str:
+    """Now, as a session's `created`/`updated` stamp: local time with its UTC offset."""
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
@@ -125,7 +126,7 @@ def dump_session(
 ) -> str:
     """The session file's text; `created` defaults to now, `updated` is now unless given."""
     _check_id(session_id)
-    now = _now()
+    now = now_stamp()
     doc = {
         "format": FORMAT,
         "version": VERSION,
@@ -248,6 +249,8 @@ def save_file(
     """Save to `path` (atomically); a new id when none is given. Returns what was saved."""
     path = Path(path)
     session_id = session_id or SessionStore.new_id()
+    updated = now_stamp()
+    created = created or updated
     text = dump_session(
         conversation,
         model=model,
@@ -255,6 +258,7 @@ def save_file(
         seed=seed,
         session_id=session_id,
         created=created,
+        updated=updated,
     )
     if path.is_dir():
         raise StoreError(f"{path} is a directory; give a file name")
@@ -262,9 +266,8 @@ def save_file(
         atomic_write_text(path, text)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {_os_reason(exc)}") from None
-    doc = json.loads(text)
     return SavedSession(
-        session_id, doc["created"], doc["updated"], model, dict(settings_overrides), seed, conversation, path
+        session_id, created, updated, model, dict(settings_overrides), seed, conversation, path
     )
 
 
