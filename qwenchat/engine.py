@@ -193,6 +193,7 @@ class TransformersEngine:
                         past_key_values=self._cache,
                         streamer=_QueueStreamer(q),
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                        tokenizer=self.tokenizer,  # generate matches stop_strings with it
                     )
             except BaseException as exc:  # reported to the user as one line; the session survives
                 outcome["error"] = exc
@@ -201,15 +202,20 @@ class TransformersEngine:
 
         done = self._worker.submit(work)
         decoder = self._new_decoder()
+        # generate stops at a stop string; the matcher keeps it out of the answer, as servers do.
+        stopper = worker.StopMatcher(config.stop_strings)
         generated: list[int] = []
         t_first: float | None = None
+        hit_stop = False
         finished = False
         try:
             for item in worker.queue_items(q, done, cancel):
                 if t_first is None:
                     t_first = time.perf_counter()
                 generated.append(item)
-                text = decoder(item)
+                if hit_stop:
+                    continue
+                text, hit_stop = stopper.feed(decoder(item))
                 if text:
                     yield Chunk(text=text, tokens=len(generated))
             finished = True
@@ -219,6 +225,9 @@ class TransformersEngine:
                 worker.wait_for(done)
             if not finished:
                 self._cache, self._cached_ids = None, []
+        tail = "" if hit_stop else stopper.flush()
+        if tail:
+            yield Chunk(text=tail, tokens=len(generated))
         t_end = time.perf_counter()
 
         error = outcome.get("error")
@@ -230,7 +239,7 @@ class TransformersEngine:
             self._cached_ids = ids + generated[:-1] if generated else ids[:-1]
             if self._cache is not None and self._cache.get_seq_length() != len(self._cached_ids):
                 self._cache, self._cached_ids = None, []
-            if generated and generated[-1] in self.eos_ids:
+            if hit_stop or (generated and generated[-1] in self.eos_ids):
                 reason = "stop"
             elif cancel.is_set():
                 reason = "interrupted"

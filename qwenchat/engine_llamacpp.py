@@ -121,41 +121,6 @@ class ChatTemplate:
         return text
 
 
-class _StopMatcher:
-    """Finds stop strings in streamed text; holds back only a tail that could still become one."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.buf = ""
-
-    def _partial(self) -> int:
-        """Length of the longest tail of the buffer that is a proper prefix of a stop string."""
-        best = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.buf)), best, -1):
-                if self.buf.endswith(stop[:n]):
-                    best = n
-                    break
-        return best
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit, whether a stop string was hit)."""
-        if not self.stops:
-            return text, False
-        self.buf += text
-        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            out, self.buf = self.buf[: min(hits)], ""
-            return out, True
-        cut = len(self.buf) - self._partial()
-        out, self.buf = self.buf[:cut], self.buf[cut:]
-        return out, False
-
-    def flush(self) -> str:
-        out, self.buf = self.buf, ""
-        return out
-
-
 class LlamaCppEngine:
     """One GGUF, one conversation at a time; the KV cache of the last turn is kept for the next."""
 
@@ -302,8 +267,7 @@ class LlamaCppEngine:
         yield Chunk(think_open=prompt_opens_think(prompt))  # lets the renderer start before the first token
         max_new = int(request.settings.get("max_new_tokens") or self._defaults.get("max_new_tokens") or n_ctx)
         max_new = min(max_new, n_ctx - len(ids))  # the KV cache cannot hold more
-        stops = request.settings.get("stop_strings") or []
-        stopper = _StopMatcher([stops] if isinstance(stops, str) else list(stops))
+        stopper = worker.StopMatcher(request.settings.get("stop_strings"))
 
         q: queue.Queue = queue.Queue()
         outcome: dict[str, Any] = {"reused": 0}

@@ -31,7 +31,7 @@ def prompt_opens_think(prompt: str) -> bool:
     return prompt.rstrip().endswith(OPEN)
 
 
-def _partial_suffix(text: str, tag: str) -> int:
+def partial_suffix(text: str, tag: str) -> int:
     """Length of the longest suffix of `text` that is a proper prefix of `tag` (a tag that may be split)."""
     for n in range(min(len(tag) - 1, len(text)), 0, -1):
         if text.endswith(tag[:n]):
@@ -157,7 +157,7 @@ class ThinkSplitter:
                     self.state = "answer"
                     self._strip = True
                     continue
-                keep = 0 if final else _partial_suffix(buf, CLOSE)
+                keep = 0 if final else partial_suffix(buf, CLOSE)
                 if len(buf) > keep:
                     out.append(ThinkEvent("think", buf[: len(buf) - keep]))
                     self._buf = buf[len(buf) - keep :]
@@ -180,7 +180,7 @@ class ThinkSplitter:
                     self._buf = buf[i + len(CLOSE) :]
                     self._strip = True
                     continue
-                keep = 0 if final else _partial_suffix(buf, CLOSE)
+                keep = 0 if final else partial_suffix(buf, CLOSE)
             if len(buf) > keep:
                 out.append(ThinkEvent("answer", buf[: len(buf) - keep]))
                 self._buf = buf[len(buf) - keep :]

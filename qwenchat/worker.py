@@ -1,4 +1,5 @@
-"""The generate thread shared by the in-process engines, and the consumer side of its token queue."""
+"""The generate thread shared by the in-process engines, the consumer side of its token queue, and the
+stop-string matcher both apply to the streamed text."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from qwenchat.think import partial_suffix
 
 END = object()  # put on the queue by a job when it has finished, whatever happened
 
@@ -92,3 +95,32 @@ def error_line(exc: BaseException) -> str:
     first = (str(exc).strip().splitlines() or [""])[0]
     name = type(exc).__name__
     return f"{name}: {first[:300]}" if first else name
+
+
+class StopMatcher:
+    """Finds stop strings in streamed text; holds back only a tail that could still become one."""
+
+    def __init__(self, stops: str | list[str] | None) -> None:
+        self.stops = [s for s in ([stops] if isinstance(stops, str) else stops or []) if s]
+        self.buf = ""
+
+    def _partial(self) -> int:
+        """Length of the longest tail of the buffer that is a proper prefix of a stop string."""
+        return max((partial_suffix(self.buf, stop) for stop in self.stops), default=0)
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """(text safe to emit, whether a stop string was hit)."""
+        if not self.stops:
+            return text, False
+        self.buf += text
+        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.buf = self.buf[: min(hits)], ""
+            return out, True
+        cut = len(self.buf) - self._partial()
+        out, self.buf = self.buf[:cut], self.buf[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.buf = self.buf, ""
+        return out

@@ -9,6 +9,7 @@ import torch
 
 from qwenchat.engine import TransformersEngine, common_prefix_len
 from qwenchat.engine_api import GenerationRequest
+from qwenchat.worker import StopMatcher
 
 GREEDY = {"do_sample": False, "max_new_tokens": 12}
 
@@ -202,3 +203,27 @@ def test_stats_are_sane(tiny_model):
     msgs += [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}]
     _, second = run(engine, msgs)
     assert second.stats.reused_tokens > 0 and second.stats.prompt_tokens > s.prompt_tokens
+
+
+def test_stop_matcher_holds_back_a_possible_stop_string() -> None:
+    m = StopMatcher(["END", "\n\n"])
+    assert m.feed("abc E") == ("abc ", False)
+    assert m.feed("N") == ("", False)
+    assert m.feed("X") == ("ENX", False)  # not a stop after all: released
+    assert m.feed("yy\n") == ("yy", False)
+    assert m.feed("\nmore") == ("", True)
+    m = StopMatcher(["abc"])
+    assert m.feed("xxab") == ("xx", False) and m.flush() == "ab"
+    plain = StopMatcher([])
+    assert plain.feed("anything") == ("anything", False)
+
+
+def test_demo_stop_strings_end_the_answer_before_them(demo_loaded):
+    engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
+    msgs = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
+    full, final = run(engine, msgs, {"do_sample": False, "max_new_tokens": 40})
+    assert "5" in full and final.error is None
+    text, final = run(engine, msgs, {"do_sample": False, "max_new_tokens": 40, "stop_strings": ["5"]})
+    assert final.error is None and final.finish_reason == "stop"
+    assert text == full[: full.index("5")]  # the same greedy answer, cut before the stop string
+    assert final.stats.generated_tokens < 40

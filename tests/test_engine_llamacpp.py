@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from qwenchat.engine_api import Chunk, EngineError, GenerationRequest
-from qwenchat.engine_llamacpp import ChatTemplate, _StopMatcher
+from qwenchat.engine_llamacpp import ChatTemplate
 
 SYSTEM = "You are a helpful assistant."
 
@@ -77,19 +77,6 @@ def test_chat_template_renders_as_transformers(demo_dir) -> None:
     expected = tok.apply_chat_template(partial, tokenize=False, continue_final_message=True)
     assert tmpl.render(partial, continue_final=True) == expected
     assert expected.endswith("<|im_start|>assistant\nThe answer is")
-
-
-def test_stop_matcher_holds_back_a_possible_stop_string() -> None:
-    m = _StopMatcher(["END", "\n\n"])
-    assert m.feed("abc E") == ("abc ", False)
-    assert m.feed("N") == ("", False)
-    assert m.feed("X") == ("ENX", False)  # not a stop after all: released
-    assert m.feed("yy\n") == ("yy", False)
-    assert m.feed("\nmore") == ("", True)
-    m = _StopMatcher(["abc"])
-    assert m.feed("xxab") == ("xx", False) and m.flush() == "ab"
-    plain = _StopMatcher([])
-    assert plain.feed("anything") == ("anything", False)
 
 
 def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
