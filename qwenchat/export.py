@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from qwenchat.session import Conversation
+from qwenchat.think import CLOSE as THINK_CLOSE
+from qwenchat.think import OPEN as THINK_OPEN
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
 TITLE_WIDTH = 60
 
 FENCE_RE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")

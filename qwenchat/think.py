@@ -80,31 +80,30 @@ class ThinkSplitter:
         return self.state == "undecided"
 
     def feed(self, text: str) -> list[ThinkEvent]:
-        out: list[ThinkEvent] = []
-        if self._pending_open is not None:
-            out.append(self._pending_open)
-            self._pending_open = None
         self._buf += text
-        self._run(out, final=False)
-        return out
+        return self._take(final=False)
 
     def finish(self) -> list[ThinkEvent]:
-        """Release everything held (a partial tag is text after all)."""
+        """Release everything held (a partial tag is text after all): the final run empties the buffer
+        and always decides between thinking and answer."""
+        return self._take(final=True)
+
+    def _take(self, final: bool) -> list[ThinkEvent]:
         out: list[ThinkEvent] = []
         if self._pending_open is not None:
             out.append(self._pending_open)
             self._pending_open = None
-        self._run(out, final=True)
-        if self._buf:
-            kind = "think" if self.state == "think" else "answer"
-            if kind == "answer" and self._strip:
-                self._buf = self._buf.lstrip()
-            if self._buf:
-                out.append(ThinkEvent(kind, self._buf))
-            self._buf = ""
-        if self.state == "undecided":
-            self.state = "answer"
+        self._run(out, final)
         return out
+
+    def _close_at(self, out: list[ThinkEvent], buf: str, i: int) -> None:
+        """The think block ends at `buf[i]` (a CLOSE): its last text, the close, then the answer."""
+        if i:
+            out.append(ThinkEvent("think", buf[:i]))
+        out.append(ThinkEvent("close"))
+        self._buf = buf[i + len(CLOSE) :]
+        self.state = "answer"
+        self._strip = True
 
     def _run(self, out: list[ThinkEvent], final: bool) -> None:
         while True:
@@ -127,12 +126,7 @@ class ThinkSplitter:
                 if i >= 0:
                     self.think_seen = True
                     out.append(ThinkEvent("open", implicit=True))
-                    if i:
-                        out.append(ThinkEvent("think", buf[:i]))
-                    out.append(ThinkEvent("close"))
-                    self._buf = buf[i + len(CLOSE) :]
-                    self.state = "answer"
-                    self._strip = True
+                    self._close_at(out, buf, i)
                     continue
                 self._searched = len(buf)
                 if len(buf) > self.hold_chars or final:
@@ -150,12 +144,7 @@ class ThinkSplitter:
                     self._at_start = False
                 i = buf.find(CLOSE)
                 if i >= 0:
-                    if i:
-                        out.append(ThinkEvent("think", buf[:i]))
-                    out.append(ThinkEvent("close"))
-                    self._buf = buf[i + len(CLOSE) :]
-                    self.state = "answer"
-                    self._strip = True
+                    self._close_at(out, buf, i)
                     continue
                 keep = 0 if final else partial_suffix(buf, CLOSE)
                 if len(buf) > keep:
