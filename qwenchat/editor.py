@@ -13,10 +13,9 @@ class EditorError(Exception):
     """No usable editor, or it failed: one line for the user."""
 
 
-def find_editor(env: dict[str, str] | None = None) -> list[str]:
-    env = dict(os.environ) if env is None else env
+def find_editor() -> list[str]:
     for var in ("VISUAL", "EDITOR"):
-        value = env.get(var, "").strip()
+        value = os.environ.get(var, "").strip()
         if value:
             return shlex.split(value)
     for name in ("vi", "nano"):
@@ -25,10 +24,10 @@ def find_editor(env: dict[str, str] | None = None) -> list[str]:
     raise EditorError("no editor found: set $EDITOR (e.g. export EDITOR=nano)")
 
 
-def edit_text(text: str, *, suffix: str = ".md") -> str:
+def edit_text(text: str) -> str:
     """The edited text; EditorError when the editor exits non-zero or cannot start."""
     cmd = find_editor()
-    fd, path = tempfile.mkstemp(prefix="qwenchat-", suffix=suffix)
+    fd, path = tempfile.mkstemp(prefix="qwenchat-", suffix=".md")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -77,15 +77,12 @@ class LineCache:
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._d: OrderedDict[tuple[Any, ...], Lines] = OrderedDict()
-        self.hits = self.misses = 0
 
     def get(self, key: tuple[Any, ...], make: Callable[[], Lines]) -> Lines:
         lines = self._d.get(key)
         if lines is not None:
             self._d.move_to_end(key)
-            self.hits += 1
             return lines
-        self.misses += 1
         lines = self._d[key] = make()
         if len(self._d) > self.size:
             self._d.popitem(last=False)
@@ -407,9 +404,12 @@ class BlockStream:
             return self.fence.header + "\n" + body
         tail = self.tail
         if _LIST_ITEM.match(tail):  # a list is cut at an item, or its numbers and nesting go wrong
+            # The last item that still has max_lines lines from its start on (or the first item): one pass,
+            # not a count from every item, which grew with the square of a long list's length.
+            cut = _nth_newline_from_end(tail, max_lines)
             start = 0
             for item in _LIST_ITEM.finditer(tail):
-                if tail.count("\n", item.start()) < max_lines:
+                if item.start() > cut:
                     break
                 start = item.start()
             out = tail[start:]
@@ -437,15 +437,19 @@ def _line_starts(text: str) -> list[int]:
     return starts
 
 
-def last_lines(text: str, n: int, max_chars: int) -> str:
-    """The last `n` lines of `text` (the unfinished last line counts), at most about `max_chars` long."""
+def _nth_newline_from_end(text: str, n: int) -> int:
+    """Where the `n`-th newline from the end of `text` is; -1 when it has fewer."""
     pos = len(text)
     for _ in range(n):
         pos = text.rfind("\n", 0, pos)
         if pos < 0:
-            pos = -1
-            break
-    out = text[pos + 1 :]
+            return -1
+    return pos
+
+
+def last_lines(text: str, n: int, max_chars: int) -> str:
+    """The last `n` lines of `text` (the unfinished last line counts), at most about `max_chars` long."""
+    out = text[_nth_newline_from_end(text, n) + 1 :]
     if len(out) > max_chars:
         out = out[-max_chars:]
         cut = out.find("\n")
