@@ -122,9 +122,11 @@ class TransformersEngine:
             continue_final_message=request.continue_final,
         )
 
+    def _tokenize(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
     def encode(self, request: GenerationRequest) -> list[int]:
-        text = self.render_prompt(request)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self._tokenize(self.render_prompt(request))
 
     def count_tokens(self, request: GenerationRequest) -> int:
         return len(self.encode(request))
@@ -167,7 +169,7 @@ class TransformersEngine:
         t0 = time.perf_counter()
         try:
             prompt = self.render_prompt(request)
-            ids = list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            ids = self._tokenize(prompt)
             config = self._generation_config(request.settings)
         except Exception as exc:  # a template that rejects the roles, a bad setting
             yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))

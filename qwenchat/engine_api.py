@@ -12,6 +12,24 @@ from typing import Any, Protocol
 FINISH_REASONS = ("stop", "length", "interrupted", "error")
 
 
+# Generation settings at values that change nothing: an engine that cannot pass a setting on needs to
+# say so only when it is set to something else.
+NEUTRAL_SETTINGS: dict[str, Any] = {
+    "num_beams": 1,
+    "min_new_tokens": 0,
+    "no_repeat_ngram_size": 0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "length_penalty": 1.0,
+}
+
+
+def changes_output(key: str, value: Any) -> bool:
+    """Whether a setting is set to something that matters (not None, not its neutral value)."""
+    return value is not None and NEUTRAL_SETTINGS.get(key, object()) != value
+
+
 @dataclass
 class TurnStats:
     """Numbers for one turn, shown by `:stats` and printed by the benchmarks."""

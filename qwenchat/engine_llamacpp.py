@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat import worker
-from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats
+from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
 from qwenchat.think import prompt_opens_think
 from qwenchat.worker import common_prefix_len, error_line
 
@@ -52,14 +52,6 @@ SUPPORTED_SETTINGS = {
     "repetition_penalty",
     "max_new_tokens",
     "stop_strings",
-}
-_NEUTRAL: dict[str, Any] = {
-    "num_beams": 1,
-    "min_new_tokens": 0,
-    "no_repeat_ngram_size": 0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-    "length_penalty": 1.0,
 }
 
 
@@ -207,11 +199,7 @@ class LlamaCppEngine:
 
     def ignored_settings(self, settings: dict[str, Any]) -> list[str]:
         """The keys of `settings` llama.cpp has no counterpart for, for a notice."""
-        return sorted(
-            k
-            for k, v in settings.items()
-            if v is not None and k not in SUPPORTED_SETTINGS and _NEUTRAL.get(k, object()) != v
-        )
+        return sorted(k for k, v in settings.items() if k not in SUPPORTED_SETTINGS and changes_output(k, v))
 
     def reset(self) -> None:
         with self._lock:
@@ -220,9 +208,12 @@ class LlamaCppEngine:
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.template.render(request.messages, continue_final=request.continue_final)
 
-    def encode(self, request: GenerationRequest) -> list[int]:
+    def _tokenize(self, prompt: str) -> list[int]:
         # The template writes any BOS itself, as transformers' apply_chat_template assumes.
-        return self.llm.tokenize(self.render_prompt(request).encode("utf-8"), add_bos=False, special=True)
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        return self._tokenize(self.render_prompt(request))
 
     def count_tokens(self, request: GenerationRequest) -> int:
         return len(self.encode(request))
@@ -250,7 +241,7 @@ class LlamaCppEngine:
         t0 = time.perf_counter()
         try:
             prompt = self.render_prompt(request)
-            ids = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            ids = self._tokenize(prompt)
             sampling = self._sampling(request.settings)
         except Exception as exc:  # a template that rejects the roles, a bad setting
             yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))

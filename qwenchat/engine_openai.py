@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats
+from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
 
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server before a turn fails
 CONNECT_TIMEOUT = 10.0
@@ -37,15 +37,6 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     "min_new_tokens": ("min_tokens",),
 }
 # Values that change nothing, so a setting left at them is not worth an "ignored" notice.
-_NEUTRAL: dict[str, Any] = {
-    "num_beams": 1,
-    "min_new_tokens": 0,
-    "no_repeat_ngram_size": 0,
-    "typical_p": 1.0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-    "length_penalty": 1.0,
-}
 _FINISH = {
     "stop": "stop",
     "length": "length",
@@ -161,7 +152,7 @@ class OpenAIEngine:
         """The keys of `settings` this engine cannot pass on (or the server refused), for a notice."""
         out = []
         for key, value in settings.items():
-            if value is None or _NEUTRAL.get(key, object()) == value:
+            if not changes_output(key, value):
                 continue
             if key in _STANDARD or key == "seed":
                 continue
@@ -260,7 +251,7 @@ class OpenAIEngine:
             body["stop"] = [stop] if isinstance(stop, str) else list(stop)
         for key, fields in EXTRA_FIELDS.items():
             value = s.get(key)
-            if value is None or (greedy and key != "min_new_tokens") or _NEUTRAL.get(key) == value:
+            if not changes_output(key, value) or (greedy and key != "min_new_tokens"):
                 continue
             for field_name in fields:
                 body[field_name] = value
