@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from transformers import TextIteratorStreamer  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
-from qwenchat.engine import TransformersEngine  # noqa: E402
-from qwenchat.engine_api import GenerationRequest, TurnStats  # noqa: E402
-from qwenchat.loader import LoadOptions, load, resolve  # noqa: E402
+from qwenchat.engines.api import GenerationRequest, TurnStats  # noqa: E402
+from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
 
 QUESTIONS = [
     "Write a Python function that checks whether a string is a palindrome.",
@@ -146,7 +146,7 @@ def llamacpp_engine(args, threads: int):
     if args.gguf:
         gguf = Path(args.gguf)
     elif args.checkpoint == "demo":
-        from qwenchat.demo import ensure_gguf
+        from qwenchat.models.demo import ensure_gguf
 
         gguf = ensure_gguf()
     elif args.checkpoint.endswith(".gguf"):
@@ -156,7 +156,7 @@ def llamacpp_engine(args, threads: int):
             raise SystemExit("--llamacpp on needs --gguf FILE for a non-GGUF checkpoint")
         print("llama.cpp engine skipped: no GGUF (give --gguf FILE)", file=sys.stderr)
         return None
-    from qwenchat.engine_llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp import LlamaCppEngine
 
     return LlamaCppEngine(gguf, n_ctx=args.n_ctx, n_threads=threads)
 

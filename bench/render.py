@@ -33,7 +33,7 @@ from rich.markdown import Markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qwenchat.render import Renderer  # noqa: E402
+from qwenchat.ui.render import Renderer  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "long_answer.md"
 WIDTH, HEIGHT = 100, 40
@@ -46,7 +46,7 @@ def tokenize(text: str) -> tuple[list[str], str]:
     try:
         from transformers import AutoTokenizer
 
-        from qwenchat.demo import ensure_demo
+        from qwenchat.models.demo import ensure_demo
 
         tok = AutoTokenizer.from_pretrained(ensure_demo())
         enc = tok(text, return_offsets_mapping=True, add_special_tokens=False)
@@ -63,7 +63,7 @@ def measure_decode_tps(new_tokens: int = 128) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from qwenchat.demo import ensure_demo
+    from qwenchat.models.demo import ensure_demo
 
     path = ensure_demo()
     tok = AutoTokenizer.from_pretrained(path)

@@ -19,7 +19,7 @@ from rich.text import Text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qwenchat.render import Renderer  # noqa: E402
+from qwenchat.ui.render import Renderer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "screenshot_answer.md"

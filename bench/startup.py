@@ -20,7 +20,7 @@ import time
 BARE = """
 import time, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from qwenchat.demo import ensure_demo
+from qwenchat.models.demo import ensure_demo
 d = ensure_demo()
 tok = AutoTokenizer.from_pretrained(d)
 model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16).eval()

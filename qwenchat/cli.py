@@ -147,7 +147,7 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from qwenchat.render import Renderer, make_console
+    from qwenchat.ui.render import Renderer, make_console
 
     if sys.stdin.isatty():
         import signal
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _prepare(args: argparse.Namespace, err: Any) -> dict[str, Any] | None:
     """What can be checked before the slow model load: flags, config file, the session to resume."""
-    from qwenchat.config import FLAG_KEYS, ConfigError, check_value, read_config_file
+    from qwenchat.settings import FLAG_KEYS, ConfigError, check_value, read_config_file
 
     try:
         flags = {k: check_value(k, getattr(args, k)) for k in FLAG_KEYS if getattr(args, k) is not None}
@@ -200,8 +200,8 @@ def _prepare(args: argparse.Namespace, err: Any) -> dict[str, Any] | None:
 def _make_engine(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any]] | None:
     """The engine the flags ask for, with what the banner says about it; None after a one-line error."""
     if args.endpoint:
-        from qwenchat.engine_api import EngineError
-        from qwenchat.engine_openai import OpenAIEngine
+        from qwenchat.engines.api import EngineError
+        from qwenchat.engines.openai import OpenAIEngine
 
         try:
             engine = OpenAIEngine(args.endpoint, model=args.checkpoint_path, api_key=args.api_key)
@@ -216,7 +216,7 @@ def _make_engine(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any
     loaded = _load(args, err)
     if loaded is None:
         return None
-    from qwenchat.engine import TransformersEngine
+    from qwenchat.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(
         loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse
@@ -231,8 +231,8 @@ def _make_engine(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any
 
 
 def _make_llamacpp(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any]] | None:
-    from qwenchat import demo
-    from qwenchat.engine_api import EngineError
+    from qwenchat.engines.api import EngineError
+    from qwenchat.models import demo
 
     try:
         if args.demo:
@@ -243,7 +243,7 @@ def _make_llamacpp(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, A
         else:
             err.error("--engine llama.cpp needs a .gguf file: -c FILE.gguf, or --demo")
             return None
-        from qwenchat.engine_llamacpp import LlamaCppEngine
+        from qwenchat.engines.llamacpp import LlamaCppEngine
 
         with err.status(f"loading {path} with llama.cpp …"):
             engine = LlamaCppEngine(
@@ -259,8 +259,8 @@ def _make_llamacpp(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, A
 
 
 def _load(args: argparse.Namespace, err: Any) -> Any:
-    from qwenchat.demo import DemoError
-    from qwenchat.loader import LoadError, LoadOptions, load, resolve
+    from qwenchat.models.demo import DemoError
+    from qwenchat.models.loader import LoadError, LoadOptions, load, resolve
 
     _quiet_libraries()
     try:
@@ -295,10 +295,10 @@ def _chat(
     out: Any,
     err: Any,
 ) -> int:
-    from qwenchat.config import ConfigError, layered_settings
     from qwenchat.paths import data_dir
-    from qwenchat.repl import App
     from qwenchat.session import DEFAULT_SYSTEM, Conversation
+    from qwenchat.settings import ConfigError, layered_settings
+    from qwenchat.ui.repl import App
 
     chat_file = prepared["file"].get("chat", {})
     try:

@@ -8,8 +8,10 @@ import shutil
 import subprocess
 import tempfile
 
+from qwenchat.errors import UserError
 
-class EditorError(Exception):
+
+class EditorError(UserError):
     """No usable editor, or it failed: one line for the user."""
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from qwenchat.errors import UserError
+
 DEFAULT_SYSTEM = "You are a helpful assistant."
 FORMAT_VERSION = 1
 ROLES = ("user", "assistant")
 
 
-class SessionFormatError(ValueError):
+class SessionFormatError(UserError, ValueError):
     """A saved conversation that cannot be read; the message says exactly why."""
 
 

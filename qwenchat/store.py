@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from qwenchat.errors import UserError
 from qwenchat.export import conversation_title
 from qwenchat.paths import data_dir
 from qwenchat.session import Conversation, SessionFormatError
@@ -34,7 +35,7 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _SCALARS = (str, int, float, bool, type(None))
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A session that cannot be saved or loaded; str() is one line saying exactly what is wrong."""
 
     def __init__(self, message: str) -> None:
@@ -93,7 +94,7 @@ def _json_value(value: Any, depth: int = 0) -> bool:
 
 def check_settings(settings: Any, where: str = "settings") -> dict[str, Any]:
     """Overrides as `:conf` would accept them one by one; the first bad one raises StoreError naming it."""
-    from qwenchat.config import check_value  # lazily: transformers is imported only when there is a setting
+    from qwenchat.settings import check_value  # lazily: transformers is imported only when there is a setting
 
     if not isinstance(settings, dict):
         raise StoreError(f"{where} must be an object")

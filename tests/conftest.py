@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from qwenchat.render import Renderer, make_console
+from qwenchat.ui.render import Renderer, make_console
 
 if TYPE_CHECKING:
     from tests.real_server import RealServer
@@ -35,7 +35,7 @@ def out():
 
 @pytest.fixture(scope="session")
 def demo_dir() -> Path:
-    from qwenchat.demo import ensure_demo
+    from qwenchat.models.demo import ensure_demo
 
     return ensure_demo()
 
@@ -43,7 +43,7 @@ def demo_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_loaded(demo_dir):
     """The real demo model in bfloat16 on CPU, loaded once for the whole test session."""
-    from qwenchat.loader import LoadOptions, load, resolve
+    from qwenchat.models.loader import LoadOptions, load, resolve
 
     return load(resolve("demo", demo=True), LoadOptions(cpu_only=True))
 
@@ -78,7 +78,7 @@ def real_server(tmp_path) -> Iterator[RealServer]:
     pytest.importorskip(
         "llama_cpp.server.app", reason="needs the server extra: pip install 'qwenchat[serve-test]'"
     )
-    from qwenchat.demo import DemoError, ensure_gguf
+    from qwenchat.models.demo import DemoError, ensure_gguf
 
     try:
         gguf = ensure_gguf()

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from qwenchat.engine_api import Chunk, GenerationRequest, TurnStats
+from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
 
 
 class FakeEngine:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from qwenchat.engine_api import EngineError
-from qwenchat.engine_openai import OpenAIEngine
+from qwenchat.engines.api import EngineError
+from qwenchat.engines.openai import OpenAIEngine
 
 
 def free_port() -> int:
@@ -59,7 +59,7 @@ class RealServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", *args]
         import llama_cpp
 
-        from qwenchat.engine_llamacpp import amx_risk
+        from qwenchat.engines.llamacpp import amx_risk
 
         if amx_risk(llama_cpp):  # the server would segfault in llama.cpp's AMX kernels: load without them
             cmd = [sys.executable, "-c", SERVER_WITHOUT_EXTRA_BUFFERS, *args]

@@ -1,6 +1,6 @@
 import pytest
 
-from qwenchat.config import ConfigError, Settings, check_value, parse_assignments, parse_value
+from qwenchat.settings import ConfigError, Settings, check_value, parse_assignments, parse_value
 
 
 def test_parse_value_literals_and_bare_words():

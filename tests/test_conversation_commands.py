@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from qwenchat.repl import App
 from qwenchat.store import SessionStore
+from qwenchat.ui.repl import App
 from tests.fakes import FakeEngine
 
 
@@ -200,7 +200,7 @@ def test_copy_emits_osc52(tmp_path):
 
     from rich.console import Console
 
-    from qwenchat.render import Renderer
+    from qwenchat.ui.render import Renderer
 
     buf = io.StringIO()
     renderer = Renderer(Console(file=buf, force_terminal=True, width=80))  # a terminal gets the sequence
@@ -246,7 +246,7 @@ def test_continue_inside_code_fence_renders_as_code(tmp_path):
 
     from rich.console import Console
 
-    from qwenchat.render import Renderer
+    from qwenchat.ui.render import Renderer
 
     buf = io.StringIO()
     app = App(FakeEngine(), Renderer(Console(file=buf, force_terminal=True, width=80, height=30)))

@@ -1,4 +1,4 @@
-"""Tests for the offline demo model (qwenchat.demo).
+"""Tests for the offline demo model (qwenchat.models.demo).
 
 The real conversion takes a minute or more, so these tests use the shared demo cache: $QWENCHAT_CACHE_DIR
 when the outer environment sets it, else the normal user cache. Only the tests that build fake parts
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenchat import demo
+from qwenchat.models import demo
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwenchat.commands import REGISTRY
-from qwenchat.config import generation_defaults
-from qwenchat.render import Renderer, make_console
-from qwenchat.repl import App
+from qwenchat.settings import generation_defaults
+from qwenchat.ui.render import Renderer, make_console
+from qwenchat.ui.repl import App
 from tests.fakes import FakeEngine
 
 KEYS = sorted(generation_defaults())[:40] + ["temperature", "top_p", "top_k", "max_new_tokens", "bogus"]

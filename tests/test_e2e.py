@@ -133,9 +133,9 @@ def test_autosave_survives_kill_9(demo_dir, tmp_path):
 
 
 def test_retry_samples_a_new_answer_and_reuses_the_prefix(demo_loaded, out):
-    from qwenchat.config import Settings
-    from qwenchat.engine import TransformersEngine
-    from qwenchat.repl import App
+    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.settings import Settings
+    from qwenchat.ui.repl import App
 
     engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
     app = App(engine, out, settings=Settings({**engine.default_settings(), "max_new_tokens": 24}))

@@ -7,9 +7,9 @@ import threading
 import pytest
 import torch
 
-from qwenchat.engine import TransformersEngine, common_prefix_len
-from qwenchat.engine_api import GenerationRequest
-from qwenchat.worker import StopMatcher
+from qwenchat.engines.api import GenerationRequest
+from qwenchat.engines.transformers import TransformersEngine, common_prefix_len
+from qwenchat.turn import StopMatcher
 
 GREEDY = {"do_sample": False, "max_new_tokens": 12}
 

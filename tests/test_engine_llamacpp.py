@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from qwenchat.engine_api import Chunk, EngineError, GenerationRequest
-from qwenchat.engine_llamacpp import ChatTemplate
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.llamacpp import ChatTemplate
 
 SYSTEM = "You are a helpful assistant."
 
@@ -37,7 +37,7 @@ def final(chunks: list[Chunk]) -> Chunk:
 
 @pytest.fixture(scope="module")
 def gguf_path():
-    from qwenchat.demo import DemoError, ensure_gguf
+    from qwenchat.models.demo import DemoError, ensure_gguf
 
     try:
         return ensure_gguf()
@@ -48,7 +48,7 @@ def gguf_path():
 @pytest.fixture(scope="module")
 def engine(gguf_path):
     pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engine_llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp import LlamaCppEngine
 
     # One thread: on a small shared CI machine two OpenMP threads wait on each other (2x slower here).
     eng = LlamaCppEngine(gguf_path, n_ctx=2048, n_threads=1)
@@ -80,7 +80,7 @@ def test_chat_template_renders_as_transformers(demo_dir) -> None:
 
 
 def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
-    from qwenchat.engine_llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp import LlamaCppEngine
 
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(EngineError, match=r"qwenchat\[llamacpp\]"):
@@ -89,14 +89,14 @@ def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
 
 # -- the real engine ----------------------------------------------------------------------------------
 def test_missing_file(engine, tmp_path) -> None:
-    from qwenchat.engine_llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp import LlamaCppEngine
 
     with pytest.raises(EngineError, match="no GGUF file"):
         LlamaCppEngine(tmp_path / "nope.gguf")
 
 
 def test_facts(engine) -> None:
-    from qwenchat.demo import GENERATION_DEFAULTS
+    from qwenchat.models.demo import GENERATION_DEFAULTS
 
     assert engine.context_window == 2048
     assert engine.default_settings() == GENERATION_DEFAULTS
@@ -199,7 +199,7 @@ def test_multiturn_reuses_the_prefix(engine) -> None:
 
 def test_prompt_too_long_for_the_context(gguf_path) -> None:
     pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engine_llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp import LlamaCppEngine
 
     # Also the load without llama.cpp's extra weight buffers, the AMX workaround (used on AMX machines).
     small = LlamaCppEngine(gguf_path, n_ctx=128, n_threads=1, repack=False)

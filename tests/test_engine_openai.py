@@ -9,15 +9,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
-from qwenchat.engine_api import Chunk, EngineError, GenerationRequest
-from qwenchat.engine_openai import OpenAIEngine, server_error_message
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.openai import OpenAIEngine, server_error_message
 from tests.real_server import RealServer, free_port
+from tests.scripted_server import Scripted, delta, json_reply, sse, start_stream, streams
 
 GREEDY = {"do_sample": False, "max_new_tokens": 16}
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hi."}]
@@ -45,101 +46,12 @@ def final(chunks: list[Chunk]) -> Chunk:
     return chunks[-1]
 
 
-# -- a scripted server ------------------------------------------------------------------------------
-def sse(obj: Any) -> bytes:
-    return b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
-
-
-def delta(content: str | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
-    d: dict[str, Any] = dict(extra)
-    if content is not None:
-        d["content"] = content
-    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
-
-
-class Scripted:
-    """A tiny server on 127.0.0.1: `script(handler, body)` writes the answer to each chat request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.script: Callable[[BaseHTTPRequestHandler, dict[str, Any]], None] = lambda h, b: None
-        self.models = ["served-model", "other-model"]
-        self.release = threading.Event()  # lets a handler that waits give up when the test ends
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.path.endswith("/models"):
-                    body = json.dumps({"object": "list", "data": [{"id": m} for m in outer.models]}).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                else:
-                    self.send_error(404)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                outer.requests.append(body)
-                outer.headers.append(dict(self.headers))
-                outer.script(self, body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def start_stream(h: BaseHTTPRequestHandler, close: bool = True) -> None:
-    h.send_response(200)
-    h.send_header("Content-Type", "text/event-stream")
-    h.send_header("Cache-Control", "no-cache")
-    if close:
-        h.send_header("Connection", "close")
-    h.end_headers()
-    h.close_connection = True
-
-
-def json_reply(h: BaseHTTPRequestHandler, status: int, obj: Any) -> None:
-    body = json.dumps(obj).encode()
-    h.send_response(status)
-    h.send_header("Content-Type", "application/json")
-    h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
-
-
+# -- a scripted server (tests/scripted_server.py) -----------------------------------------------
 @pytest.fixture
 def fake() -> Iterator[Scripted]:
     server = Scripted()
     yield server
     server.close()
-
-
-def streams(*events: bytes) -> Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]:
-    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
-        start_stream(h)
-        for e in events:
-            h.wfile.write(e)
-            h.wfile.flush()
-
-    return script
 
 
 USAGE = {

@@ -1,4 +1,4 @@
-"""Tests for model resolution and loading (qwenchat.loader).
+"""Tests for model resolution and loading (qwenchat.models.loader).
 
 No network: hub downloads are tested by replacing `loader._modelscope_snapshot` and `loader._hf_snapshot`
 with functions that return a local directory (the demo model's converted HF directory). Real loads use
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwenchat import demo, loader
-from qwenchat.loader import LoadError, LoadOptions, ModelSource
+from qwenchat.models import demo, loader
+from qwenchat.models.loader import LoadError, LoadOptions, ModelSource
 
 
 @pytest.fixture(autouse=True)

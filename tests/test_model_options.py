@@ -1,4 +1,4 @@
-"""Model options: LoRA adapters, quantization, attention, remote code, offline use (qwenchat.loader).
+"""Model options: LoRA adapters, quantization, attention, remote code, offline use (qwenchat.models.loader).
 
 Everything runs on the CPU without network: a random-weight two-layer Qwen2 (the `tiny_model` fixture) is
 saved to a temporary directory so `load()` reads it like any local model, adapters are made with peft on
@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwenchat import loader
-from qwenchat.engine import TransformersEngine
-from qwenchat.engine_api import GenerationRequest
-from qwenchat.loader import LoadError, LoadOptions
+from qwenchat.engines.api import GenerationRequest
+from qwenchat.engines.transformers import TransformersEngine
+from qwenchat.models import loader
+from qwenchat.models.loader import LoadError, LoadOptions
 
 HUB_ID = "Qwen/Qwen2-7B-Instruct"
 GREEDY = {"do_sample": False, "max_new_tokens": 8}

@@ -17,10 +17,10 @@ from markdown_it import MarkdownIt
 from rich.console import Console
 from rich.markdown import Markdown
 
-from qwenchat.engine_api import TurnStats
-from qwenchat.markdown_stream import AnswerMarkdown, BlockStream, split_preview
-from qwenchat.render import Renderer, make_console
+from qwenchat.engines.api import TurnStats
 from qwenchat.think import ThinkSplitter, prompt_opens_think
+from qwenchat.ui.markdown_stream import AnswerMarkdown, BlockStream, split_preview
+from qwenchat.ui.render import Renderer, make_console
 
 WIDTH, HEIGHT = 80, 25
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwenchat.repl import App
+from qwenchat.ui.repl import App
 from tests.fakes import FakeEngine
 
 
@@ -166,7 +166,7 @@ def test_interactive_loop_with_pipe_input(out):
 def test_completer_offers_commands_and_args(out):
     from prompt_toolkit.document import Document
 
-    from qwenchat.repl import _completer
+    from qwenchat.ui.repl import _completer
 
     app = App(FakeEngine(), out)
     comp = _completer(app.registry)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from qwenchat.config import Settings
-from qwenchat.repl import App
+from qwenchat.settings import Settings
 from qwenchat.store import load_file
+from qwenchat.ui.repl import App
 
 
 def make_app(engine, out) -> App:
@@ -23,10 +23,10 @@ def assistant_turns(app: App) -> list[str]:
 
 def test_one_session_moves_between_engines(demo_loaded, real_server, out, tmp_path) -> None:
     pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.demo import ensure_gguf
-    from qwenchat.engine import TransformersEngine
-    from qwenchat.engine_llamacpp import LlamaCppEngine
-    from qwenchat.engine_openai import OpenAIEngine
+    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.openai import OpenAIEngine
+    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.models.demo import ensure_gguf
 
     saved = tmp_path / "chat.json"
 

@@ -12,10 +12,10 @@ import torch
 from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from qwenchat import worker
-from qwenchat.engine_api import Chunk, GenerationRequest, TurnStats
+from qwenchat import turn as worker
+from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
 from qwenchat.think import prompt_opens_think
-from qwenchat.worker import common_prefix_len
+from qwenchat.turn import common_prefix_len
 
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.commands import REGISTRY, CommandError, Registry
-from qwenchat.config import Settings
-from qwenchat.engine_api import Chunk, Engine, GenerationRequest, TurnStats
-from qwenchat.render import Renderer
+from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
 from qwenchat.session import Conversation
+from qwenchat.settings import Settings
 from qwenchat.store import SessionStore, now_stamp
+from qwenchat.ui.render import Renderer
 
 
 class App:
@@ -75,7 +75,7 @@ class App:
         """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache."""
         import copy
 
-        from qwenchat.config import ConfigError
+        from qwenchat.settings import ConfigError
 
         settings = copy.copy(self.settings)
         settings.overrides = {}

@@ -7,15 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from qwenchat.config import ConfigError, generation_defaults
+from qwenchat.errors import UserError
+from qwenchat.settings import ConfigError, generation_defaults
 
 if TYPE_CHECKING:
-    from qwenchat.repl import App
+    from qwenchat.ui.repl import App
 
 Handler = Callable[["App", str], None]
 
 
-class CommandError(Exception):
+class CommandError(UserError):
     """Bad arguments: one line to the user, and the command changed nothing."""
 
 
@@ -254,6 +255,3 @@ def cmd_think(app: App, args: str) -> None:
             raise CommandError(f":think takes one of {', '.join(THINK_MODES)}, got {args!r}")
         app.renderer.think = args.lower()
     app.renderer.info(f"think: {app.renderer.think}")
-
-
-from qwenchat import commands_conversation  # noqa: E402,F401  (registers its commands)

@@ -6,11 +6,11 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qwenchat.commands import CommandError, command
+from qwenchat.commands.registry import CommandError, command
 from qwenchat.session import DEFAULT_SYSTEM
 
 if TYPE_CHECKING:
-    from qwenchat.repl import App
+    from qwenchat.ui.repl import App
 
 
 def _user_path(args: str, usage: str) -> Path:
@@ -60,7 +60,7 @@ def cmd_retry(app: App, args: str) -> None:
         raise CommandError("there is no answer to retry yet")
     seed = args or str(random.randrange(2**31))
     previous_seed = app.settings.seed
-    from qwenchat.config import ConfigError
+    from qwenchat.settings import ConfigError
 
     try:
         app.settings.set_seed(seed)

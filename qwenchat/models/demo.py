@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat import paths
+from qwenchat.errors import UserError
 
 DEMO_NAME = "Qwen2.5-Coder-0.5B-Instruct (demo, Q4_K_M GGUF)"
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -61,7 +62,7 @@ _TEMP_PREFIX = ".tmp-"
 Progress = Callable[[str], None] | None
 
 
-class DemoError(Exception):
+class DemoError(UserError):
     """A demo-model problem worth one line to the user."""
 
 

@@ -19,10 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qwenchat import worker
-from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
+from qwenchat import turn as worker
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
 from qwenchat.think import prompt_opens_think
-from qwenchat.worker import common_prefix_len, error_line
+from qwenchat.turn import common_prefix_len, error_line
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
@@ -176,7 +176,7 @@ class LlamaCppEngine:
         return self.llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
 
     def _gguf_defaults(self) -> dict[str, Any]:
-        from qwenchat import demo
+        from qwenchat.models import demo
 
         if self.path.name == demo.GGUF_NAME:  # the demo GGUF carries no sampling settings; Qwen's apply
             return dict(demo.GENERATION_DEFAULTS)

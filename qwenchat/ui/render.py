@@ -39,8 +39,10 @@ from rich.segment import ControlType, Segment
 from rich.table import Table
 from rich.text import Text
 
-from qwenchat.engine_api import TurnStats
-from qwenchat.markdown_stream import (
+from qwenchat.engines.api import TurnStats
+from qwenchat.think import OPEN as THINK_OPEN
+from qwenchat.think import ThinkEvent, ThinkSplitter
+from qwenchat.ui.markdown_stream import (
     AnswerMarkdown,
     BlockStream,
     PreviewMarkdown,
@@ -50,8 +52,6 @@ from qwenchat.markdown_stream import (
     split_preview,
     text_lines,
 )
-from qwenchat.think import OPEN as THINK_OPEN
-from qwenchat.think import ThinkEvent, ThinkSplitter
 
 THINK_MODES = ("show", "fold", "hide")
 CODE_THEME = "monokai"

@@ -7,6 +7,8 @@ import difflib
 import shlex
 from typing import Any
 
+from qwenchat.errors import UserError
+
 DEFAULT_SEED = 1234  # as Qwen's cli_demo
 CHAT_DEFAULTS: dict[str, Any] = {"max_new_tokens": 2048}  # the seed's chat default; the model's config wins
 
@@ -79,7 +81,7 @@ RANGE_TEXT = {"nonneg": ">= 0", "unit": "in (0, 1]", "unit0": "in [0, 1]", "pos"
 _valid_keys: dict[str, Any] | None = None
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A rejected setting; the message is one line for the user."""
 
 

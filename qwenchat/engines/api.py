@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from qwenchat.errors import UserError
+
 # Why a turn ended: the model said it was done, it hit max_new_tokens, the user pressed Ctrl-C,
 # or generate raised (the message is in Chunk.error).
 FINISH_REASONS = ("stop", "length", "interrupted", "error")
@@ -132,5 +134,5 @@ class Engine(Protocol):
     def context_window(self) -> int | None: ...
 
 
-class EngineError(Exception):
+class EngineError(UserError):
     """A failure worth one line to the user (bad template, out of memory, ...)."""

@@ -78,7 +78,7 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
 
 def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Any]) -> Iterator[Any]:
     """An engine turn under its lock; a concurrent second turn gets an error chunk instead of waiting."""
-    from qwenchat.engine_api import Chunk
+    from qwenchat.engines.api import Chunk
 
     if not lock.acquire(blocking=False):
         turn.close()

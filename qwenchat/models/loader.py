@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from qwenchat import demo
-from qwenchat.demo import Progress, first_line, say
+from qwenchat.errors import UserError
+from qwenchat.models import demo
+from qwenchat.models.demo import Progress, first_line, say
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +62,7 @@ _CHAT_TEMPLATE_HINT = (
 )
 
 
-class LoadError(Exception):
+class LoadError(UserError):
     """A model that cannot be found or loaded; the message is one line for the user."""
 
 

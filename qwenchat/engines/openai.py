@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from qwenchat.engine_api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
 
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server before a turn fails
 CONNECT_TIMEOUT = 10.0
