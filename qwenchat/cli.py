@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwenchat import __version__
+from qwenchat.environment import Environment
+from qwenchat.errors import UserError, first_line
+
+if TYPE_CHECKING:
+    from qwenchat.ui.render import Renderer
 
 DEFAULT_CHECKPOINT = "Qwen/Qwen2-7B-Instruct"  # as Qwen's cli_demo
 
@@ -145,77 +148,96 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    """Run qwenchat; `env` replaces the outside world (streams, tty flags, variables, dirs, engine)."""
     args = build_parser().parse_args(argv)
+    env = env or Environment()
     from qwenchat.ui.render import Renderer, make_console
 
-    if sys.stdin.isatty():
+    if env.stdin_isatty:
         import signal
 
         # A parent that ignored SIGINT (some launchers, nohup-like wrappers) would make Ctrl-C dead here.
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     plain = True if args.no_color else None
-    out = Renderer(make_console(sys.stdout, plain=plain), markdown=not args.no_markdown, think=args.think)
-    err = Renderer(make_console(sys.stderr, plain=plain))
+    out = Renderer(make_console(env.stdout, plain=plain), markdown=not args.no_markdown, think=args.think)
+    err = Renderer(make_console(env.stderr, plain=plain))
     try:
-        prepared = _prepare(args, err)
+        prepared = _prepare(args, env, err)
         if prepared is None:
             return 2
-        made = _make_engine(args, err)
+        made = (env.engine_factory or make_engine)(args, err)
         if made is None:
             return 2
         engine, banner = made
-        return _chat(args, engine, banner, prepared, out, err)
+        return _chat(args, env, engine, banner, prepared, out, err)
     except KeyboardInterrupt:
         err.error("interrupted")
         return 130
 
 
-def _prepare(args: argparse.Namespace, err: Any) -> dict[str, Any] | None:
+def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[str, Any] | None:
     """What can be checked before the slow model load: flags, config file, the session to resume."""
-    from qwenchat.settings import FLAG_KEYS, ConfigError, check_value, read_config_file
+    from qwenchat.settings import FLAG_KEYS, check_value, read_config_file
 
     try:
         flags = {k: check_value(k, getattr(args, k)) for k in FLAG_KEYS if getattr(args, k) is not None}
-        file = read_config_file()
-    except ConfigError as exc:
-        err.error(str(exc))
-        return None
-    prepared: dict[str, Any] = {"flags": flags, "file": file, "saved": None, "store": None}
-    if not args.no_autosave or args.resume:
-        from qwenchat.store import SessionStore, StoreError
+        file = read_config_file(env.config_file)
+        prepared: dict[str, Any] = {"flags": flags, "file": file, "saved": None, "store": None}
+        if not args.no_autosave or args.resume:
+            from qwenchat.store import SessionStore
 
-        store = SessionStore()
-        prepared["store"] = None if args.no_autosave else store
-        if args.resume:
-            try:
+            store = SessionStore(env.data_dir / "sessions")
+            prepared["store"] = None if args.no_autosave else store
+            if args.resume:
                 prepared["saved"] = store.resolve(args.resume)
-            except StoreError as exc:
-                err.error(str(exc))
-                return None
+    except UserError as exc:
+        err.error(first_line(exc))
+        return None
     return prepared
 
 
-def _make_engine(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any]] | None:
+def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
     """The engine the flags ask for, with what the banner says about it; None after a one-line error."""
-    if args.endpoint:
-        from qwenchat.engines.api import EngineError
-        from qwenchat.engines.openai import OpenAIEngine
+    try:
+        if args.endpoint:
+            from qwenchat.engines.openai import OpenAIEngine
 
-        try:
             engine = OpenAIEngine(args.endpoint, model=args.checkpoint_path, api_key=args.api_key)
             with err.status(f"connecting to {engine.base_url} …"):
                 engine.connect()
-        except EngineError as exc:
-            err.error(str(exc))
-            return None
-        return engine, {"model": engine.name, "device": engine.base_url, "dtype": "remote", "extra": []}
-    if args.engine == "llama.cpp":
-        return _make_llamacpp(args, err)
-    loaded = _load(args, err)
-    if loaded is None:
+            return engine, {"model": engine.name, "device": engine.base_url, "dtype": "remote", "extra": []}
+        if args.engine == "llama.cpp":
+            return _make_llamacpp(args, err)
+        return _make_transformers(args, err)
+    except UserError as exc:  # EngineError, LoadError, DemoError: one line, exit status 2
+        err.error(first_line(exc))
         return None
+
+
+def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]]:
+    from qwenchat.models.loader import LoadOptions, load, resolve
+
+    _quiet_libraries()
+    source = resolve(args.checkpoint_path or DEFAULT_CHECKPOINT, demo=args.demo)
+    options = LoadOptions(
+        source=args.source,
+        cpu_only=args.cpu_only,
+        gpus=args.gpus,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+        revision=args.revision,
+        cache_dir=args.cache_dir,
+        offline=args.offline,
+        adapters=list(args.adapter),
+        merge_adapter=args.merge_adapter,
+        load_in_8bit=args.load_in_8bit,
+        load_in_4bit=args.load_in_4bit,
+        attn_implementation=args.attn_implementation,
+    )
+    with err.status(f"loading {source.spec} …") as update:
+        loaded = load(source, options, progress=update)
     from qwenchat.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(
@@ -230,112 +252,77 @@ def _make_engine(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any
     return engine, banner
 
 
-def _make_llamacpp(args: argparse.Namespace, err: Any) -> tuple[Any, dict[str, Any]] | None:
-    from qwenchat.engines.api import EngineError
+def _make_llamacpp(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
     from qwenchat.models import demo
 
-    try:
-        if args.demo:
-            with err.status("preparing the demo GGUF …") as update:
-                path = str(demo.ensure_gguf(update))
-        elif args.checkpoint_path and args.checkpoint_path.endswith(".gguf"):
-            path = args.checkpoint_path
-        else:
-            err.error("--engine llama.cpp needs a .gguf file: -c FILE.gguf, or --demo")
-            return None
-        from qwenchat.engines.llamacpp import LlamaCppEngine
-
-        with err.status(f"loading {path} with llama.cpp …"):
-            engine = LlamaCppEngine(
-                path,
-                n_ctx=args.n_ctx,
-                reuse_cache=not args.no_cache_reuse,
-                name=demo.DEMO_NAME if args.demo else None,
-            )
-    except (EngineError, demo.DemoError) as exc:
-        err.error(str(exc))
+    if args.demo:
+        with err.status("preparing the demo GGUF …") as update:
+            path = str(demo.ensure_gguf(update))
+    elif args.checkpoint_path and args.checkpoint_path.endswith(".gguf"):
+        path = args.checkpoint_path
+    else:
+        err.error("--engine llama.cpp needs a .gguf file: -c FILE.gguf, or --demo")
         return None
-    return engine, {"model": engine.name, "device": "cpu (llama.cpp)", "dtype": "GGUF", "extra": []}
+    from qwenchat.engines.llamacpp import LlamaCppEngine
 
-
-def _load(args: argparse.Namespace, err: Any) -> Any:
-    from qwenchat.models.demo import DemoError
-    from qwenchat.models.loader import LoadError, LoadOptions, load, resolve
-
-    _quiet_libraries()
-    try:
-        source = resolve(args.checkpoint_path or DEFAULT_CHECKPOINT, demo=args.demo)
-        options = LoadOptions(
-            source=args.source,
-            cpu_only=args.cpu_only,
-            gpus=args.gpus,
-            dtype=args.dtype,
-            trust_remote_code=args.trust_remote_code,
-            revision=args.revision,
-            cache_dir=args.cache_dir,
-            offline=args.offline,
-            adapters=list(args.adapter),
-            merge_adapter=args.merge_adapter,
-            load_in_8bit=args.load_in_8bit,
-            load_in_4bit=args.load_in_4bit,
-            attn_implementation=args.attn_implementation,
+    with err.status(f"loading {path} with llama.cpp …"):
+        engine = LlamaCppEngine(
+            path,
+            n_ctx=args.n_ctx,
+            reuse_cache=not args.no_cache_reuse,
+            name=demo.DEMO_NAME if args.demo else None,
         )
-        with err.status(f"loading {source.spec} …") as update:
-            return load(source, options, progress=update)
-    except (LoadError, DemoError) as exc:
-        err.error(str(exc))
-        return None
+    return engine, {"model": engine.name, "device": "cpu (llama.cpp)", "dtype": "GGUF", "extra": []}
 
 
 def _chat(
     args: argparse.Namespace,
+    env: Environment,
     engine: Any,
     banner: dict[str, Any],
     prepared: dict[str, Any],
-    out: Any,
-    err: Any,
+    out: Renderer,
+    err: Renderer,
 ) -> int:
-    from qwenchat.paths import data_dir
+    from qwenchat.chat import ChatSession
     from qwenchat.session import DEFAULT_SYSTEM, Conversation
-    from qwenchat.settings import ConfigError, layered_settings
-    from qwenchat.ui.repl import App
+    from qwenchat.settings import layered_settings
+    from qwenchat.ui.repl import Repl
 
     chat_file = prepared["file"].get("chat", {})
+    system = args.system if args.system is not None else chat_file.get("system", DEFAULT_SYSTEM)
     try:
         settings = layered_settings(
             engine.default_settings(), prepared["file"].get("generation", {}), prepared["flags"], args.seed
         )
-    except ConfigError as exc:
-        err.error(str(exc))
+        session = ChatSession(
+            engine,
+            conversation=Conversation(system=None if system == "-" else system),
+            settings=settings,
+            store=prepared["store"],
+            overflow=args.overflow,
+        )
+        repl = Repl(session, out, show_stats=args.stats or bool(chat_file.get("stats", False)))
+        if env.stdin_isatty:
+            context = f"context {engine.context_window} tokens · " if engine.context_window else ""
+            extra = [*banner["extra"], f"{context}seed {settings.seed}"]
+            out.banner(model=banner["model"], device=banner["device"], dtype=banner["dtype"], extra=extra)
+        notice = session.ignored_settings_notice()
+        if notice:
+            out.notice(notice)
+        saved = prepared["saved"]
+        if saved is not None:
+            session.adopt(saved, session_id=saved.id, created=saved.created)
+            out.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges (:his shows them)")
+    except UserError as exc:  # settings that do not fit this model, from the config file or the session
+        err.error(first_line(exc))
         return 2
-    system = args.system if args.system is not None else chat_file.get("system", DEFAULT_SYSTEM)
-    app = App(
-        engine,
-        out,
-        conversation=Conversation(system=None if system == "-" else system),
-        settings=settings,
-        show_stats=args.stats or bool(chat_file.get("stats", False)),
-        store=prepared["store"],
-        overflow=args.overflow,
-    )
-    interactive = sys.stdin.isatty()
-    if interactive:
-        context = f"context {engine.context_window} tokens · " if engine.context_window else ""
-        extra = [*banner["extra"], f"{context}seed {settings.seed}"]
-        out.banner(model=banner["model"], device=banner["device"], dtype=banner["dtype"], extra=extra)
-    app.warn_ignored_settings()
-    saved = prepared["saved"]
-    if saved is not None:
-        try:
-            app.adopt(saved, session_id=saved.id, created=saved.created)
-        except Exception as exc:  # CommandError from settings that do not fit this model
-            err.error(str(exc))
-            return 2
-        out.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges (:his shows them)")
-    if interactive:
-        app.run_interactive(history_file=data_dir() / "history")
+    if env.stdin_isatty:
+        repl.run_interactive(
+            history_file=env.data_dir / "history", input=env.prompt_input, output=env.prompt_output
+        )
     else:
-        app.run_lines(_stdin_lines())
+        repl.run_lines(env.stdin_lines())
     return 0
 
 
@@ -345,9 +332,3 @@ def loaded_extra(loaded: Any) -> list[str]:
     if adapters:
         extra.append("adapter: " + ", ".join(adapters))
     return extra
-
-
-def _stdin_lines() -> Iterator[str]:
-    """Lines of stdin; undecodable bytes are replaced rather than ending the session."""
-    stream = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)
-    yield from stream

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def _dir(env: str, kind: str) -> Path:
-    override = os.environ.get(env)
+def _dir(env: str, kind: str, environ: Mapping[str, str] | None) -> Path:
+    override = (os.environ if environ is None else environ).get(env)
     if override:
         return Path(override).expanduser()
     import platformdirs
@@ -15,15 +16,15 @@ def _dir(env: str, kind: str) -> Path:
     return Path(getattr(platformdirs, f"user_{kind}_dir")("qwenchat"))
 
 
-def data_dir() -> Path:
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Input history and saved sessions."""
-    return _dir("QWENCHAT_DATA_DIR", "data")
+    return _dir("QWENCHAT_DATA_DIR", "data", environ)
 
 
-def cache_dir() -> Path:
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """The assembled demo model and its converted copy."""
-    return _dir("QWENCHAT_CACHE_DIR", "cache")
+    return _dir("QWENCHAT_CACHE_DIR", "cache", environ)
 
 
-def config_dir() -> Path:
-    return _dir("QWENCHAT_CONFIG_DIR", "config")
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    return _dir("QWENCHAT_CONFIG_DIR", "config", environ)

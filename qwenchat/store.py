@@ -261,9 +261,9 @@ def save_file(
         created=created,
         updated=updated,
     )
-    if path.is_dir():
-        raise StoreError(f"{path} is a directory; give a file name")
     try:
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory; give a file name")
         atomic_write_text(path, text)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {_os_reason(exc)}") from None

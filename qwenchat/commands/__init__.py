@@ -1,6 +1,18 @@
 """Colon-commands: one registry; each module registers its commands when imported."""
 
-from qwenchat.commands import conversation  # noqa: F401  (registers its commands)
-from qwenchat.commands.registry import REGISTRY, Command, CommandError, Registry, command
+# Registration order is the order :help lists them in.
+# isort: off
+from qwenchat.commands import display  # noqa: F401
+from qwenchat.commands import conversation  # noqa: F401
 
-__all__ = ["REGISTRY", "Command", "CommandError", "Registry", "command"]
+# isort: on
+from qwenchat.commands.registry import (
+    REGISTRY,
+    Command,
+    CommandContext,
+    CommandError,
+    Registry,
+    command,
+)
+
+__all__ = ["REGISTRY", "Command", "CommandContext", "CommandError", "Registry", "command"]

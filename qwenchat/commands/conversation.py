@@ -1,16 +1,16 @@
-"""Commands for trying a prompt again and keeping what worked: system, retry, undo, edit, save, export..."""
+"""Commands for trying a prompt again and keeping what worked: system, retry, undo, edit, save, export...
+
+They change the conversation only through ChatSession's methods, each of which is all-or-nothing.
+"""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from qwenchat.commands.registry import CommandError, command
+from qwenchat.commands.registry import CommandContext, CommandError, command
+from qwenchat.errors import first_line
 from qwenchat.session import DEFAULT_SYSTEM
-
-if TYPE_CHECKING:
-    from qwenchat.ui.repl import App
 
 
 def _user_path(args: str, usage: str) -> Path:
@@ -22,31 +22,20 @@ def _user_path(args: str, usage: str) -> Path:
     return Path(args).expanduser()
 
 
-def _last_role(app: App) -> str | None:
-    msgs = app.conversation.messages
-    return msgs[-1].role if msgs else None
-
-
 @command(
     "system",
     usage=":system [text|-|default]",
     help="Show the system prompt, set it, remove it (-), or restore the default.",
     arg_words=lambda: ["-", "default"],
 )
-def cmd_system(app: App, args: str) -> None:
-    conv = app.conversation
+def cmd_system(ctx: CommandContext, args: str) -> None:
     if not args:
-        app.renderer.info("system prompt: " + ("(none)" if conv.system is None else repr(conv.system)))
+        system = ctx.session.conversation.system
+        ctx.renderer.info("system prompt: " + ("(none)" if system is None else repr(system)))
         return
     new = None if args == "-" else DEFAULT_SYSTEM if args == "default" else args
-    old = conv.system
-    conv.system = new
-    try:
-        app.check_template()
-    except CommandError:
-        conv.system = old
-        raise
-    app.renderer.info("system prompt removed." if new is None else f"system prompt set: {new!r}")
+    ctx.session.set_system(new)
+    ctx.renderer.info("system prompt removed." if new is None else f"system prompt set: {new!r}")
 
 
 @command(
@@ -55,136 +44,98 @@ def cmd_system(app: App, args: str) -> None:
     usage=":retry [seed]",
     help="Drop the last answer and generate it again, with a new random seed or the one given.",
 )
-def cmd_retry(app: App, args: str) -> None:
-    if _last_role(app) != "assistant":
+def cmd_retry(ctx: CommandContext, args: str) -> None:
+    s = ctx.session
+    if s.last_role() != "assistant":
         raise CommandError("there is no answer to retry yet")
-    seed = args or str(random.randrange(2**31))
-    previous_seed = app.settings.seed
-    from qwenchat.settings import ConfigError
-
-    try:
-        app.settings.set_seed(seed)
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
-    app.renderer.hint(f"seed {app.settings.seed} (`:seed {previous_seed}` goes back)")
-    dropped = app.conversation.messages.pop()
-    if not app.run_turn():
-        app.conversation.messages.append(dropped)  # nothing new: keep what was there
+    previous_seed = s.settings.seed
+    s.settings.set_seed(args or str(random.randrange(2**31)))
+    ctx.renderer.hint(f"seed {s.settings.seed} (`:seed {previous_seed}` goes back)")
+    s.retry()  # a failed turn keeps the old answer
 
 
 @command("undo", help="Remove the last exchange (your message and its answer).")
-def cmd_undo(app: App, args: str) -> None:
-    msgs = app.conversation.messages
-    if not msgs:
-        raise CommandError("nothing to undo")
-    removed = []
-    if msgs[-1].role == "assistant":
-        removed.append(msgs.pop())
-    if msgs and msgs[-1].role == "user":
-        removed.append(msgs.pop())
-    first = next((m.content for m in reversed(removed) if m.role == "user"), "")
-    app.renderer.info(f"removed the last exchange: {first[:60]!r}")
+def cmd_undo(ctx: CommandContext, args: str) -> None:
+    removed = ctx.session.undo()
+    first = next((m.content for m in removed if m.role == "user"), "")
+    ctx.renderer.info(f"removed the last exchange: {first[:60]!r}")
 
 
 @command("edit", help="Edit your last message in $EDITOR, then send it in its place.")
-def cmd_edit(app: App, args: str) -> None:
-    from qwenchat.editor import EditorError, edit_text
+def cmd_edit(ctx: CommandContext, args: str) -> None:
+    from qwenchat.editor import edit_text
 
-    msgs = app.conversation.messages
-    idx = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i].role == "user"), None)
-    if idx is None:
+    old = ctx.session.last_user_text()
+    if old is None:
         raise CommandError("no message of yours to edit yet")
-    try:
-        new = edit_text(msgs[idx].content).strip("\n")
-    except EditorError as exc:
-        raise CommandError(str(exc)) from None
+    new = edit_text(old).strip("\n")
     if not new.strip():
         raise CommandError("the edited message is empty; nothing changed")
-    kept = msgs[idx:]
-    del msgs[idx:]
-    app.conversation.add_user(new)
-    if not app.run_turn():
-        del msgs[idx:]
-        msgs.extend(kept)
+    ctx.session.edit(new)
 
 
 @command("continue", help="Let the model go on with its last answer (after a length stop or Ctrl-C).")
-def cmd_continue(app: App, args: str) -> None:
-    if _last_role(app) != "assistant":
-        raise CommandError("there is no answer to continue")
-    app.run_turn(continue_final=True)
+def cmd_continue(ctx: CommandContext, args: str) -> None:
+    ctx.session.continue_()
 
 
 @command("save", usage=":save [file]", help="Save the conversation, settings, seed and model name as JSON.")
-def cmd_save(app: App, args: str) -> None:
-    from qwenchat.store import StoreError, save_file
-
-    path = _user_path(args, ":save [file]") if args else Path.cwd() / f"qwenchat-{app.session_id}.json"
-    try:
-        save_file(path, **app.session_fields())
-    except (StoreError, OSError) as exc:
-        raise CommandError(f"cannot save to {path}: {exc}") from None
-    app.renderer.info(f"saved to {path}")
+def cmd_save(ctx: CommandContext, args: str) -> None:
+    s = ctx.session
+    path = _user_path(args, ":save [file]") if args else Path.cwd() / f"qwenchat-{s.session_id}.json"
+    s.save(path)
+    ctx.renderer.info(f"saved to {path}")
 
 
 @command("load", usage=":load file", help="Load a saved conversation (the current one is replaced).")
-def cmd_load(app: App, args: str) -> None:
-    from qwenchat.store import StoreError, load_file
+def cmd_load(ctx: CommandContext, args: str) -> None:
+    from qwenchat.store import load_file
 
-    path = _user_path(args, ":load file")
-    try:
-        saved = load_file(path)
-    except StoreError as exc:
-        raise CommandError(str(exc)) from None
-    app.adopt(saved)
-    app.renderer.info(f"loaded {args}: {saved.conversation.exchanges()} exchanges")
+    saved = load_file(_user_path(args, ":load file"))
+    ctx.session.adopt(saved)
+    ctx.renderer.info(f"loaded {args}: {saved.conversation.exchanges()} exchanges")
 
 
 @command("sessions", usage=":sessions", help="List autosaved sessions (newest first); :resume reopens one.")
-def cmd_sessions(app: App, args: str) -> None:
-    if app.store is None:
+def cmd_sessions(ctx: CommandContext, args: str) -> None:
+    store = ctx.session.store
+    if store is None:
         raise CommandError("autosave is off in this session")
-    sessions = app.store.list()
+    sessions = store.list()
     if not sessions:
-        app.renderer.hint("(no saved sessions)")
+        ctx.renderer.hint("(no saved sessions)")
         return
     rows = [
         (str(i), s.id, s.updated[:16].replace("T", " "), s.model, s.title) for i, s in enumerate(sessions, 1)
     ]
-    app.renderer.table(rows, headers=("#", "id", "updated", "model", "first message"), title="Sessions")
+    ctx.renderer.table(rows, headers=("#", "id", "updated", "model", "first message"), title="Sessions")
 
 
 @command("resume", usage=":resume [N|id|last]", help="Reopen an autosaved session (see :sessions).")
-def cmd_resume(app: App, args: str) -> None:
-    from qwenchat.store import StoreError
-
-    if app.store is None:
+def cmd_resume(ctx: CommandContext, args: str) -> None:
+    store = ctx.session.store
+    if store is None:
         raise CommandError("autosave is off in this session")
-    try:
-        saved = app.store.resolve(args or "last")
-    except StoreError as exc:
-        raise CommandError(str(exc)) from None
-    app.adopt(saved, session_id=saved.id, created=saved.created)
-    app.renderer.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges")
+    saved = store.resolve(args or "last")
+    ctx.session.adopt(saved, session_id=saved.id, created=saved.created)
+    ctx.renderer.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges")
 
 
 @command("export", usage=":export file.md", help="Write the conversation as readable Markdown.")
-def cmd_export(app: App, args: str) -> None:
+def cmd_export(ctx: CommandContext, args: str) -> None:
     from qwenchat.export import to_markdown
     from qwenchat.store import atomic_write_text
 
+    s = ctx.session
     path = _user_path(args, ":export file.md")
     text = to_markdown(
-        app.conversation,
-        model=app.engine.name,
-        settings_overrides=app.settings.overrides,
-        seed=app.settings.seed,
+        s.conversation, model=s.model, settings_overrides=s.settings.overrides, seed=s.settings.seed
     )
     try:
         atomic_write_text(path, text)
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-    app.renderer.info(f"exported to {path}")
+    ctx.renderer.info(f"exported to {path}")
 
 
 @command(
@@ -193,10 +144,10 @@ def cmd_export(app: App, args: str) -> None:
     help="Copy the last (or Nth) answer, or its last code block, to the clipboard (OSC 52).",
     arg_words=lambda: ["code"],
 )
-def cmd_copy(app: App, args: str) -> None:
+def cmd_copy(ctx: CommandContext, args: str) -> None:
     from qwenchat.clipboard import last_code_block, osc52, support_note
 
-    answers = [m.content for m in app.conversation.messages if m.role == "assistant"]
+    answers = ctx.session.answers()
     if not answers:
         raise CommandError("no answer to copy yet")
     if args == "code":
@@ -210,41 +161,42 @@ def cmd_copy(app: App, args: str) -> None:
         text, what = answers[int(args) - 1], f"answer {args}"
     else:
         text, what = answers[-1], "the last answer"
-    app.renderer.raw(osc52(text))
-    app.renderer.info(f"copied {what} ({len(text)} characters) to the clipboard")
+    ctx.renderer.raw(osc52(text))
+    ctx.renderer.info(f"copied {what} ({len(text)} characters) to the clipboard")
     note = support_note()
     if note:
-        app.renderer.hint(note)
+        ctx.renderer.hint(note)
 
 
 @command("template", help="Show the exact prompt the model will see next (chat template applied).")
-def cmd_template(app: App, args: str) -> None:
-    req = app.request(extra_user="<your next message>")
+def cmd_template(ctx: CommandContext, args: str) -> None:
+    s = ctx.session
     try:
-        text = app.engine.render_prompt(req)
-    except NotImplementedError as exc:
-        raise CommandError(str(exc)) from None
+        text = s.engine.render_prompt(s.request(extra_user="<your next message>"))
+    except NotImplementedError as exc:  # a remote engine: the server applies the template
+        raise CommandError(first_line(exc)) from None
     except Exception as exc:  # the template's own error, shown as one line
-        raise CommandError(f"the chat template failed: {exc}") from None
-    app.renderer.text(text)
+        raise CommandError(f"the chat template failed: {first_line(exc)}") from None
+    ctx.renderer.text(text)
 
 
 @command("tokens", help="Token counts of the conversation against the model's context window.")
-def cmd_tokens(app: App, args: str) -> None:
+def cmd_tokens(ctx: CommandContext, args: str) -> None:
+    s = ctx.session
     try:
-        used = app.engine.count_tokens(app.request(extra_user=""))
+        used = s.engine.count_tokens(s.request(extra_user=""))
     except NotImplementedError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(first_line(exc)) from None
     except Exception as exc:
-        raise CommandError(f"cannot count tokens: {exc}") from None
-    window = app.engine.context_window
-    budget = app.settings.effective().get("max_new_tokens", 0) or 0
+        raise CommandError(f"cannot count tokens: {first_line(exc)}") from None
+    window = s.engine.context_window
+    budget = s.settings.effective().get("max_new_tokens", 0) or 0
     if window:
         left = window - used - budget
         spare = f"{left} to spare" if left >= 0 else f"over by {-left}: the oldest exchanges will be dropped"
-        app.renderer.info(
+        ctx.renderer.info(
             f"{used} tokens in the conversation + {budget} max_new_tokens of a {window}-token context"
             f" ({spare})"
         )
     else:
-        app.renderer.info(f"{used} tokens in the conversation (context window unknown)")
+        ctx.renderer.info(f"{used} tokens in the conversation (context window unknown)")

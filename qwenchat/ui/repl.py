@@ -1,115 +1,43 @@
-"""The chat loop, kept small: read a line, run a command or a turn. Testable without a terminal."""
+"""The terminal side of a chat: read a line (prompt-toolkit, or a pipe), run a command or send a message.
+
+`Repl` is what commands see (the `CommandContext`) and what the session reports a turn to (the
+`ChatObserver`); the turn itself, the history and the context-window policy live in `ChatSession`.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qwenchat.commands import REGISTRY, CommandError, Registry
-from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
-from qwenchat.session import Conversation
-from qwenchat.settings import Settings
-from qwenchat.store import SessionStore, now_stamp
+from qwenchat.chat import AnswerSink, ChatSession, TurnResult
+from qwenchat.commands import REGISTRY, Registry
+from qwenchat.errors import UserError, first_line
 from qwenchat.ui.render import Renderer
 
+NOT_ADDED = "Your message was not added to the history; press Up to get it back."
 
-class App:
-    """The state of one chat: conversation, settings, engine and renderer."""
+
+class Repl:
+    """One chat in a terminal: the session, the renderer that shows it, and the commands."""
 
     def __init__(
         self,
-        engine: Engine,
+        session: ChatSession,
         renderer: Renderer,
         *,
-        conversation: Conversation | None = None,
-        settings: Settings | None = None,
         registry: Registry | None = None,
         show_stats: bool = False,
-        store: SessionStore | None = None,
-        overflow: str = "drop-oldest",
     ) -> None:
-        self.engine = engine
+        self.session = session
         self.renderer = renderer
-        self.conversation = conversation if conversation is not None else Conversation()
-        self.settings = settings if settings is not None else Settings(engine.default_settings())
         self.registry = registry or REGISTRY.copy()
         self.show_stats = show_stats
-        self.last_stats: TurnStats | None = None
         self.should_exit = False
-        self.overflow = overflow  # what to do when the conversation outgrows the context window
-        self.model_id = engine.name
-        self.store = store  # a SessionStore for autosave, or None
-        self.session_id = SessionStore.new_id()
-        self.created = now_stamp()
-        self._saved_state: Any = None
+        session.observer = self  # the session's turns and notices are shown here
 
-    # -- session bookkeeping ---------------------------------------------------------------
-    def session_fields(self) -> dict[str, Any]:
-        return {
-            "conversation": self.conversation,
-            "model": self.model_id,
-            "settings_overrides": dict(self.settings.overrides),
-            "seed": self.settings.seed,
-            "session_id": self.session_id,
-            "created": self.created,
-        }
-
-    def autosave(self) -> None:
-        """Write the session after every change, atomically; a failure is a notice, never a crash."""
-        if self.store is None or not self.conversation.messages:
-            return
-        state = (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed)
-        if state == self._saved_state:
-            return
-        fields = self.session_fields()
-        fields.pop("session_id")
-        try:
-            self.store.autosave(self.session_id, **fields)
-            self._saved_state = state
-        except Exception as exc:  # disk full, permissions: the chat goes on
-            self.renderer.notice(f"autosave failed: {exc}")
-
-    def adopt(self, saved: Any, *, session_id: str | None = None, created: str | None = None) -> None:
-        """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache."""
-        import copy
-
-        from qwenchat.settings import ConfigError
-
-        settings = copy.copy(self.settings)
-        settings.overrides = {}
-        settings.seed = saved.seed
-        try:
-            settings.update(saved.settings)
-        except ConfigError as exc:
-            raise CommandError(f"the saved settings do not apply to this model: {exc}") from None
-        self.conversation = saved.conversation
-        self.settings = settings
-        if session_id:
-            self.session_id = session_id
-            self.created = created or self.created
-        if saved.model and saved.model != self.model_id:
-            self.renderer.notice(
-                f"this session was saved with {saved.model}; continuing with {self.model_id}"
-            )
-
-    def check_template(self) -> None:
-        """Raise CommandError when the chat template rejects the conversation (e.g. no system role)."""
-        try:
-            self.engine.render_prompt(self.request(extra_user="x"))
-        except NotImplementedError:  # a remote engine: the server applies the template
-            return
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise CommandError(f"this model's chat template rejects that: {first}") from None
-
-    def warn_ignored_settings(self) -> None:
-        """Engines that cannot honour every setting (remote servers, llama.cpp) say which ones they drop."""
-        ignored = getattr(self.engine, "ignored_settings", None)
-        names = ignored(self.settings.effective()) if ignored else []
-        if names:
-            self.renderer.notice(f"{self.engine.name} ignores: {', '.join(names)}")
+    def request_exit(self) -> None:
+        self.should_exit = True
 
     # -- one line --------------------------------------------------------------------------
     def handle_line(self, line: str) -> None:
@@ -118,148 +46,48 @@ class App:
         if not text:
             self.renderer.hint("Type a message, or :h for help.")
             return
-        if text.startswith(":") and not text.startswith("::"):
-            try:
+        is_command = text.startswith(":") and not text.startswith("::")
+        try:
+            if is_command:
                 self.registry.dispatch(self, text)
-            except CommandError as exc:
-                self.renderer.error(str(exc))
-            except Exception as exc:  # a bug in a command must not end the session or show a traceback
-                self.renderer.error(f"internal error in {text.split()[0]}: {type(exc).__name__}: {exc}")
-            self.autosave()
-            return
-        if text.startswith("::"):  # a message that really starts with ':'
-            line = line.lstrip()[1:]
-        self.chat(line.strip("\n"))
-        self.autosave()
+            else:
+                if text.startswith("::"):  # a message that really starts with ':'
+                    line = line.lstrip()[1:]
+                if not self.session.send(line.strip("\n")).kept:
+                    self.renderer.hint(NOT_ADDED)
+        except UserError as exc:  # the one place a user error becomes its line
+            self.renderer.error(first_line(exc))
+            if not is_command:
+                self.renderer.hint(NOT_ADDED)
+        except Exception as exc:  # a bug in a command must not end the session or show a traceback
+            if not is_command:
+                raise
+            detail = f": {first_line(exc)}" if str(exc).strip() else ""
+            self.renderer.error(f"internal error in {text.split()[0]}: {type(exc).__name__}{detail}")
+        self.session.autosave()
 
-    def chat(self, text: str) -> None:
-        self.conversation.add_user(text)
-        ok = self.run_turn()
-        if not ok:
-            self.conversation.messages.pop()  # nothing was answered: leave history as it was
-            self.renderer.hint("Your message was not added to the history; press Up to get it back.")
+    # -- the session's observer --------------------------------------------------------------
+    def answer(self, *, think_open: bool | None, continues: str | None) -> AnswerSink:
+        view = self.renderer.answer(self.session.engine.name, think_open=think_open)
+        if continues is not None:
+            view.feed(self._continuation_prime(continues))
+        return view
 
-    def request(self, continue_final: bool = False, extra_user: str | None = None) -> GenerationRequest:
-        messages = self.conversation.to_chat()
-        if extra_user is not None:
-            messages.append({"role": "user", "content": extra_user})
-        return GenerationRequest(
-            messages=messages,
-            settings=self.settings.effective(),
-            seed=self.settings.seed,
-            continue_final=continue_final,
-        )
+    def turn_done(self, result: TurnResult) -> None:
+        if result.stats is not None and self.show_stats:
+            self.renderer.stats(result.stats)
 
-    def fit_context(self, request: GenerationRequest) -> GenerationRequest | None:
-        """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)."""
-        window = self.engine.context_window
-        if not window:
-            return request
-        budget = request.settings.get("max_new_tokens") or 0
-        try:
-            used = self.engine.count_tokens(request)
-        except Exception:
-            return request  # the template's error surfaces from the engine itself
-        if used + budget <= window:
-            return request
-        if self.overflow == "error":
-            self.renderer.error(
-                f"the conversation ({used} tokens) + max_new_tokens ({budget}) exceeds the {window}-token "
-                "context; :undo, :clh or a smaller max_new_tokens"
-            )
-            return None
-        msgs = list(request.messages)
-        head = 1 if msgs and msgs[0]["role"] == "system" else 0
-        dropped = 0
-        while used + budget > window:
-            # the oldest exchange: a user message and the answers up to the next user message
-            end = head + 1
-            while end < len(msgs) and msgs[end]["role"] != "user":
-                end += 1
-            if end >= len(msgs):  # only the current message is left
-                self.renderer.error(
-                    f"your message alone ({used} tokens) + max_new_tokens ({budget}) exceeds the "
-                    f"{window}-token context; shorten it or lower max_new_tokens"
-                )
-                return None
-            del msgs[head:end]
-            dropped += 1
-            request = GenerationRequest(msgs, request.settings, request.seed, request.continue_final)
-            used = self.engine.count_tokens(request)
-        self.renderer.notice(
-            f"context full: the oldest {dropped} exchange{'s' if dropped > 1 else ''} not sent this turn "
-            "(still in :his; --overflow error refuses instead)"
-        )
-        return request
+    def notice(self, text: str) -> None:
+        self.renderer.notice(text)
 
-    def run_turn(self, continue_final: bool = False) -> bool:
-        """Stream one answer into the renderer and the history. False when nothing could be generated."""
-        cancel = threading.Event()
-        request = self.fit_context(self.request(continue_final))
-        if request is None:
-            return False
-        stream = self.engine.stream(request, cancel)
-        view: Any = None
-        final: Chunk | None = None
-        prime = self._continuation_prime() if continue_final else ""
-
-        def take(chunk: Chunk) -> None:
-            nonlocal view, final
-            if view is None:  # opened on the first chunk, which may say whether a think block is open
-                view = self.renderer.answer(self.engine.name, think_open=chunk.think_open)
-                view.feed(prime)
-            view.feed(chunk.text)
-            if chunk.finish_reason:
-                final = chunk
-
-        try:
-            for chunk in stream:
-                take(chunk)
-        except KeyboardInterrupt:
-            cancel.set()  # the engine stops at its next decode step
-            self._drain(stream, take)
-        if view is None:
-            view = self.renderer.answer(self.engine.name)
-            view.feed(prime)
-        reason = (final.finish_reason if final is not None else None) or "interrupted"
-        view.end(reason, final.stats if final else None, final.error if final else None)
-        if final is not None and final.stats is not None:
-            self.last_stats = final.stats
-            if self.show_stats:
-                self.renderer.stats(final.stats)
-        text = view.text[len(prime) :]
-        if reason == "error" and not text:
-            return False
-        if (
-            continue_final
-            and self.conversation.messages
-            and self.conversation.messages[-1].role == "assistant"
-        ):
-            last = self.conversation.messages[-1]
-            last.content += text
-            last.interrupted = reason != "stop"
-        else:
-            self.conversation.add_assistant(text, interrupted=reason != "stop")
-        return True
-
-    def _continuation_prime(self) -> str:
+    def _continuation_prime(self, answer: str) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
         from qwenchat.export import open_fence
 
-        if self.renderer.plain or not self.renderer.markdown or not self.conversation.messages:
+        if self.renderer.plain or not self.renderer.markdown:
             return ""
-        fence = open_fence(self.conversation.messages[-1].content)
+        fence = open_fence(answer)
         return fence + "\n" if fence else ""
-
-    def _drain(self, stream: Iterable[Chunk], take: Callable[[Chunk], None]) -> None:
-        """Collect what the engine still sends after a cancel; extra Ctrl-Cs are ignored meanwhile."""
-        while True:
-            try:
-                for chunk in stream:
-                    take(chunk)
-                return
-            except KeyboardInterrupt:
-                continue
 
     # -- the loop --------------------------------------------------------------------------
     def run_lines(self, lines: Iterable[str]) -> None:

@@ -1,0 +1,374 @@
+"""One chat: conversation + settings + engine + store. Every change to the history is all-or-nothing.
+
+The session builds each answer from the engine's chunks and never prints: a UI watches a turn through a
+`ChatObserver` (the REPL hands the chunks on to the renderer), and without one the session runs headless
+(benchmarks, batch runs): `ChatSession(engine).send("hi")` returns the answer, its finish reason and stats.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
+from qwenchat.errors import UserError, first_line
+from qwenchat.session import Conversation, Message
+from qwenchat.settings import ConfigError, Settings
+from qwenchat.store import SavedSession, SessionStore, now_stamp, save_file
+
+OVERFLOW_POLICIES = ("drop-oldest", "error")
+
+
+class ChatError(UserError):
+    """The session refused a change (nothing to undo, a context overflow, ...); the history is unchanged."""
+
+
+@dataclass
+class TurnResult:
+    """What one turn produced. `kept` is False when nothing was answered: the history is as it was."""
+
+    text: str  # the answer as the engine sent it (think tags included); for :continue, the new part only
+    finish_reason: str  # stop, length, interrupted or error (see engines.api.FINISH_REASONS)
+    stats: TurnStats | None = None
+    error: str | None = None
+    kept: bool = True
+
+
+class AnswerSink(Protocol):
+    """Where a UI receives one streamed answer (the renderer's AnswerView is one)."""
+
+    def feed(self, text: str) -> None: ...
+
+    def end(self, finish_reason: str, stats: TurnStats | None = None, error: str | None = None) -> None: ...
+
+
+class ChatObserver(Protocol):
+    """What a UI sees of the session: each answer as it streams, the end of a turn, and notices."""
+
+    def answer(self, *, think_open: bool | None, continues: str | None) -> AnswerSink:
+        """A turn's first chunk came. `continues`: the answer being continued (`:continue`), else None."""
+        ...
+
+    def turn_done(self, result: TurnResult) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
+
+class _NullSink:
+    def feed(self, text: str) -> None:
+        pass
+
+    def end(self, finish_reason: str, stats: TurnStats | None = None, error: str | None = None) -> None:
+        pass
+
+
+class Headless:
+    """The observer of a session without a UI: shows nothing and keeps the notices for the caller."""
+
+    def __init__(self) -> None:
+        self.notices: list[str] = []
+
+    def answer(self, *, think_open: bool | None, continues: str | None) -> AnswerSink:
+        return _NullSink()
+
+    def turn_done(self, result: TurnResult) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+
+
+class ChatSession:
+    """The state of one chat and the operations on it; usable with or without a terminal."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        conversation: Conversation | None = None,
+        settings: Settings | None = None,
+        store: SessionStore | None = None,
+        overflow: str = "drop-oldest",
+        observer: ChatObserver | None = None,
+    ) -> None:
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+        self.engine = engine
+        self.conversation = conversation if conversation is not None else Conversation()
+        self.settings = settings if settings is not None else Settings(engine.default_settings())
+        self.store = store  # where autosave writes, or None
+        self.overflow = overflow  # what to do when the conversation outgrows the context window
+        self.observer: ChatObserver = observer if observer is not None else Headless()
+        self.last_stats: TurnStats | None = None
+        self.session_id = SessionStore.new_id()
+        self.created = now_stamp()
+        self._saved_state: Any = None
+
+    @property
+    def model(self) -> str:
+        return self.engine.name
+
+    # -- turns -------------------------------------------------------------------------------
+    def send(self, text: str) -> TurnResult:
+        """Add a user message and answer it; when nothing is answered the message is not kept."""
+        return self._transaction(lambda: self.conversation.add_user(text))
+
+    def retry(self, seed: int | str | None = None) -> TurnResult:
+        """Answer the last message again (with `seed` when given); a failed turn keeps the old answer.
+        The seed stays set either way, as after `:seed`."""
+        if self.last_role() != "assistant":
+            raise ChatError("there is no answer to retry yet")
+        if seed is not None:
+            self.settings.set_seed(str(seed))
+        return self._transaction(self.conversation.messages.pop)
+
+    def edit(self, text: str) -> TurnResult:
+        """Replace the last user message (and what follows it) by `text`, and answer it."""
+        idx = self._last_user_index()
+        if idx is None:
+            raise ChatError("no message of yours to edit yet")
+
+        def change() -> None:
+            del self.conversation.messages[idx:]
+            self.conversation.add_user(text)
+
+        return self._transaction(change)
+
+    def continue_(self) -> TurnResult:
+        """Let the model go on with its last answer; the new text is appended to it."""
+        if self.last_role() != "assistant":
+            raise ChatError("there is no answer to continue")
+        return self._transaction(lambda: None, continue_final=True)
+
+    def undo(self) -> list[Message]:
+        """Remove the last exchange (the answer, if any, and the user message); returns what was removed."""
+        msgs = self.conversation.messages
+        if not msgs:
+            raise ChatError("nothing to undo")
+        removed = []
+        if msgs[-1].role == "assistant":
+            removed.append(msgs.pop())
+        if msgs and msgs[-1].role == "user":
+            removed.append(msgs.pop())
+        return removed[::-1]
+
+    def clear(self) -> None:
+        """Forget the conversation (the system prompt stays) and the engine's cache."""
+        self.conversation.clear()
+        self.engine.reset()
+
+    def set_system(self, system: str | None) -> None:
+        """Set or remove the system prompt; refused (nothing changed) when the chat template rejects it."""
+        old = self.conversation.system
+        self.conversation.system = system
+        try:
+            self.engine.render_prompt(self.request(extra_user="x"))
+        except NotImplementedError:  # a remote engine: the server applies the template
+            return
+        except Exception as exc:
+            self.conversation.system = old
+            raise ChatError(f"this model's chat template rejects that: {first_line(exc)}") from None
+
+    # -- queries -----------------------------------------------------------------------------
+    def last_role(self) -> str | None:
+        msgs = self.conversation.messages
+        return msgs[-1].role if msgs else None
+
+    def last_user_text(self) -> str | None:
+        idx = self._last_user_index()
+        return None if idx is None else self.conversation.messages[idx].content
+
+    def answers(self) -> list[str]:
+        return [m.content for m in self.conversation.messages if m.role == "assistant"]
+
+    def ignored_settings_notice(self) -> str | None:
+        """Engines that cannot honour every setting (remote servers, llama.cpp) say which ones they drop."""
+        ignored = getattr(self.engine, "ignored_settings", None)
+        names = ignored(self.settings.effective()) if ignored else []
+        return f"{self.engine.name} ignores: {', '.join(names)}" if names else None
+
+    def request(self, continue_final: bool = False, extra_user: str | None = None) -> GenerationRequest:
+        """The request for the next turn; `extra_user` appends a user message (for :template, :tokens)."""
+        messages = self.conversation.to_chat()
+        if extra_user is not None:
+            messages.append({"role": "user", "content": extra_user})
+        return GenerationRequest(
+            messages=messages,
+            settings=self.settings.effective(),
+            seed=self.settings.seed,
+            continue_final=continue_final,
+        )
+
+    def fit_context(self, request: GenerationRequest) -> GenerationRequest:
+        """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)
+        with a ChatError."""
+        window = self.engine.context_window
+        if not window:
+            return request
+        budget = request.settings.get("max_new_tokens") or 0
+        try:
+            used = self.engine.count_tokens(request)
+        except Exception:
+            return request  # the template's error surfaces from the engine itself
+        if used + budget <= window:
+            return request
+        if self.overflow == "error":
+            raise ChatError(
+                f"the conversation ({used} tokens) + max_new_tokens ({budget}) exceeds the {window}-token "
+                "context; :undo, :clh or a smaller max_new_tokens"
+            )
+        msgs = list(request.messages)
+        head = 1 if msgs and msgs[0]["role"] == "system" else 0
+        dropped = 0
+        while used + budget > window:
+            # the oldest exchange: a user message and the answers up to the next user message
+            end = head + 1
+            while end < len(msgs) and msgs[end]["role"] != "user":
+                end += 1
+            if end >= len(msgs):  # only the current message is left
+                raise ChatError(
+                    f"your message alone ({used} tokens) + max_new_tokens ({budget}) exceeds the "
+                    f"{window}-token context; shorten it or lower max_new_tokens"
+                )
+            del msgs[head:end]
+            dropped += 1
+            request = GenerationRequest(msgs, request.settings, request.seed, request.continue_final)
+            used = self.engine.count_tokens(request)
+        self.observer.notice(
+            f"context full: the oldest {dropped} exchange{'s' if dropped > 1 else ''} not sent this turn "
+            "(still in :his; --overflow error refuses instead)"
+        )
+        return request
+
+    # -- saving ------------------------------------------------------------------------------
+    def fields(self) -> dict[str, Any]:
+        """What a session file holds, as keyword arguments of store.save_file."""
+        return {
+            "conversation": self.conversation,
+            "model": self.model,
+            "settings_overrides": dict(self.settings.overrides),
+            "seed": self.settings.seed,
+            "session_id": self.session_id,
+            "created": self.created,
+        }
+
+    def save(self, path: str | Path) -> SavedSession:
+        """Write the session to `path` (StoreError, one line, when it cannot)."""
+        return save_file(path, **self.fields())
+
+    def autosave(self) -> None:
+        """Write the session after every change, atomically; a failure is a notice, never a crash."""
+        if self.store is None or not self.conversation.messages:
+            return
+        state = (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed)
+        if state == self._saved_state:
+            return
+        fields = self.fields()
+        fields.pop("session_id")
+        try:
+            self.store.autosave(self.session_id, **fields)
+            self._saved_state = state
+        except Exception as exc:  # disk full, permissions: the chat goes on
+            self.observer.notice(f"autosave failed: {exc}")
+
+    def adopt(
+        self, saved: SavedSession, *, session_id: str | None = None, created: str | None = None
+    ) -> None:
+        """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache.
+        With `session_id` (a resumed autosave) later autosaves go on writing that session."""
+        settings = copy.copy(self.settings)
+        settings.overrides = {}
+        settings.seed = saved.seed
+        try:
+            settings.update(saved.settings)
+        except ConfigError as exc:
+            raise ChatError(f"the saved settings do not apply to this model: {exc}") from None
+        self.conversation = saved.conversation
+        self.settings = settings
+        if session_id:
+            self.session_id = session_id
+            self.created = created or self.created
+        if saved.model and saved.model != self.model:
+            self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")
+
+    # -- one turn ----------------------------------------------------------------------------
+    def _last_user_index(self) -> int | None:
+        msgs = self.conversation.messages
+        return next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i].role == "user"), None)
+
+    def _transaction(self, change: Callable[[], Any], continue_final: bool = False) -> TurnResult:
+        """Apply `change` to the history and run a turn; put the history back when nothing was answered
+        or anything escaped (a refusal, a Ctrl-C outside the stream)."""
+        before = list(self.conversation.messages)  # Message objects are replaced, never edited in place
+        try:
+            change()
+            result = self._turn(continue_final)
+        except BaseException:
+            self.conversation.messages[:] = before
+            raise
+        if not result.kept:
+            self.conversation.messages[:] = before
+        return result
+
+    def _turn(self, continue_final: bool) -> TurnResult:
+        request = self.fit_context(self.request(continue_final))
+        msgs = self.conversation.messages
+        continues = msgs[-1].content if continue_final and msgs and msgs[-1].role == "assistant" else None
+        result = self._stream(request, continues)
+        if result.finish_reason == "error" and not result.text:
+            result.kept = False
+        elif continues is not None:
+            msgs[-1] = Message("assistant", continues + result.text, result.finish_reason != "stop")
+        else:
+            self.conversation.add_assistant(result.text, interrupted=result.finish_reason != "stop")
+        self.observer.turn_done(result)
+        return result
+
+    def _stream(self, request: GenerationRequest, continues: str | None) -> TurnResult:
+        """Run the engine's stream to its end. Ctrl-C cancels: the engine stops at its next step, what it
+        still sends is collected (further Ctrl-Cs are ignored meanwhile) and the partial answer is kept."""
+        cancel = threading.Event()
+        stream = self.engine.stream(request, cancel)
+        parts: list[str] = []
+        sink: AnswerSink | None = None
+        final: Chunk | None = None
+
+        def take(chunk: Chunk) -> None:
+            nonlocal sink, final
+            parts.append(chunk.text)  # the history gets what the engine sent, whatever the UI managed
+            if sink is None:  # opened on the first chunk, which may say whether a think block is open
+                sink = self.observer.answer(think_open=chunk.think_open, continues=continues)
+            sink.feed(chunk.text)
+            if chunk.finish_reason:
+                final = chunk
+
+        try:
+            for chunk in stream:
+                take(chunk)
+        except KeyboardInterrupt:
+            cancel.set()  # the engine stops at its next decode step
+            _drain(stream, take)
+        if sink is None:
+            sink = self.observer.answer(think_open=None, continues=continues)
+        reason = (final.finish_reason if final is not None else None) or "interrupted"
+        stats = final.stats if final is not None else None
+        error = final.error if final is not None else None
+        sink.end(reason, stats, error)
+        if stats is not None:
+            self.last_stats = stats
+        return TurnResult("".join(parts), reason, stats, error)
+
+
+def _drain(stream: Iterable[Chunk], take: Callable[[Chunk], None]) -> None:
+    """Collect what the engine still sends after a cancel; extra Ctrl-Cs are ignored meanwhile."""
+    while True:
+        try:
+            for chunk in stream:
+                take(chunk)
+            return
+        except KeyboardInterrupt:
+            continue

@@ -1,0 +1,145 @@
+"""Commands about what is shown and how: help, history, settings and seed, stats, markdown, think."""
+
+from __future__ import annotations
+
+from qwenchat.commands.registry import REGISTRY, CommandContext, CommandError, command, no_args, on_off
+from qwenchat.settings import generation_defaults
+
+
+@command(
+    "help",
+    "h",
+    usage=":help [command]",
+    help="Show the commands, or one command's help.",
+    arg_words=lambda: REGISTRY.words(),
+)
+def cmd_help(ctx: CommandContext, args: str) -> None:
+    if args:
+        cmd = ctx.registry.find(args.lstrip(":").lower())
+        if cmd is None:
+            raise CommandError(f"no command :{args.lstrip(':')}")
+        aliases = ", ".join(":" + a for a in cmd.aliases)
+        ctx.renderer.table([(cmd.usage, cmd.help + (f" (also {aliases})" if aliases else ""))])
+        return
+    rows = []
+    for cmd in ctx.registry:
+        aliases = " ".join(":" + a for a in cmd.aliases)
+        rows.append((cmd.usage + (f"  ({aliases})" if aliases else ""), cmd.help))
+    ctx.renderer.table(rows, headers=("command", "what it does"), title="Commands")
+    ctx.renderer.hint(
+        "Type a message to chat. Ctrl-C stops an answer (kept, marked interrupted); Ctrl-D or :q quits."
+    )
+
+
+@command("exit", "quit", "q", help="Leave qwenchat.")
+def cmd_exit(ctx: CommandContext, args: str) -> None:
+    ctx.request_exit()
+
+
+@command("clear", "cl", help="Clear the screen (the history stays).")
+def cmd_clear(ctx: CommandContext, args: str) -> None:
+    no_args(args, "clear")
+    ctx.renderer.clear_screen()
+
+
+# :clear-history and :history live here, beside :clear, so that :help keeps its order.
+@command("clear-history", "clh", help="Forget the conversation so far (the system prompt stays).")
+def cmd_clear_history(ctx: CommandContext, args: str) -> None:
+    no_args(args, "clear-history")
+    ctx.session.clear()
+    ctx.renderer.info("History cleared.")
+
+
+@command("history", "his", help="Show the conversation so far.")
+def cmd_history(ctx: CommandContext, args: str) -> None:
+    no_args(args, "history")
+    conv = ctx.session.conversation
+    ctx.renderer.history(conv.messages, conv.system)
+
+
+@command("seed", usage=":seed [N]", help="Show the random seed, or set it (applied before every turn).")
+def cmd_seed(ctx: CommandContext, args: str) -> None:
+    if args:
+        ctx.session.settings.set_seed(args)
+    ctx.renderer.info(f"seed: {ctx.session.settings.seed}")
+
+
+@command(
+    "conf",
+    usage=":conf [key=value ...|all]",
+    help="Show the generation settings that differ from the model's, all of them, or set some.",
+    arg_words=lambda: sorted(generation_defaults()),
+)
+def cmd_conf(ctx: CommandContext, args: str) -> None:
+    s = ctx.session.settings
+    if args and args != "all":
+        applied = s.apply(args)
+        ctx.renderer.info("set " + ", ".join(f"{k}={v!r}" for k, v in applied.items()))
+        notice = ctx.session.ignored_settings_notice()
+        if notice:
+            ctx.renderer.notice(notice)
+        return
+    if args == "all":
+        values = {**generation_defaults(), **s.effective()}
+        rows = [(k, repr(v), "*" if k in s.overrides else "") for k, v in sorted(values.items())]
+        ctx.renderer.table(rows, headers=("setting", "value", "changed"), title="All generation settings")
+        return
+    rows = [
+        (k, repr(v), "you" if k in s.overrides else s.sources.get(k, "model"))
+        for k, v in sorted(s.effective().items())
+    ]
+    ctx.renderer.table(rows, headers=("setting", "value", "from"), title="Generation settings")
+    changed = s.changed()
+    ctx.renderer.hint(
+        (f"changed by you: {', '.join(changed)}. " if changed else "")
+        + ":conf all lists every setting; :conf key=value sets; :reset-conf restores."
+    )
+
+
+@command("reset-conf", help="Restore the model's generation settings and the starting seed.")
+def cmd_reset_conf(ctx: CommandContext, args: str) -> None:
+    no_args(args, "reset-conf")
+    ctx.session.settings.reset()
+    ctx.renderer.info("Generation settings and seed restored.")
+
+
+@command(
+    "stats",
+    usage=":stats [on|off]",
+    help="Print speed and cache figures after every answer.",
+    arg_words=lambda: ["on", "off"],
+)
+def cmd_stats(ctx: CommandContext, args: str) -> None:
+    ctx.show_stats = on_off(args, ":stats", ctx.show_stats)
+    ctx.renderer.info(f"stats: {'on' if ctx.show_stats else 'off'}")
+    if ctx.show_stats and ctx.session.last_stats is not None:
+        ctx.renderer.stats(ctx.session.last_stats)
+
+
+@command(
+    "markdown",
+    "raw",
+    usage=":markdown [on|off]",
+    help="Render answers as markdown, or as raw text.",
+    arg_words=lambda: ["on", "off"],
+)
+def cmd_markdown(ctx: CommandContext, args: str) -> None:
+    ctx.renderer.markdown = on_off(args, ":markdown", ctx.renderer.markdown)
+    ctx.renderer.info(f"markdown: {'on' if ctx.renderer.markdown else 'off'}")
+
+
+THINK_MODES = ("show", "fold", "hide")
+
+
+@command(
+    "think",
+    usage=":think [show|fold|hide]",
+    help="How <think> reasoning is shown: streamed and kept, folded to one line, or hidden.",
+    arg_words=lambda: list(THINK_MODES),
+)
+def cmd_think(ctx: CommandContext, args: str) -> None:
+    if args:
+        if args.lower() not in THINK_MODES:
+            raise CommandError(f":think takes one of {', '.join(THINK_MODES)}, got {args!r}")
+        ctx.renderer.think = args.lower()
+    ctx.renderer.info(f"think: {ctx.renderer.think}")
