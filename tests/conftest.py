@@ -93,3 +93,15 @@ def real_server(tmp_path) -> Iterator[RealServer]:
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def make_repl():
+    """Builds the REPL the way cli does: a ChatSession on an engine, shown by a renderer."""
+    from qwenchat.chat import ChatSession
+    from qwenchat.ui.repl import Repl
+
+    def make(engine, renderer, *, show_stats=False, **session_options):
+        return Repl(ChatSession(engine, **session_options), renderer, show_stats=show_stats)
+
+    return make

@@ -8,13 +8,12 @@ import sys
 import pytest
 
 from qwenchat.store import SessionStore
-from qwenchat.ui.repl import App
 from tests.fakes import FakeEngine
 
 
 @pytest.fixture
-def app(out, tmp_path):
-    return App(FakeEngine(), out, store=SessionStore(tmp_path / "sessions"))
+def app(out, tmp_path, make_repl):
+    return make_repl(FakeEngine(), out, store=SessionStore(tmp_path / "sessions"))
 
 
 def said(app) -> str:
@@ -22,7 +21,7 @@ def said(app) -> str:
 
 
 def contents(app):
-    return [(m.role, m.content) for m in app.conversation.messages]
+    return [(m.role, m.content) for m in app.session.conversation.messages]
 
 
 def test_system_show_set_remove(app):
@@ -30,12 +29,12 @@ def test_system_show_set_remove(app):
     assert "You are a helpful assistant." in said(app)
     app.handle_line(":system You are a pirate.")
     app.handle_line("hi")
-    assert app.engine.requests[-1].messages[0] == {"role": "system", "content": "You are a pirate."}
+    assert app.session.engine.requests[-1].messages[0] == {"role": "system", "content": "You are a pirate."}
     app.handle_line(":system -")
     app.handle_line("hi")
-    assert app.engine.requests[-1].messages[0]["role"] == "user"
+    assert app.session.engine.requests[-1].messages[0]["role"] == "user"
     app.handle_line(":system default")
-    assert app.conversation.system == "You are a helpful assistant."
+    assert app.session.conversation.system == "You are a helpful assistant."
 
 
 def test_system_rejected_by_template_changes_nothing(app, monkeypatch):
@@ -45,26 +44,26 @@ def test_system_rejected_by_template_changes_nothing(app, monkeypatch):
         return ""
 
     app.handle_line(":system -")
-    monkeypatch.setattr(app.engine, "render_prompt", strict)
+    monkeypatch.setattr(app.session.engine, "render_prompt", strict)
     app.handle_line(":system be brief")
     assert "rejects that: System role not supported" in said(app)
-    assert app.conversation.system is None
+    assert app.session.conversation.system is None
 
 
 def test_retry_new_seed_and_given_seed(app):
-    app.engine.enqueue(["first", "second", "third"])
+    app.session.engine.enqueue(["first", "second", "third"])
     app.handle_line("q")
     app.handle_line(":retry")
     assert contents(app) == [("user", "q"), ("assistant", "second")]
-    assert app.engine.requests[-1].seed != 1234
+    assert app.session.engine.requests[-1].seed != 1234
     app.handle_line(":regen 77")
-    assert app.engine.requests[-1].seed == 77 and contents(app)[-1] == ("assistant", "third")
+    assert app.session.engine.requests[-1].seed == 77 and contents(app)[-1] == ("assistant", "third")
     # the retried request is the same conversation without the old answer
-    assert [m["content"] for m in app.engine.requests[-1].messages[1:]] == ["q"]
+    assert [m["content"] for m in app.session.engine.requests[-1].messages[1:]] == ["q"]
 
 
 def test_retry_error_keeps_old_answer(app):
-    app.engine.enqueue(["kept", RuntimeError("boom")])
+    app.session.engine.enqueue(["kept", RuntimeError("boom")])
     app.handle_line("q")
     app.handle_line(":retry")
     assert contents(app) == [("user", "q"), ("assistant", "kept")]
@@ -79,7 +78,7 @@ def test_retry_and_undo_with_nothing(app):
 
 
 def test_undo_then_history(app):
-    app.engine.enqueue(["a1", "a2"])
+    app.session.engine.enqueue(["a1", "a2"])
     app.handle_line("q1")
     app.handle_line("q2")
     app.handle_line(":undo")
@@ -90,10 +89,10 @@ def test_undo_then_history(app):
 
 
 def test_continue_appends_to_last_answer(app):
-    app.engine.enqueue(["The start", " and the end."])
+    app.session.engine.enqueue(["The start", " and the end."])
     app.handle_line("q")
     app.handle_line(":continue")
-    req = app.engine.requests[-1]
+    req = app.session.engine.requests[-1]
     assert req.continue_final and req.messages[-1] == {"role": "assistant", "content": "The start"}
     assert contents(app) == [("user", "q"), ("assistant", "The start and the end.")]
 
@@ -105,7 +104,7 @@ def test_edit_replaces_last_message(app, tmp_path, monkeypatch):
     )
     monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
     monkeypatch.delenv("VISUAL", raising=False)
-    app.engine.enqueue(["meow", "woof"])
+    app.session.engine.enqueue(["meow", "woof"])
     app.handle_line("say cat")
     app.handle_line(":edit")
     assert contents(app) == [("user", "say dog"), ("assistant", "woof")]
@@ -120,18 +119,18 @@ def test_edit_failing_editor_changes_nothing(app, monkeypatch):
     assert "exited with status 1" in said(app) and contents(app) == before
 
 
-def test_save_load_round_trip(app, out, tmp_path):
-    app.engine.enqueue(["answer ü"])
+def test_save_load_round_trip(app, out, tmp_path, make_repl):
+    app.session.engine.enqueue(["answer ü"])
     app.handle_line(":system terse")
     app.handle_line(":conf temperature=0.2")
     app.handle_line(":seed 9")
     app.handle_line("question ✓")
     path = tmp_path / "s.json"
     app.handle_line(f":save {path}")
-    other = App(FakeEngine(), out)
+    other = make_repl(FakeEngine(), out)
     other.handle_line(f":load {path}")
-    assert other.conversation == app.conversation
-    assert other.settings.overrides == {"temperature": 0.2} and other.settings.seed == 9
+    assert other.session.conversation == app.session.conversation
+    assert other.session.settings.overrides == {"temperature": 0.2} and other.session.settings.seed == 9
 
 
 @pytest.mark.parametrize(
@@ -168,25 +167,28 @@ def test_load_newer_version_and_hostile_settings(app, tmp_path):
     data["settings"] = {"temperature": "hot"}
     path.write_text(json.dumps(data))
     app.handle_line(f":load {path}")
-    assert "temperature" in said(app).splitlines()[-1] and app.settings.overrides == {}
+    assert "temperature" in said(app).splitlines()[-1] and app.session.settings.overrides == {}
 
 
-def test_autosave_after_every_turn_and_resume(app, out, tmp_path):
-    app.engine.enqueue(["a1", "a2"])
+def test_autosave_after_every_turn_and_resume(app, out, tmp_path, make_repl):
+    app.session.engine.enqueue(["a1", "a2"])
     app.handle_line("first question")
     app.handle_line("second")
     store = SessionStore(tmp_path / "sessions")
     [saved] = store.list()
-    assert saved.title == "first question" and saved.conversation == app.conversation
-    other = App(FakeEngine(), out, store=store)
+    assert saved.title == "first question" and saved.conversation == app.session.conversation
+    other = make_repl(FakeEngine(), out, store=store)
     other.handle_line(":sessions")
     assert "first question" in said(other)
     other.handle_line(":resume last")
-    assert other.conversation == app.conversation and other.session_id == app.session_id
+    assert (
+        other.session.conversation == app.session.conversation
+        and other.session.session_id == app.session.session_id
+    )
 
 
 def test_export_markdown(app, tmp_path):
-    app.engine.enqueue(["```python\nprint(1)\n```"])
+    app.session.engine.enqueue(["```python\nprint(1)\n```"])
     app.handle_line("show code")
     path = tmp_path / "chat.md"
     app.handle_line(f":export {path}")
@@ -194,7 +196,7 @@ def test_export_markdown(app, tmp_path):
     assert "show code" in text and "print(1)" in text and "fake-model" in text
 
 
-def test_copy_emits_osc52(tmp_path):
+def test_copy_emits_osc52(tmp_path, make_repl):
     import base64
     import io
 
@@ -205,8 +207,8 @@ def test_copy_emits_osc52(tmp_path):
     buf = io.StringIO()
     renderer = Renderer(Console(file=buf, force_terminal=True, width=80))  # a terminal gets the sequence
     renderer.buf = buf
-    app = App(FakeEngine(), renderer)
-    app.engine.enqueue(["text before\n```sh\nls -la\n```\nafter"])
+    app = make_repl(FakeEngine(), renderer)
+    app.session.engine.enqueue(["text before\n```sh\nls -la\n```\nafter"])
     app.handle_line("q")
     app.handle_line(":copy code")
     assert "\x1b]52;c;" + base64.b64encode(b"ls -la").decode() in said(app)
@@ -215,7 +217,7 @@ def test_copy_emits_osc52(tmp_path):
 
 
 def test_template_and_tokens(app):
-    app.engine.enqueue(["hello"])
+    app.session.engine.enqueue(["hello"])
     app.handle_line("hi")
     app.handle_line(":template")
     assert "<|user|>hi" in said(app) and "<your next message>" in said(app)
@@ -224,23 +226,23 @@ def test_template_and_tokens(app):
 
 
 def test_overflow_drop_oldest_and_error(app):
-    app.settings.apply("max_new_tokens=4")
-    app.engine.enqueue(["a " * 5, "b " * 5, "c"])
+    app.session.settings.apply("max_new_tokens=4")
+    app.session.engine.enqueue(["a " * 5, "b " * 5, "c"])
     app.handle_line("one " * 5)
     app.handle_line("two " * 5)
-    app.engine.ctx = 20  # now only the latest exchange fits
+    app.session.engine.ctx = 20  # now only the latest exchange fits
     app.handle_line("three")
-    sent = [m["content"] for m in app.engine.requests[-1].messages]
+    sent = [m["content"] for m in app.session.engine.requests[-1].messages]
     assert "one " * 5 not in [s for s in sent] and "three" in sent[-1]
     assert "context full" in said(app)
-    assert len(app.conversation.messages) == 6  # nothing is lost from the history
-    app.overflow = "error"
+    assert len(app.session.conversation.messages) == 6  # nothing is lost from the history
+    app.session.overflow = "error"
     app.handle_line("four")
     assert "exceeds the 20-token context" in said(app)
-    assert app.conversation.messages[-1].content == "c"
+    assert app.session.conversation.messages[-1].content == "c"
 
 
-def test_continue_inside_code_fence_renders_as_code(tmp_path):
+def test_continue_inside_code_fence_renders_as_code(tmp_path, make_repl):
     """A continuation inside a fence is shown as code and stored without the reopened fence."""
     import io
 
@@ -249,11 +251,11 @@ def test_continue_inside_code_fence_renders_as_code(tmp_path):
     from qwenchat.ui.render import Renderer
 
     buf = io.StringIO()
-    app = App(FakeEngine(), Renderer(Console(file=buf, force_terminal=True, width=80, height=30)))
-    app.engine.enqueue(["```python\nx = 1\n", "y = 2\n```\nDone."])
+    app = make_repl(FakeEngine(), Renderer(Console(file=buf, force_terminal=True, width=80, height=30)))
+    app.session.engine.enqueue(["```python\nx = 1\n", "y = 2\n```\nDone."])
     app.handle_line("q")
     app.handle_line(":continue")
-    assert app.conversation.messages[-1].content == "```python\nx = 1\ny = 2\n```\nDone."
+    assert app.session.conversation.messages[-1].content == "```python\nx = 1\ny = 2\n```\nDone."
     assert "```" not in buf.getvalue().split("x = 1")[-1]  # the fence itself is never printed as text
 
 
@@ -261,11 +263,11 @@ def test_in_process_commands_say_so_for_remote_engines(app):
     def remote(request):
         raise NotImplementedError("the chat template is not available for a remote engine")
 
-    app.engine.render_prompt = remote
-    app.engine.count_tokens = remote
+    app.session.engine.render_prompt = remote
+    app.session.engine.count_tokens = remote
     app.handle_line(":template")
     app.handle_line(":tokens")
     app.handle_line(":system be brief")  # the server applies the template: nothing to check here
     text = said(app)
     assert text.count("not available for a remote engine") == 2 and "internal error" not in text
-    assert app.conversation.system == "be brief"
+    assert app.session.conversation.system == "be brief"

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qwenchat.chat import ChatSession
 from qwenchat.commands import REGISTRY
 from qwenchat.settings import generation_defaults
 from qwenchat.ui.render import Renderer, make_console
-from qwenchat.ui.repl import App
+from qwenchat.ui.repl import Repl
 from tests.fakes import FakeEngine
 
 KEYS = sorted(generation_defaults())[:40] + ["temperature", "top_p", "top_k", "max_new_tokens", "bogus"]
@@ -35,8 +36,8 @@ LINE = st.one_of(CONF, COMMAND, st.text(max_size=40))
 
 def snapshot(app):
     return (
-        copy.deepcopy(app.settings.overrides),
-        app.settings.seed,
+        copy.deepcopy(app.session.settings.overrides),
+        app.session.settings.seed,
         app.renderer.markdown,
         app.renderer.think,
         app.show_stats,
@@ -63,13 +64,13 @@ def _sandbox(tmp_path_factory):
 def test_no_exception_escapes_and_rejections_change_nothing(line):
     renderer = Renderer(make_console(io.StringIO(), plain=True))
     renderer.clear_screen = lambda: None
-    app = App(FakeEngine(), renderer)
-    app.settings.apply("temperature=0.5")
+    app = Repl(ChatSession(FakeEngine()), renderer)
+    app.session.settings.apply("temperature=0.5")
     before = snapshot(app)
-    n_msgs = len(app.conversation.messages)
+    n_msgs = len(app.session.conversation.messages)
     app.handle_line(line)
     out = renderer.console.file.getvalue()
     assert "internal error" not in out  # the catch-all in handle_line must never be what saved us
     if "error:" in out:
         assert snapshot(app) == before
-        assert len(app.conversation.messages) == n_msgs
+        assert len(app.session.conversation.messages) == n_msgs

@@ -132,20 +132,19 @@ def test_autosave_survives_kill_9(demo_dir, tmp_path):
     assert "Name one prime number." in proc.stdout and "[assistant]" in proc.stdout
 
 
-def test_retry_samples_a_new_answer_and_reuses_the_prefix(demo_loaded, out):
+def test_retry_samples_a_new_answer_and_reuses_the_prefix(demo_loaded, out, make_repl):
     from qwenchat.engines.transformers import TransformersEngine
     from qwenchat.settings import Settings
-    from qwenchat.ui.repl import App
 
     engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
-    app = App(engine, out, settings=Settings({**engine.default_settings(), "max_new_tokens": 24}))
-    app.settings.apply("temperature=1.0")
+    app = make_repl(engine, out, settings=Settings({**engine.default_settings(), "max_new_tokens": 24}))
+    app.session.settings.apply("temperature=1.0")
     app.handle_line("Invent a name for a cat.")
-    first = app.conversation.messages[-1].content
+    first = app.session.conversation.messages[-1].content
     app.handle_line(":retry 4242")
-    second = app.conversation.messages[-1].content
-    assert first != second and len(app.conversation.messages) == 2
-    assert app.last_stats.reused_tokens > 0  # the system prompt and question came from the cache
+    second = app.session.conversation.messages[-1].content
+    assert first != second and len(app.session.conversation.messages) == 2
+    assert app.session.last_stats.reused_tokens > 0  # the system prompt and question came from the cache
 
 
 def test_endpoint_that_is_down_is_one_line():

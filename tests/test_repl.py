@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from qwenchat.ui.repl import App
 from tests.fakes import FakeEngine
 
 
 @pytest.fixture
-def app(out):
-    return App(FakeEngine(), out)
+def app(out, make_repl):
+    return make_repl(FakeEngine(), out)
 
 
 def transcript(app) -> str:
@@ -18,28 +17,28 @@ def transcript(app) -> str:
 
 
 def test_chat_turn_streams_and_records(app):
-    app.engine.enqueue(["Hello there, friend."])
+    app.session.engine.enqueue(["Hello there, friend."])
     app.handle_line("hi")
     assert "Hello there, friend." in transcript(app)
-    req = app.engine.requests[-1]
+    req = app.session.engine.requests[-1]
     assert req.messages[-1] == {"role": "user", "content": "hi"}
     assert req.messages[0]["role"] == "system" and req.seed == 1234
-    assert [(m.role, m.content) for m in app.conversation.messages] == [
+    assert [(m.role, m.content) for m in app.session.conversation.messages] == [
         ("user", "hi"),
         ("assistant", "Hello there, friend."),
     ]
 
 
 def test_history_is_sent_every_turn(app):
-    app.engine.enqueue(["one", "two"])
+    app.session.engine.enqueue(["one", "two"])
     app.handle_line("a")
     app.handle_line("b")
-    assert [m["content"] for m in app.engine.requests[-1].messages[1:]] == ["a", "one", "b"]
+    assert [m["content"] for m in app.session.engine.requests[-1].messages[1:]] == ["a", "one", "b"]
 
 
 def test_empty_input_hint(app):
     app.handle_line("   ")
-    assert "Type a message" in transcript(app) and app.engine.requests == []
+    assert "Type a message" in transcript(app) and app.session.engine.requests == []
 
 
 def test_unknown_command_did_you_mean(app):
@@ -58,18 +57,18 @@ def test_seed_and_conf_reach_the_engine(app):
     app.handle_line(":seed 99")
     app.handle_line(":conf temperature=0.1 max_new_tokens=32")
     app.handle_line("go")
-    req = app.engine.requests[-1]
+    req = app.session.engine.requests[-1]
     assert req.seed == 99 and req.settings["temperature"] == 0.1 and req.settings["max_new_tokens"] == 32
     app.handle_line(":reset-conf")
     app.handle_line("again")
-    req = app.engine.requests[-1]
+    req = app.session.engine.requests[-1]
     assert req.seed == 1234 and req.settings["temperature"] == 0.7
 
 
 def test_bad_conf_changes_nothing(app):
     app.handle_line(":conf temperature=abc")
     assert "error: temperature must be float" in transcript(app)
-    assert app.settings.overrides == {}
+    assert app.session.settings.overrides == {}
 
 
 def test_conf_shows_source(app):
@@ -84,13 +83,13 @@ def test_conf_shows_source(app):
 def test_clear_history_resets_engine(app):
     app.handle_line("a")
     app.handle_line(":clh")
-    assert app.conversation.messages == [] and app.engine.resets == 1
+    assert app.session.conversation.messages == [] and app.session.engine.resets == 1
     app.handle_line(":his")
     assert "(no history)" in transcript(app)
 
 
 def test_history_shows_messages(app):
-    app.engine.enqueue(["the answer"])
+    app.session.engine.enqueue(["the answer"])
     app.handle_line("the question")
     app.handle_line(":his")
     text = transcript(app)
@@ -98,44 +97,44 @@ def test_history_shows_messages(app):
 
 
 def test_error_in_generate_keeps_session(app):
-    app.engine.enqueue([RuntimeError("CUDA out of memory"), "fine"])
+    app.session.engine.enqueue([RuntimeError("CUDA out of memory"), "fine"])
     app.handle_line("first")
     assert "error: CUDA out of memory" in transcript(app)
-    assert app.conversation.messages == []  # nothing half-recorded
+    assert app.session.conversation.messages == []  # nothing half-recorded
     app.handle_line("second")
-    assert [m.content for m in app.conversation.messages] == ["second", "fine"]
+    assert [m.content for m in app.session.conversation.messages] == ["second", "fine"]
 
 
 def test_ctrl_c_keeps_partial_answer(app):
-    app.engine.enqueue(["one two three four five six seven eight nine ten"])
-    app.engine.interrupt_after = 3
+    app.session.engine.enqueue(["one two three four five six seven eight nine ten"])
+    app.session.engine.interrupt_after = 3
     app.handle_line("count")
-    last = app.conversation.messages[-1]
+    last = app.session.conversation.messages[-1]
     assert last.role == "assistant" and last.interrupted
     assert last.content.startswith("one two") and "ten" not in last.content
     assert "interrupted" in transcript(app)
-    app.engine.interrupt_after = None
+    app.session.engine.interrupt_after = None
     app.handle_line(":his")
     assert "(interrupted)" in transcript(app)
 
 
-def test_quit_aliases(out):
+def test_quit_aliases(out, make_repl):
     for word in (":q", ":quit", ":exit", ":Q"):
-        app = App(FakeEngine(), out)
+        app = make_repl(FakeEngine(), out)
         app.handle_line(word)
         assert app.should_exit
 
 
 def test_double_colon_sends_literal(app):
     app.handle_line("::not a command")
-    assert app.engine.requests[-1].messages[-1]["content"] == ":not a command"
+    assert app.session.engine.requests[-1].messages[-1]["content"] == ":not a command"
 
 
 def test_pipe_mode_runs_lines_and_stops_at_quit(app):
-    app.engine.enqueue(["A1", "A2", "A3"])
+    app.session.engine.enqueue(["A1", "A2", "A3"])
     app.run_lines(["q1\n", "\n", ":seed 5\n", "q2\n", ":q\n", "q3\n"])
-    assert [r.messages[-1]["content"] for r in app.engine.requests] == ["q1", "q2"]
-    assert app.engine.requests[-1].seed == 5
+    assert [r.messages[-1]["content"] for r in app.session.engine.requests] == ["q1", "q2"]
+    assert app.session.engine.requests[-1].seed == 5
     assert "\x1b" not in transcript(app)
 
 
@@ -147,28 +146,28 @@ def test_stats_toggle(app):
     assert "takes on or off" in transcript(app) and app.show_stats
 
 
-def test_interactive_loop_with_pipe_input(out):
+def test_interactive_loop_with_pipe_input(out, make_repl):
     """prompt_toolkit driven through a pipe input and a dummy output: no terminal needed."""
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    app = App(FakeEngine().enqueue(["pong"]), out)
+    app = make_repl(FakeEngine().enqueue(["pong"]), out)
     with create_pipe_input() as inp:
         inp.send_text("ping\r")
         inp.send_text("\x03")  # Ctrl-C at the prompt: clears the line, no exit
         inp.send_text(":his\r")
         inp.send_text("\x04")  # Ctrl-D: leave
         app.run_interactive(input=inp, output=DummyOutput())
-    assert [m.content for m in app.conversation.messages] == ["ping", "pong"]
+    assert [m.content for m in app.session.conversation.messages] == ["ping", "pong"]
     assert "pong" in transcript(app)
 
 
-def test_completer_offers_commands_and_args(out):
+def test_completer_offers_commands_and_args(out, make_repl):
     from prompt_toolkit.document import Document
 
     from qwenchat.ui.repl import _completer
 
-    app = App(FakeEngine(), out)
+    app = make_repl(FakeEngine(), out)
     comp = _completer(app.registry)
     words = [c.text for c in comp.get_completions(Document(":cl"), None)]
     assert ":clear" in words and ":clh" in words and ":clear-history" in words
@@ -181,21 +180,21 @@ def test_completer_offers_commands_and_args(out):
 
 def test_triple_quote_block_in_pipe_mode(app):
     app.run_lines(['"""first line\n', "\n", "second line\n", 'end"""\n', '"""one-liner"""\n'])
-    msgs = [r.messages[-1]["content"] for r in app.engine.requests]
+    msgs = [r.messages[-1]["content"] for r in app.session.engine.requests]
     assert msgs == ["first line\n\nsecond line\nend", "one-liner"]
 
 
-def test_alt_enter_inserts_newline(out):
+def test_alt_enter_inserts_newline(out, make_repl):
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    app = App(FakeEngine(), out)
+    app = make_repl(FakeEngine(), out)
     with create_pipe_input() as inp:
         inp.send_text("line one\x1b\rline two\r")  # Esc+Enter (what Alt-Enter sends), then Enter
         inp.send_text('"""\rblock a\rblock b"""\r')
         inp.send_text("\x04")
         app.run_interactive(input=inp, output=DummyOutput())
-    assert [r.messages[-1]["content"] for r in app.engine.requests] == [
+    assert [r.messages[-1]["content"] for r in app.session.engine.requests] == [
         "line one\nline two",
         "block a\nblock b",
     ]

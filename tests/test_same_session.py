@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import pytest
 
+from qwenchat.chat import ChatSession
 from qwenchat.settings import Settings
 from qwenchat.store import load_file
-from qwenchat.ui.repl import App
+from qwenchat.ui.repl import Repl
 
 
-def make_app(engine, out) -> App:
-    return App(engine, out, settings=Settings(engine.default_settings()))
+def make_app(engine, out) -> Repl:
+    return Repl(ChatSession(engine, settings=Settings(engine.default_settings())), out)
 
 
-def assistant_turns(app: App) -> list[str]:
-    return [m.content for m in app.conversation.messages if m.role == "assistant"]
+def assistant_turns(app: Repl) -> list[str]:
+    return [m.content for m in app.session.conversation.messages if m.role == "assistant"]
 
 
 def test_one_session_moves_between_engines(demo_loaded, real_server, out, tmp_path) -> None:
@@ -44,11 +45,11 @@ def test_one_session_moves_between_engines(demo_loaded, real_server, out, tmp_pa
     try:
         app = make_app(llama, out)
         app.handle_line(f":load {saved}")
-        effective = app.settings.effective()
+        effective = app.session.settings.effective()
         assert effective["max_new_tokens"] == 12 and effective["do_sample"] is False
         app.handle_line("Name another one.")
         app.handle_line(":retry")  # greedy: the same answer again, from the prefix cache
-        assert app.last_stats is not None and app.last_stats.reused_tokens > 0
+        assert app.session.last_stats is not None and app.session.last_stats.reused_tokens > 0
         app.handle_line(f":save {saved}")
         second = assistant_turns(app)
         assert second[0] == first[0] and len(second) == 2 and second[1].strip()
