@@ -277,3 +277,15 @@ def test_adopt_from_another_model_is_a_notice(tmp_path):
     session.adopt(saved, session_id=saved.id, created=saved.created)
     assert session.session_id == saved.id and session.created == saved.created
     assert session.observer.notices == ["this session was saved with other-model; continuing with fake-model"]
+
+
+def test_a_headless_session_loads_no_terminal_or_model_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, qwenchat.chat; "
+        "print(sorted(m for m in ('rich', 'prompt_toolkit', 'torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
