@@ -147,7 +147,8 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from qwenchat.ui.render import Renderer, make_console
+    from qwenchat.ui.render import Renderer
+    from qwenchat.ui.terminal import make_console
 
     if sys.stdin.isatty():
         import signal
