@@ -194,7 +194,8 @@ def cmd_export(app: App, args: str) -> None:
     arg_words=lambda: ["code"],
 )
 def cmd_copy(app: App, args: str) -> None:
-    from qwenchat.clipboard import last_code_block, osc52, support_note
+    from qwenchat.clipboard import osc52, support_note
+    from qwenchat.text import last_code_block
 
     answers = [m.content for m in app.conversation.messages if m.role == "assistant"]
     if not answers:

@@ -244,7 +244,7 @@ class App:
 
     def _continuation_prime(self) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
-        from qwenchat.export import open_fence
+        from qwenchat.text import open_fence
 
         if self.renderer.plain or not self.renderer.markdown or not self.conversation.messages:
             return ""
