@@ -9,17 +9,26 @@ longer-info line does not close a fence, and an unclosed fence runs to the end o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+from typing import TYPE_CHECKING
 
 from qwenchat.think import split_think
 
-# Block rules only (no inline parsing): enough for fences and block boundaries, and much cheaper.
-BLOCK_PARSER = (
-    MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table").disable("inline")
-)
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+
+
+@functools.cache
+def block_parser() -> MarkdownIt:
+    """The one block parser: block rules only (no inline parsing), enough for fences and block boundaries.
+
+    Built on first use, so that importing this module (the session store does, for titles) stays cheap.
+    """
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table").disable("inline")
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ def fence_is_closed(token: Token) -> bool:
 
 def fences(markdown: str) -> list[Fence]:
     """The fenced code blocks of `markdown`, in order."""
-    tokens = BLOCK_PARSER.parse(markdown)
+    tokens = block_parser().parse(markdown)
     if not tokens:
         return []
     end = max(t.map[1] for t in tokens if t.map)

@@ -32,11 +32,11 @@ from rich.segment import Segment
 from rich.syntax import Syntax, SyntaxTheme
 from rich.text import Text
 
-from qwenchat.text import BLOCK_PARSER, fence_is_closed
+from qwenchat.text import block_parser, fence_is_closed
 
 # The parser rich's Markdown uses, with raw HTML off: rich drops HTML it does not know (`<answer>` would
 # vanish), and as text it stays visible. Block boundaries come from the same rules, block rules only
-# (`text.BLOCK_PARSER`, which also finds the fences for :copy, :export and :continue).
+# (`text.block_parser()`, which also finds the fences for :copy, :export and :continue).
 _RENDER_PARSER = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
 
 _FINAL_WHEN_COMPLETE = {"heading_open", "hr"}  # single blocks that no later line can extend
@@ -360,7 +360,7 @@ class BlockStream:
         self._dirty = False
         self.parses += 1
         region = self.tail[: self._scanned]
-        blocks = [t for t in BLOCK_PARSER.parse(region) if t.level == 0 and t.nesting >= 0 and t.map]
+        blocks = [t for t in block_parser().parse(region) if t.level == 0 and t.nesting >= 0 and t.map]
         self.fence = None
         if not blocks:
             return ""
