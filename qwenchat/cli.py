@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """Run qwenchat; `env` replaces the outside world (streams, tty flags, variables, dirs, engine)."""
     args = build_parser().parse_args(argv)
     env = env or Environment()
-    from qwenchat.ui.render import Renderer, make_console
+    from qwenchat.ui.render import Renderer
+    from qwenchat.ui.terminal import make_console
 
     if env.stdin_isatty:
         import signal

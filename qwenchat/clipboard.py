@@ -1,6 +1,7 @@
-"""Copy to the clipboard with OSC 52 (works over SSH, needs no clipboard program); find the code to copy.
+"""Copy to the clipboard with OSC 52 (works over SSH, needs no clipboard program).
 
-The functions return strings; the renderer writes them to the terminal.
+The functions return strings; the renderer writes them to the terminal. What to copy (the code blocks of an
+answer) comes from `qwenchat.text`.
 """
 
 from __future__ import annotations
@@ -8,8 +9,6 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-
-from qwenchat.export import FENCE_RE, split_think
 
 ESC = "\x1b"
 BEL = "\x07"
@@ -63,39 +62,3 @@ def support_note(env: Mapping[str, str] | None = None, *, text: str | None = Non
             "some terminals ignore clipboard copies over about 100 kB."
         )
     return " ".join(notes) or None
-
-
-def code_blocks(markdown: str) -> list[str]:
-    """The contents of the fenced code blocks (``` or ~~~, any language) of an answer, thinking left out.
-
-    Fences may be indented (answers put them in list items); an unclosed fence runs to the end, as in
-    CommonMark, so an answer cut off mid-code still yields its code.
-    """
-    _, answer = split_think(markdown)
-    blocks: list[str] = []
-    current: list[str] | None = None
-    fence = indent = ""
-    for line in answer.replace("\r\n", "\n").split("\n"):
-        m = FENCE_RE.match(line)
-        if current is None:
-            if m and not (m.group(2)[0] == "`" and "`" in m.group(3)):
-                indent, fence, current = m.group(1), m.group(2), []
-            continue
-        if m and m.group(2)[0] == fence[0] and len(m.group(2)) >= len(fence) and not m.group(3).strip():
-            blocks.append("\n".join(current))
-            current = None
-            continue
-        # Content lines lose as much leading whitespace as the fence had.
-        strip = len(line) - len(line.lstrip(" \t"))
-        current.append(line[min(strip, len(indent)) :])
-    if current is not None:
-        blocks.append("\n".join(current).rstrip("\n"))
-    return blocks
-
-
-def last_code_block(markdown: str) -> str | None:
-    """The last code block with something in it, or None when the answer has none."""
-    for block in reversed(code_blocks(markdown)):
-        if block.strip():
-            return block
-    return None

@@ -1,4 +1,4 @@
-"""A conversation as a readable Markdown document (for `:export`), and the text helpers it shares.
+"""A conversation as a readable Markdown document (for `:export`).
 
 The answers are already Markdown and go in verbatim; everything the user typed goes into fenced blocks so a
 stray `#` or fence in a message cannot reshape the document.
@@ -13,34 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from qwenchat.session import Conversation
-from qwenchat.think import CLOSE as THINK_CLOSE
-from qwenchat.think import OPEN as THINK_OPEN
+from qwenchat.text import closing_fence
+from qwenchat.think import split_think
 
 TITLE_WIDTH = 60
 
-FENCE_RE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")  # enough to keep a title one plain heading
-
-
-def split_think(text: str) -> tuple[str | None, str]:
-    """(thinking, answer) of a finished reply; thinking is None when the reply has no think block.
-
-    Mirrors qwenchat.think.ThinkSplitter on a whole text: a `<think>` before any other text opens the block;
-    otherwise a `</think>` means the output started inside a block the prompt opened (DeepSeek-R1, QwQ).
-    """
-    stripped = text.lstrip()
-    if stripped.startswith(THINK_OPEN):
-        rest = stripped[len(THINK_OPEN) :]
-        if rest.lstrip().startswith(THINK_OPEN):  # some templates and models both open it
-            rest = rest.lstrip()[len(THINK_OPEN) :]
-        end = rest.find(THINK_CLOSE)
-        if end < 0:
-            return rest, ""  # cut off while thinking
-        return rest[:end], rest[end + len(THINK_CLOSE) :].lstrip()
-    end = text.find(THINK_CLOSE)
-    if end >= 0:
-        return text[:end], text[end + len(THINK_CLOSE) :].lstrip()
-    return None, text
 
 
 def one_line(text: str) -> str:
@@ -59,23 +37,6 @@ def conversation_title(conversation: Conversation, width: int = TITLE_WIDTH) -> 
             if line:
                 return line if len(line) <= width else line[: width - 1].rstrip() + "…"
     return "(empty)"
-
-
-def open_fence(markdown: str) -> str | None:
-    """The fence that is still open at the end of `markdown` (an answer cut off mid-code), or None."""
-    opening: str | None = None
-    for line in markdown.replace("\r\n", "\n").split("\n"):
-        m = FENCE_RE.match(line)
-        if not m:
-            continue
-        fence, info = m.group(2), m.group(3)
-        if opening is None:
-            if fence[0] == "`" and "`" in info:
-                continue  # inline code such as ```x```, not a fence
-            opening = fence
-        elif fence[0] == opening[0] and len(fence) >= len(opening) and not info.strip():
-            opening = None
-    return opening
 
 
 def _escape_inline(text: str) -> str:
@@ -104,7 +65,7 @@ def _blockquote(text: str) -> str:
 
 def _closed(markdown: str) -> str:
     """Close a fence the text left open, or it would swallow the rest of the document."""
-    fence = open_fence(markdown)
+    fence = closing_fence(markdown)
     return markdown.rstrip("\n") + f"\n{fence}" if fence else markdown
 
 

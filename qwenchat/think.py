@@ -174,3 +174,25 @@ class ThinkSplitter:
                 out.append(ThinkEvent("answer", buf[: len(buf) - keep]))
                 self._buf = buf[len(buf) - keep :]
             return
+
+
+def split_think(text: str) -> tuple[str | None, str]:
+    """(thinking, answer) of a finished reply; thinking is None when the reply has no think block.
+
+    The streaming splitter's decision on the whole text at once: a `<think>` before any other text opens
+    the block; otherwise a `</think>` means the output started inside a block the prompt opened (DeepSeek-R1,
+    QwQ).
+    """
+    splitter = ThinkSplitter(None, hold_chars=len(text))  # hold it all: nothing is released before the end
+    think: str | None = None
+    answer: list[str] = []
+    for ev in [*splitter.feed(text), *splitter.finish()]:
+        if ev.kind == "open":
+            think = think or ""
+        elif ev.kind == "think":
+            think = (think or "") + ev.text
+        elif ev.kind == "answer":
+            answer.append(ev.text)
+        elif ev.kind == "retro":  # cannot happen with everything held; kept true to the splitter anyway
+            think, answer = "".join(answer), []
+    return think, "".join(answer)

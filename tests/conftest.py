@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from qwenchat.ui.render import Renderer, make_console
+from qwenchat.ui.render import Renderer
+from qwenchat.ui.terminal import make_console
 
 if TYPE_CHECKING:
     from tests.real_server import RealServer

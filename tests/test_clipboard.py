@@ -1,9 +1,7 @@
 import base64
 import re
 
-import pytest
-
-from qwenchat.clipboard import SCREEN_CHUNK, code_blocks, last_code_block, osc52, support_note
+from qwenchat.clipboard import SCREEN_CHUNK, osc52, support_note
 
 
 def test_osc52_exact_bytes():
@@ -53,54 +51,3 @@ def test_support_note_reads_environ_by_default(monkeypatch):
     monkeypatch.setenv("TERM", "linux")
     monkeypatch.delenv("TMUX", raising=False)
     assert "Linux console" in support_note()
-
-
-# -- code blocks ------------------------------------------------------------------------------------------
-
-
-def test_no_code_block():
-    assert last_code_block("just text with `inline` code") is None
-    assert code_blocks("") == []
-    assert last_code_block("```\n   \n```") is None  # only blank lines: nothing to copy
-
-
-def test_several_blocks_last_wins():
-    md = "Intro\n```python\nprint(1)\n```\nthen\n~~~bash\nls -l\necho ok\n~~~\nbye\n"
-    assert code_blocks(md) == ["print(1)", "ls -l\necho ok"]
-    assert last_code_block(md) == "ls -l\necho ok"
-
-
-def test_fence_rules():
-    md = "````md\n```python\nx\n```\n````\n"
-    assert code_blocks(md) == ["```python\nx\n```"]  # a shorter inner fence does not close
-    md = "~~~\n```\nstill inside\n~~~\n"
-    assert code_blocks(md) == ["```\nstill inside"]
-    md = "```py\nx\n```not-a-close\ny\n```\n"
-    assert code_blocks(md) == ["x\n```not-a-close\ny"]
-    assert code_blocks("```a``` is inline\n```\nreal\n```") == ["real"]
-    assert code_blocks("```\r\nwin\r\n```\r\n") == ["win"]
-
-
-def test_indented_fence_in_list_item():
-    md = "1. Install:\n   ```bash\n   pip install x\n     --flag\n   ```\n2. Done"
-    assert last_code_block(md) == "pip install x\n  --flag"
-
-
-def test_unclosed_fence_runs_to_end():
-    md = "Here:\n```python\ndef f():\n    return 1\n"
-    assert last_code_block(md) == "def f():\n    return 1"
-
-
-def test_code_inside_think_is_ignored():
-    md = "<think>\nmaybe\n```\nthought code\n```\n</think>\n\nAnswer:\n```\nreal code\n```"
-    assert code_blocks(md) == ["real code"]
-    assert last_code_block("<think>```\nonly thinking\n```</think>no code") is None
-    # The prompt opened the block (DeepSeek-R1 style): only the closing tag appears.
-    assert code_blocks("```\nthought\n```\n</think>\nok\n```\nanswer\n```") == ["answer"]
-    # Cut off while thinking: nothing is an answer yet.
-    assert last_code_block("<think>\n```\nhalf") is None
-
-
-@pytest.mark.parametrize("fence", ["```", "~~~", "`````"])
-def test_any_language_and_fence(fence):
-    assert last_code_block(f'{fence}rust title="x"\nfn main() {{}}\n{fence}') == "fn main() {}"

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from qwenchat.chat import ChatSession
 from qwenchat.commands import REGISTRY
 from qwenchat.settings import generation_defaults
-from qwenchat.ui.render import Renderer, make_console
+from qwenchat.ui.render import Renderer
 from qwenchat.ui.repl import Repl
+from qwenchat.ui.terminal import make_console
 from tests.fakes import FakeEngine
 
 KEYS = sorted(generation_defaults())[:40] + ["temperature", "top_p", "top_k", "max_new_tokens", "bogus"]

@@ -1,9 +1,9 @@
 import re
 from datetime import datetime
 
-from qwenchat.clipboard import code_blocks
-from qwenchat.export import conversation_title, open_fence, split_think, to_markdown
+from qwenchat.export import conversation_title, to_markdown
 from qwenchat.session import Conversation
+from qwenchat.text import code_blocks
 
 DATE = datetime(2026, 11, 22, 2, 17)
 
@@ -108,18 +108,21 @@ def test_hostile_model_name_and_settings():
     assert '````stop_strings="``` ok"````' in md
 
 
-def test_split_think_shapes():
-    assert split_think("plain") == (None, "plain")
-    assert split_think("  <think>a</think>\n\nb") == ("a", "b")
-    assert split_think("<think><think>a</think>b") == ("a", "b")
-    assert split_think("a</think>b") == ("a", "b")  # the prompt opened the block
-    assert split_think("<think>cut") == ("cut", "")
-    assert split_think("x <think>y</think> z") == ("x <think>y", "z")  # as the streaming splitter decides
-
-
-def test_title_and_open_fence():
+def test_title():
     c = Conversation()
     assert conversation_title(c) == "(empty)"
     c.add_user("\n  first   line\x07 \nsecond")
     assert conversation_title(c) == "first line"
-    assert open_fence("```\nx\n```") is None and open_fence("a\n~~~~py\nx") == "~~~~"
+
+
+def test_fence_an_answer_left_open_in_a_list_item_is_closed_there():
+    c = Conversation()
+    c.add_user("steps?")
+    c.add_assistant("1. Install:\n   ```bash\n   pip install x", interrupted=True)
+    c.add_user("next")
+    c.add_assistant("ok")
+    md = to_markdown(c, model="m", date=DATE)
+    assert "   pip install x\n   ```\n\n*(interrupted)*" in md
+    assert headings(md) == ["## You", "## m"] * 2
+    # The closing fence closed the list item's fence: no fence swallows the rest of the document.
+    assert code_blocks(md.split("## m", 1)[1].split("## You", 1)[0]) == ["pip install x"]

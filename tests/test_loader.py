@@ -1,6 +1,6 @@
 """Tests for model resolution and loading (qwenchat.models.loader).
 
-No network: hub downloads are tested by replacing `loader._modelscope_snapshot` and `loader._hf_snapshot`
+No network: hub downloads are tested by replacing `hub._modelscope_snapshot` and `hub._hf_snapshot`
 with functions that return a local directory (the demo model's converted HF directory). Real loads use
 the demo model from the shared cache ($QWENCHAT_CACHE_DIR if set, else the user cache), once per module.
 """
@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwenchat.models import demo, loader
+from qwenchat.models import demo, hub, loader
 from qwenchat.models.loader import LoadError, LoadOptions, ModelSource
 
 
 @pytest.fixture(autouse=True)
 def _hubs_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake snapshot hooks stand in for the hubs, so the real connectivity pre-check must not run."""
-    monkeypatch.setattr(loader, "_reachable", lambda *args, **kwargs: True)
+    monkeypatch.setattr(hub, "_reachable", lambda *args, **kwargs: True)
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +161,8 @@ class FakeHubs:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, ms: object, hf: object) -> None:
         self.calls: list[tuple] = []
         self.ms, self.hf = ms, hf
-        monkeypatch.setattr(loader, "_modelscope_snapshot", self._ms)
-        monkeypatch.setattr(loader, "_hf_snapshot", self._hf)
+        monkeypatch.setattr(hub, "_modelscope_snapshot", self._ms)
+        monkeypatch.setattr(hub, "_hf_snapshot", self._hf)
 
     @staticmethod
     def _answer(result: object) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -24,7 +23,7 @@ import torch
 
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.transformers import TransformersEngine
-from qwenchat.models import loader
+from qwenchat.models import hub, loader
 from qwenchat.models.loader import LoadError, LoadOptions
 
 HUB_ID = "Qwen/Qwen2-7B-Instruct"
@@ -349,8 +348,8 @@ class Hooks:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, ms: object, hf: object) -> None:
         self.calls: list[tuple[str, str, bool]] = []
         self.answers = {"ms": ms, "hf": hf}
-        monkeypatch.setattr(loader, "_modelscope_snapshot", self._ms)
-        monkeypatch.setattr(loader, "_hf_snapshot", self._hf)
+        monkeypatch.setattr(hub, "_modelscope_snapshot", self._ms)
+        monkeypatch.setattr(hub, "_hf_snapshot", self._hf)
 
     def _answer(self, hub: str, repo_id: str, offline: bool) -> str:
         self.calls.append((hub, repo_id, offline))
@@ -376,9 +375,7 @@ def _cache_miss() -> BaseException:
 
 def test_offline_cache_miss_names_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     hooks = Hooks(monkeypatch, ms=AssertionError("not asked"), hf=_cache_miss())
-    monkeypatch.setattr(
-        loader, "_reachable", lambda *a, **k: pytest.fail("offline must not probe the network")
-    )
+    monkeypatch.setattr(hub, "_reachable", lambda *a, **k: pytest.fail("offline must not probe the network"))
     options = LoadOptions(source="hf", offline=True, cache_dir=str(tmp_path))
     with pytest.raises(LoadError) as info:
         loader.load(loader.resolve(HUB_ID), options)
@@ -393,7 +390,7 @@ def test_unreachable_hubs_fail_fast_without_calling_the_clients(
 ) -> None:
     hooks = Hooks(monkeypatch, ms=AssertionError("not asked"), hf=AssertionError("not asked"))
     probed: list[str] = []
-    monkeypatch.setattr(loader, "_reachable", lambda host, *a, **k: probed.append(host) or False)
+    monkeypatch.setattr(hub, "_reachable", lambda host, *a, **k: probed.append(host) or False)
     start = time.monotonic()
     with pytest.raises(LoadError) as info:
         loader.load(loader.resolve(HUB_ID), LoadOptions())
@@ -414,14 +411,14 @@ def test_unreachable_hubs_fail_fast_without_calling_the_clients(
 def test_unreachable_hubs_fall_back_to_a_cached_copy(monkeypatch: pytest.MonkeyPatch, base_dir: Path) -> None:
     """No network, but the model is in the Hugging Face cache: it loads as --offline would, no flag needed."""
     hooks = Hooks(monkeypatch, ms=_cache_miss(), hf=base_dir)
-    monkeypatch.setattr(loader, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "_reachable", lambda *a, **k: False)
     assert loader.download(loader.resolve(HUB_ID), LoadOptions()) == base_dir
     assert all(offline for _, _, offline in hooks.calls)
 
 
 def test_one_hub_unreachable_uses_the_other(monkeypatch: pytest.MonkeyPatch, base_dir: Path) -> None:
     hooks = Hooks(monkeypatch, ms=AssertionError("not asked"), hf=base_dir)
-    monkeypatch.setattr(loader, "_reachable", lambda host, *a, **k: host == "huggingface.co")
+    monkeypatch.setattr(hub, "_reachable", lambda host, *a, **k: host == "huggingface.co")
     assert loader.download(loader.resolve(HUB_ID), LoadOptions()) == base_dir
     assert hooks.calls == [("hf", HUB_ID, False)]
 
@@ -455,65 +452,6 @@ def test_offline_load_makes_no_network_calls(
     # The adapter is fetched first, through the same hooks as models.
     expected = [(hub, repo, True) for repo in [*adapters, HUB_ID] for hub in ("ms", "hf")]
     assert hooks.calls == expected
-
-
-def test_hub_addresses_follow_the_configured_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HF_ENDPOINT", "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    assert loader._hub_addresses("Hugging Face") == [("huggingface.co", 443)]
-    assert loader._hub_addresses("ModelScope") == [("modelscope.cn", 443), ("www.modelscope.ai", 443)]
-    monkeypatch.setenv("HF_ENDPOINT", "http://hf-mirror.local:8080/")
-    monkeypatch.setenv("MODELSCOPE_DOMAIN", "ms.internal")
-    assert loader._hub_addresses("Hugging Face") == [("hf-mirror.local", 8080)]
-    assert loader._hub_addresses("ModelScope") == [("ms.internal", 443)]
-    # HF_HUB_OFFLINE keeps the HF client on its cache, so there is nothing to probe.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(loader, "_reachable", lambda *a, **k: pytest.fail("not probed"))
-    assert loader._hub_reachable("Hugging Face")
-
-
-def test_reachable_probes_a_tcp_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        assert loader._reachable("127.0.0.1", port, timeout=1.0)
-        # Behind a proxy only the proxy has to answer (the clients resolve nothing themselves).
-        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
-        assert loader._reachable("hub.invalid", 443, timeout=1.0)
-    monkeypatch.delenv("https_proxy")
-    start = time.monotonic()
-    assert not loader._reachable("127.0.0.1", port, timeout=1.0)  # closed now
-    assert not loader._reachable("hub.invalid", 443, timeout=1.0)
-    assert time.monotonic() - start < 3.0
-
-
-def test_reachable_does_not_wait_on_a_hanging_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
-    release = threading.Event()
-
-    def hang(*args: object, **kwargs: object) -> None:
-        release.wait(10)  # a DNS lookup that never answers: the socket timeout does not cover it
-        raise OSError("too late")
-
-    monkeypatch.setattr(socket, "create_connection", hang)
-    start = time.monotonic()
-    assert not loader._reachable("huggingface.co", 443, timeout=0.3)
-    assert time.monotonic() - start < 1.0
-    release.set()
-
-
-def test_modelscope_warnings_are_hidden_during_a_call_only() -> None:
-    hub_child = logging.getLogger("modelscope_hub.legacy_api")
-    legacy = logging.getLogger("modelscope")
-    before = (logging.getLogger("modelscope_hub").level, legacy.level)
-    record = legacy.makeRecord("modelscope", logging.WARNING, __file__, 1, "retry in 1s", None, None)
-    with loader._quiet_modelscope_logs():
-        assert not hub_child.isEnabledFor(logging.WARNING)
-        assert hub_child.isEnabledFor(logging.ERROR)
-        legacy.setLevel(logging.INFO)  # what modelscope's get_logger() does on every call
-        assert not legacy.filter(record)
-    assert (logging.getLogger("modelscope_hub").level, legacy.level) == before
-    assert legacy.filter(record)
 
 
 # --- the command line ----------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from rich.markdown import Markdown
 from qwenchat.engines.api import TurnStats
 from qwenchat.think import ThinkSplitter, prompt_opens_think
 from qwenchat.ui.markdown_stream import AnswerMarkdown, BlockStream, split_preview
-from qwenchat.ui.render import Renderer, make_console
+from qwenchat.ui.render import Renderer
+from qwenchat.ui.terminal import make_console
 
 WIDTH, HEIGHT = 80, 25
 

@@ -145,7 +145,8 @@ def cmd_export(ctx: CommandContext, args: str) -> None:
     arg_words=lambda: ["code"],
 )
 def cmd_copy(ctx: CommandContext, args: str) -> None:
-    from qwenchat.clipboard import last_code_block, osc52, support_note
+    from qwenchat.clipboard import osc52, support_note
+    from qwenchat.text import last_code_block
 
     answers = ctx.session.answers()
     if not answers:

@@ -15,12 +15,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from qwenchat import paths
-from qwenchat.errors import UserError
+from qwenchat.errors import UserError, first_line
+from qwenchat.progress import Progress, say
 
 DEMO_NAME = "Qwen2.5-Coder-0.5B-Instruct (demo, Q4_K_M GGUF)"
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -59,23 +59,9 @@ _CHUNK = 8 * 1024 * 1024
 _STALE_TEMP_S = 6 * 3600
 _TEMP_PREFIX = ".tmp-"
 
-Progress = Callable[[str], None] | None
-
 
 class DemoError(UserError):
     """A demo-model problem worth one line to the user."""
-
-
-def say(progress: Progress, message: str) -> None:
-    """Report a loading step to whoever shows progress (the CLI's spinner), if anyone."""
-    if progress is not None:
-        progress(message)
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message, its first line only (the type's name when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 def demo_dir() -> Path:

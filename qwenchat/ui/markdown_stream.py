@@ -32,12 +32,12 @@ from rich.segment import Segment
 from rich.syntax import Syntax, SyntaxTheme
 from rich.text import Text
 
+from qwenchat.text import block_parser, fence_is_closed
+
 # The parser rich's Markdown uses, with raw HTML off: rich drops HTML it does not know (`<answer>` would
-# vanish), and as text it stays visible. Block rules only for finding boundaries.
+# vanish), and as text it stays visible. Block boundaries come from the same rules, block rules only
+# (`text.block_parser()`, which also finds the fences for :copy, :export and :continue).
 _RENDER_PARSER = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
-_BLOCK_PARSER = (
-    MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table").disable("inline")
-)
 
 _FINAL_WHEN_COMPLETE = {"heading_open", "hr"}  # single blocks that no later line can extend
 _BLOCK_START_CHARS = set("#>`~=-*_+|0123456789")
@@ -360,7 +360,7 @@ class BlockStream:
         self._dirty = False
         self.parses += 1
         region = self.tail[: self._scanned]
-        blocks = [t for t in _BLOCK_PARSER.parse(region) if t.level == 0 and t.nesting >= 0 and t.map]
+        blocks = [t for t in block_parser().parse(region) if t.level == 0 and t.nesting >= 0 and t.map]
         self.fence = None
         if not blocks:
             return ""
@@ -370,9 +370,8 @@ class BlockStream:
         if last.type in _FINAL_WHEN_COMPLETE:
             cut_at = len(blocks)
         elif last.type == "fence":
-            first, stop = last.map  # type: ignore[misc]
-            closing = region[starts[stop - 1] : starts[stop]] if stop - 1 > first else ""
-            if closing and _closes(closing, last.markup):
+            first = last.map[0]  # type: ignore[index]
+            if fence_is_closed(last):
                 cut_at = len(blocks)
             else:
                 header = region[starts[first] : starts[first + 1]].rstrip("\n")

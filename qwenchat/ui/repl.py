@@ -82,7 +82,7 @@ class Repl:
 
     def _continuation_prime(self, answer: str) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
-        from qwenchat.export import open_fence
+        from qwenchat.text import open_fence
 
         if self.renderer.plain or not self.renderer.markdown:
             return ""
