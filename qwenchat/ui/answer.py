@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rich.console import Console, ConsoleOptions
 from rich.control import Control
@@ -27,8 +27,27 @@ from qwenchat.ui.markdown_stream import (
 )
 from qwenchat.ui.terminal import STYLE_HEADER, STYLE_THINK, LiveRegion, ansi_lines
 
-if TYPE_CHECKING:
-    from qwenchat.ui.render import Renderer
+
+class Host(Protocol):
+    """What an answer view needs of the renderer that opened it (the Renderer facade is one)."""
+
+    console: Console
+    think: str
+    plain: bool
+    markdown: bool
+    refresh_interval: float
+    _recorder: Any
+
+    def clock(self) -> float: ...
+
+    def _print(self, *objects: Any, **kwargs: Any) -> None: ...
+
+    def error(self, text: str) -> None: ...
+
+    def hint(self, text: str) -> None: ...
+
+    def notice(self, text: str) -> None: ...
+
 
 THINK_MODES = ("show", "fold", "hide")
 CODE_THEME = "monokai"
@@ -52,7 +71,7 @@ _UNFINISHED = {"interrupted": "interrupted", "length": "stopped at max_new_token
 class AnswerView:
     """One streamed answer: feed text as it arrives, then end it once."""
 
-    def __init__(self, renderer: Renderer, model_name: str, think_open: bool | None = None) -> None:
+    def __init__(self, renderer: Host, model_name: str, think_open: bool | None = None) -> None:
         self.r = renderer
         self.model_name = model_name
         self.think_mode = renderer.think if renderer.think in THINK_MODES else "fold"
