@@ -336,7 +336,7 @@ class PtyRun(Pty):
         while self._cpr_answered < asked:
             self._cpr_answered += 1
             try:
-                os.write(self.fd, b"\x1b[1;1R")
+                os.write(self.fd, b"\x1b[40;1R")  # the bottom row, where a busy terminal's cursor is
             except OSError:
                 return
 
@@ -499,3 +499,11 @@ def edit_session(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     data = json.loads(path.read_text(encoding="utf-8"))
     edit(data)
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def parallel(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 3) -> list[Any]:
+    """fn over items, a few at a time (each starts its own qwenchat; most of that is import time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
