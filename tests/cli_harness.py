@@ -3,7 +3,7 @@ pseudo-terminal, against the scripted OpenAI-compatible server (tests/scripted_s
 
 Nothing here imports qwenchat: the tests must hold whatever the internals become.
 
-    with ChatServer("Hello", "World") as server:          # 1st request answered "Hello", 2nd "World", then echo
+    with ChatServer("Hello", "World") as server:  # 1st request: "Hello", 2nd: "World", then echoes
         run = run_pipe(["--endpoint", server.url], ["hi", "again"], cli_env(tmp_path))
         with PtyRun(["--endpoint", server.url], cli_env(tmp_path)) as t:
             seg = t.turn("hi", until=b"Hello")              # bytes the terminal got for that turn
@@ -20,7 +20,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -344,13 +343,36 @@ class PtyRun(Pty):
     def type(self, text: str, enter: bool = True) -> None:
         self.send(text.encode() + (b"\r" if enter else b""))
 
+    def feed(self, data: bytes, chunk: int = 1024, stop: Callable[[], bool] | None = None) -> int:
+        """Write `data` a chunk at a time, reading the terminal in between (a child echoing what it gets
+        would otherwise block on a full terminal while we block on its full input); `stop()` is asked
+        after every chunk. The number of bytes written."""
+        import fcntl
+
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        done = 0
+        try:
+            while done < len(data) and self.alive():
+                _, writable, _ = select.select([], [self.fd], [], 0.05)
+                if writable:
+                    try:
+                        done += os.write(self.fd, data[done : done + chunk])
+                    except BlockingIOError:
+                        pass
+                self._read_once(0.005)
+                if stop is not None and stop():
+                    break
+        finally:
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags)
+        return done
+
     def turn(self, text: str, until: bytes | str, timeout: float = 20) -> bytes:
         """Type a line, wait for `until`, then for the prompt after it; the bytes of that turn."""
         start = len(self.out)
         self.type(text)
         pos = self.wait_for(until, timeout=timeout, start=start)
         self.wait_for(PROMPT, timeout=timeout, start=pos)
-        self.settle(0.05)
         return self.out[start:]
 
     # the process

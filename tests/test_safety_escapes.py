@@ -117,9 +117,10 @@ def pty_process(
     """One pty process; each turn is (key, typed line, the server's reply or None, text that ends it)."""
     outcome = Outcome()
     replies = [r for _, _, r, _ in turns if r is not None]
-    with ChatServer(*replies) as server, PtyRun(
-        ["--endpoint", server.url, *args], cli_env(home, **(env_extra or {})), cwd=cwd
-    ) as t:
+    with (
+        ChatServer(*replies) as server,
+        PtyRun(["--endpoint", server.url, *args], cli_env(home, **(env_extra or {})), cwd=cwd) as t,
+    ):
         try:
             t.wait_for(PROMPT, timeout=30)
         except AssertionError as exc:
@@ -306,9 +307,10 @@ def pipe_run(home) -> Outcome:
 def model_id_run(home) -> Outcome:
     """The served model's id (banner and answer header) carries all sixteen payloads."""
     model = "M " + " ".join(answer(i, "d", p.raw) for i, p in enumerate(PAYLOADS))
-    with ChatServer(SANITY, models=[model]) as server, PtyRun(
-        ["--endpoint", server.url], cli_env(home / "model-id")
-    ) as t:
+    with (
+        ChatServer(SANITY, models=[model]) as server,
+        PtyRun(["--endpoint", server.url], cli_env(home / "model-id")) as t,
+    ):
         outcome = Outcome()
         try:
             t.wait_for(PROMPT, timeout=30)

@@ -197,7 +197,9 @@ def conf_runs(tmp_path_factory) -> dict[str, Any]:
             run = run_pipe(["--endpoint", server.url], lines, cli_env(home), merged=True)
             return run, list(server.requests), home
 
-    return dict(zip([*BAD_CONF, "temperature=0.5"], parallel(one, [*BAD_CONF, "temperature=0.5"]), strict=True))
+    return dict(
+        zip([*BAD_CONF, "temperature=0.5"], parallel(one, [*BAD_CONF, "temperature=0.5"]), strict=True)
+    )
 
 
 @pytest.mark.parametrize("pair", BAD_CONF)

@@ -42,7 +42,9 @@ KEY_WAYS = ["flag", "QWENCHAT_API_KEY", "OPENAI_API_KEY"]
 
 @pytest.mark.parametrize("way", KEY_WAYS)
 @pytest.mark.parametrize("tail", ["\r\n", "\n", " \t"], ids=["crlf", "lf", "spaces"])
-def test_api_key_with_trailing_whitespace_is_stripped_and_never_printed(tmp_path, way: str, tail: str) -> None:
+def test_api_key_with_trailing_whitespace_is_stripped_and_never_printed(
+    tmp_path, way: str, tail: str
+) -> None:
     raw = KEY + tail
     args, extra = (["--api-key", raw], {}) if way == "flag" else ([], {way: raw})
     with ChatServer() as server:

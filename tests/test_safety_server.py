@@ -135,9 +135,10 @@ def test_malformed_stream_in_pipe_mode(pipe_results, case: Case) -> None:
 
 def pty_case(home: Path, case: Case) -> tuple[int | None, bytes, list[str]]:
     notes: list[str] = []
-    with ChatServer(raw_reply(case.events), SECOND) as server, PtyRun(
-        ["--endpoint", server.url], cli_env(home)
-    ) as t:
+    with (
+        ChatServer(raw_reply(case.events), SECOND) as server,
+        PtyRun(["--endpoint", server.url], cli_env(home)) as t,
+    ):
         try:
             t.wait_for(PROMPT, timeout=30)
             pos = len(t.out)
@@ -190,7 +191,9 @@ def quiet_run(tmp_path_factory) -> str:
         replies += [status_reply(code, b"moved", [("Location", ELSEWHERE)]), f"AFTER-{code}"]
     with ChatServer(*replies) as server:
         lines = [f"turn {n}" for n in range(len(replies))]
-        run = run_pipe(["--endpoint", server.url], lines, cli_env(tmp_path_factory.mktemp("quiet")), merged=True)
+        run = run_pipe(
+            ["--endpoint", server.url], lines, cli_env(tmp_path_factory.mktemp("quiet")), merged=True
+        )
     assert TRACEBACK not in run.stdout and run.rc == 0, run.stdout[-2000:]
     return run.stdout
 
