@@ -368,7 +368,10 @@ class PtyRun(Pty):
         return done
 
     def turn(self, text: str, until: bytes | str, timeout: float = 20) -> bytes:
-        """Type a line, wait for `until`, then for the prompt after it; the bytes of that turn."""
+        """Type a line, wait for `until`, then for the prompt after it; the bytes of that turn. The typed
+        line is echoed: it must not contain `until`."""
+        want = until.encode() if isinstance(until, str) else until
+        assert want not in text.encode(), f"{until!r} would match the echo of {text!r}"
         start = len(self.out)
         self.type(text)
         pos = self.wait_for(until, timeout=timeout, start=start)

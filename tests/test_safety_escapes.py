@@ -249,7 +249,14 @@ def server_error_tty(home) -> Outcome:
     turns = [sanity_turn("server-tty")]
     for kind in ERROR_KINDS:
         for i, p in enumerate(PAYLOADS):
-            turns.append(((f"{kind}-tty", p.name), f"{kind} {i}", error_replies(kind, i, p.raw), "error"))
+            turns.append(
+                (
+                    (f"{kind}-tty", p.name),
+                    f"case {ERROR_KINDS.index(kind)}-{i}",
+                    error_replies(kind, i, p.raw),
+                    "error",
+                )
+            )
     return pty_process(home / "errors-tty", [], turns)
 
 
