@@ -171,24 +171,38 @@ def test_sanity_ctrl_c_well_inside_and_well_after_an_answer(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_at_the_end_of_a_demo_model_answer(tmp_path, demo_dir) -> None:
-    """The real demo model: short greedy answers, a press at a range of delays after the answer begins
-    (its end moves with the machine's speed, so the delays straddle it)."""
-    env = cli_env(tmp_path)
+    """The real demo model: short greedy answers to the same question, timed once without a press, then a
+    burst of two presses at that time -40 ms to +40 ms after the answer's header (its end moves with
+    the machine)."""
     failures = []
-    with PtyRun(["--demo", "--max-new-tokens", "6", "--temperature", "0"], env) as t:
+    with PtyRun(["--demo", "--max-new-tokens", "6", "--temperature", "0"], cli_env(tmp_path)) as t:
         t.wait_for(PROMPT, timeout=300)
-        for n, delay_ms in enumerate((20, 60, 100, 140, 180, 230, 300, 400)):
+
+        def ask(press_after: float | None) -> float:
             pos = len(t.out)
-            t.type(f"Say the number {n} in words.")
-            t.wait_for(HEADER, timeout=60, start=pos)
-            time.sleep(delay_ms / 1000)
-            t.send(b"\x03")
-            t.settle(0.5, timeout=60)
+            t.type("Say hi.")
+            head = t.wait_for(HEADER, timeout=60, start=pos)
+            t0 = time.monotonic()
+            if press_after is not None:
+                _read_until_time(t, t0 + press_after)
+                t.send(b"\x03")
+                time.sleep(0.008)
+                t.send(b"\x03")  # a burst: the second press lands in whatever the first one started
+            t.wait_for(PROMPT, timeout=60, start=head)
+            took = time.monotonic() - t0
+            t.settle(0.3, timeout=10)
             seg = visible(t.out[pos:])
             if not t.alive() or "error: interrupted" in seg or TRACEBACK in seg:
-                failures.append(f"{delay_ms} ms: {seg[-200:]!r}")
+                failures.append(f"{press_after}: {seg[-200:]!r}")
+            return took
+
+        ask(None)
+        took = ask(None)
+        for offset_ms in (-40, -20, -10, -5, 0, 5, 10, 15, 20, 30, 40):
+            if failures:
                 break
+            ask(max(0.0, took + offset_ms / 1000))
         if t.alive():
             t.send(b"\x04")
-        rc = t.finish(30)
-    assert not failures and rc == 0, (failures, rc)
+        rc = t.finish(60)
+    assert not failures and rc == 0, (failures, rc, visible(t.out[-600:]))
