@@ -54,7 +54,7 @@ def answers(
     usage: tuple[int, int, int] | None = None,
 ) -> Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]:
     """Each chat request gets the next text (the last one repeats), streamed in `pieces` line-aligned
-    pieces `delay` seconds apart, ending with `finish`."""
+    pieces (0: a line each) `delay` seconds apart, ending with `finish`."""
     count = {"n": 0}
 
     def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
@@ -62,7 +62,7 @@ def answers(
         count["n"] += 1
         start_stream(h)
         lines = text.splitlines(keepends=True) or [text]
-        step = max(1, -(-len(lines) // pieces))
+        step = max(1, -(-len(lines) // pieces)) if pieces else 1
         for i in range(0, len(lines), step):
             h.wfile.write(sse(delta("".join(lines[i : i + step]))))
             h.wfile.flush()
@@ -139,24 +139,22 @@ class Pty:
         # A pty answers no cursor position requests: tell prompt_toolkit not to ask (and warn about it).
         extra = {"TERM": "xterm-256color", "COLUMNS": "", "LINES": "", "PROMPT_TOOLKIT_NO_CPR": "1"}
         extra.update(env or {})
+        # An explicit environment: the C-level one can hold COLUMNS/LINES that os.environ does not show.
+        child_env = {k: v for k, v in {**os.environ, **extra}.items() if v}
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child becomes qwenchat
-            for k, v in extra.items():
-                if v:
-                    os.environ[k] = v
-                else:
-                    os.environ.pop(k, None)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.execvp(sys.executable, [*QWENCHAT, *args])
-        self.resize(cols, rows, signal_child=False)
+            # The size is set before qwenchat starts: set by the parent it could come too late.
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            os.execvpe(sys.executable, [*QWENCHAT, *args], child_env)
         self.out = b""
         self.pos = 0  # where the next `expect` starts looking
         self.at_prompt = False
 
-    def resize(self, cols: int, rows: int, signal_child: bool = True) -> None:
+    def resize(self, cols: int, rows: int) -> None:
+        """What a terminal does when its window changes: the new size, then SIGWINCH."""
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        if signal_child:  # the kernel sends SIGWINCH to the foreground group; say it anyway
-            os.kill(self.pid, signal.SIGWINCH)
+        os.kill(self.pid, signal.SIGWINCH)  # the kernel signals the foreground group; say it anyway
 
     def read(self, seconds: float) -> None:
         """Collect output for `seconds`."""
@@ -237,13 +235,98 @@ class Pty:
 
 
 # -- a terminal emulator -------------------------------------------------------------------------
+def terminal(cols: int, rows: int) -> Any:
+    """A pyte screen with scrollback that resizes as tmux, VTE, kitty or iTerm2 do: lines that wrapped are
+    re-wrapped at the new width (reflow), and rows above the cursor go to the scrollback when the screen
+    gets shorter (pyte alone neither reflows nor keeps them)."""
+    pyte = pytest.importorskip("pyte", reason="the terminal tests need pyte (the test extra)")
+    from pyte.screens import StaticDefaultDict
+
+    class Terminal(pyte.HistoryScreen):
+        _drawing = False
+
+        def draw(self, data: str) -> None:
+            self._drawing = True  # a line feed now is an automatic wrap
+            try:
+                super().draw(data)
+            finally:
+                self._drawing = False
+
+        def linefeed(self) -> None:
+            super().linefeed()
+            self.buffer[self.cursor.y].soft = self._drawing  # continues the row above
+
+        def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+            super().erase_in_display(how, *args, **kwargs)
+            for y in range(self.cursor.y + 1 if how == 0 else 0, self.lines):
+                self.buffer[y].soft = False
+
+        def _blank(self, char: Any) -> bool:
+            return char.data in (" ", "") and char.bg == "default" and not char.reverse
+
+        def _reflow(self, columns: int) -> None:
+            rows = [*self.history.top, *(self.buffer[y] for y in range(self.lines))]
+            at = len(self.history.top) + self.cursor.y
+            lines: list[list[Any]] = []
+            cursor = (0, 0)
+            for i, row in enumerate(rows):
+                cells = [row[x] for x in range(self.columns)]
+                if getattr(row, "soft", False) and lines:
+                    lines[-1].extend(cells)
+                else:
+                    lines.append(cells)
+                if i == at:
+                    cursor = (len(lines) - 1, len(lines[-1]) - self.columns + self.cursor.x)
+            new_rows: list[Any] = []
+            line_at, offset = cursor
+            for n, cells in enumerate(lines):
+                keep = offset if n == line_at else 0
+                while len(cells) > keep and self._blank(cells[-1]):
+                    cells.pop()
+                if n == line_at:
+                    cursor = (len(new_rows) + offset // columns, offset % columns)
+                for start in range(0, max(len(cells), 1), columns):
+                    row = StaticDefaultDict(self.default_char)
+                    row.update(enumerate(cells[start : start + columns]))
+                    row.soft = start > 0
+                    new_rows.append(row)
+            while len(new_rows) > cursor[0] + 1 and not new_rows[-1]:
+                new_rows.pop()  # blank rows below the cursor
+            top = max(0, len(new_rows) - self.lines)
+            self.history.top.clear()
+            self.history.top.extend(new_rows[:top])
+            self.buffer.clear()
+            for y, row in enumerate(new_rows[top:]):
+                self.buffer[y] = row
+            self.cursor.y, self.cursor.x = cursor[0] - top, cursor[1]
+            self.columns = columns
+
+        def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+            lines, columns = lines or self.lines, columns or self.columns
+            if columns != self.columns:
+                self._reflow(columns)
+            excess = max(0, self.cursor.y + 1 - lines)
+            if excess:
+                rows = [self.buffer[y] for y in range(self.lines)]
+                self.history.top.extend(rows[:excess])
+                self.buffer.clear()
+                for y, row in enumerate(rows[excess:]):
+                    self.buffer[y] = row
+                self.cursor.y -= excess
+            self.lines = max(lines, self.cursor.y + 1)  # keeps pyte from dropping rows at the top
+            super().resize(lines, columns)
+
+    return Terminal(cols, rows, history=100_000, ratio=1)
+
+
 def screen_lines(
     data: bytes, cols: int, rows: int, resizes: Sequence[tuple[int, int, int]] = ()
 ) -> list[str]:
-    """Scrollback then screen of a pyte terminal fed `data`, resized to (cols, rows) at each byte offset
-    of `resizes` [(offset, cols, rows)]; trailing blanks and trailing empty lines dropped."""
-    pyte = pytest.importorskip("pyte", reason="the terminal tests need pyte (the test extra)")
-    screen = pyte.HistoryScreen(cols, rows, history=100_000, ratio=1)
+    """Scrollback then screen of a terminal fed `data`, resized to (cols, rows) at each byte offset of
+    `resizes` [(offset, cols, rows)]; trailing blanks and trailing empty lines dropped."""
+    import pyte
+
+    screen = terminal(cols, rows)
     stream = pyte.ByteStream(screen)
     at = 0
     for offset, c, r in sorted(resizes):
@@ -251,13 +334,9 @@ def screen_lines(
         screen.resize(r, c)
         at = offset
     stream.feed(data[at:])
-    lines = ["".join(ch.data for ch in _row(line, screen.columns)) for line in screen.history.top]
+    lines = ["".join(row[x].data for x in range(screen.columns)) for row in screen.history.top]
     lines += screen.display
     lines = [line.rstrip() for line in lines]
     while lines and not lines[-1]:
         lines.pop()
     return lines
-
-
-def _row(line: Any, columns: int) -> list[Any]:
-    return [line[x] for x in range(max(columns, max(line.keys(), default=-1) + 1))]
