@@ -1,8 +1,8 @@
 """A remote engine: stream chat completions from any OpenAI-compatible server (vLLM, SGLang, llama.cpp, ...).
 
-Standard library only (http.client), so no extra is needed. The HTTP exchange runs in a reader thread
-that hands server-sent events to the consumer through a queue; the consumer polls the queue briefly, so a
-set `cancel` (or Ctrl-C) shuts the socket down at once and the turn ends with "interrupted".
+Standard library only (http.client), so no extra is needed. The HTTP exchange is this engine's job in the
+shared turn (turn.py), on a thread of its own per turn; a set `cancel` (or Ctrl-C) shuts the socket down at
+once and the turn ends with "interrupted".
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import queue
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.settings import COMMON, SettingsSchema
+from qwenchat.turn import Job, Outcome, Turns
 
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server before a turn fails
 CONNECT_TIMEOUT = 10.0
@@ -27,7 +27,7 @@ API_KEY_ENVS = ("QWENCHAT_API_KEY", "OPENAI_API_KEY")
 REMOTE_ONLY = "not available for a remote engine: the server applies the chat template and tokenizes"
 
 # Settings the chat-completions API itself has a field for.
-_STANDARD = {"temperature", "top_p", "max_new_tokens", "stop_strings", "do_sample"}
+_STANDARD = ("do_sample", "temperature", "top_p", "max_new_tokens", "stop_strings")
 # Sampling fields that vLLM, SGLang and llama.cpp's servers accept beyond the OpenAI API (llama.cpp spells
 # repetition_penalty "repeat_penalty"; sending both reaches both).
 EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
@@ -36,7 +36,13 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     "repetition_penalty": ("repetition_penalty", "repeat_penalty"),
     "min_new_tokens": ("min_tokens",),
 }
-# Values that change nothing, so a setting left at them is not worth an "ignored" notice.
+# Where each setting goes in the request body.
+_BODY_FIELDS = {
+    "temperature": ("temperature",),
+    "top_p": ("top_p",),
+    "max_new_tokens": ("max_tokens",),
+    **EXTRA_FIELDS,
+}
 _FINISH = {
     "stop": "stop",
     "length": "length",
@@ -45,8 +51,6 @@ _FINISH = {
     "function_call": "stop",
     "content_filter": "stop",
 }
-_END = object()
-_POLL_S = 0.05
 _MAX_ERROR_BODY = 64 * 1024
 
 
@@ -126,6 +130,12 @@ class OpenAIEngine:
         self.connect_timeout = min(connect_timeout, timeout)
         self.served_models: list[str] | None = None  # filled by connect()
         self._rejected: set[str] = set()  # optional body fields this server refused with a 400
+        self._turns = Turns("qwenchat-openai", own_threads=True)
+        self._schema = SettingsSchema(
+            "an OpenAI-compatible server",
+            {k: COMMON[k] for k in (*_STANDARD, *EXTRA_FIELDS)},
+            refused=self._refused_setting,
+        )
 
     @property
     def name(self) -> str:
@@ -148,18 +158,15 @@ class OpenAIEngine:
     def count_tokens(self, request: GenerationRequest) -> int:
         raise NotImplementedError(f"token counting is {REMOTE_ONLY}")
 
-    def ignored_settings(self, settings: dict[str, Any]) -> list[str]:
-        """The keys of `settings` this engine cannot pass on (or the server refused), for a notice."""
-        out = []
-        for key, value in settings.items():
-            if not changes_output(key, value):
-                continue
-            if key in _STANDARD or key == "seed":
-                continue
-            if key in EXTRA_FIELDS and not set(EXTRA_FIELDS[key]) <= self._rejected:
-                continue
-            out.append(key)
-        return sorted(out)
+    def settings_schema(self) -> SettingsSchema:
+        return self._schema
+
+    def _refused_setting(self, key: str) -> str | None:
+        """A setting whose body fields this server refused with a 400: it is no longer sent."""
+        fields = EXTRA_FIELDS.get(key)
+        if fields and set(fields) <= self._rejected:
+            return f"the server at {self.base_url} refused it"
+        return None
 
     # -- HTTP --------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -235,26 +242,16 @@ class OpenAIEngine:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        greedy = s.get("do_sample") is False or s.get("temperature") == 0
-        if greedy:
-            body["temperature"] = 0.0  # the sampling knobs below mean nothing without sampling
-        else:
-            for key in ("temperature", "top_p"):
-                if s.get(key) is not None:
-                    body[key] = s[key]
-        if s.get("max_new_tokens"):
-            body["max_tokens"] = s["max_new_tokens"]
+        if s.get("do_sample") is False:
+            body["temperature"] = 0.0  # greedy; the request has dropped the sampling knobs already
+        for key, names in _BODY_FIELDS.items():
+            if s.get(key) is not None:
+                body.update(dict.fromkeys(names, s[key]))
         if request.seed is not None:
             body["seed"] = request.seed
         stop = s.get("stop_strings")
         if stop:
             body["stop"] = [stop] if isinstance(stop, str) else list(stop)
-        for key, fields in EXTRA_FIELDS.items():
-            value = s.get(key)
-            if not changes_output(key, value) or (greedy and key != "min_new_tokens"):
-                continue
-            for field_name in fields:
-                body[field_name] = value
         if request.continue_final:
             # vLLM and SGLang continue the last assistant message with these; other servers ignore them.
             body["add_generation_prompt"] = False
@@ -269,234 +266,180 @@ class OpenAIEngine:
 
     # -- one turn ----------------------------------------------------------------------------
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
-        t0 = time.perf_counter()
+        return self._turns.stream(self._prepare, request, cancel)
+
+    def _prepare(self, request: GenerationRequest) -> Job:
+        """This engine's part of a turn: the HTTP exchange on its own thread. The prompt is unknown here,
+        so think_open stays None and the renderer guesses from the output."""
         if self.model is None:
-            try:
-                self.connect()
-            except EngineError as exc:
-                yield _error_chunk(str(exc), t0)
+            self.connect()  # EngineError: the turn's error chunk
+        exchange = _Exchange(self, request)
+        return Job(
+            exchange.run,
+            decode=exchange.decode,
+            flush=exchange.flush,
+            abort=exchange.abort,
+            stop_strings=None,  # the server cuts them
+            wait=False,  # a reader stuck in connect holds nothing the next turn needs
+        )
+
+
+class _Exchange:
+    """One turn's HTTP exchange: POST, then server-sent events read into the outcome and the turn's queue.
+    A set `cancel` (or Ctrl-C) shuts the socket down from the consumer's thread, which wakes the reader."""
+
+    def __init__(self, engine: OpenAIEngine, request: GenerationRequest) -> None:
+        self.engine = engine
+        self.request = request
+        self.lock = threading.Lock()
+        self.conn: http.client.HTTPConnection | None = None
+        self.closed = self.aborted = False
+        self.in_reasoning = False  # consumer side: inside a <think> block made of reasoning deltas
+        self.done = False
+
+    # -- the consumer's side ----------------------------------------------------------------------
+    def decode(self, item: tuple[str, str]) -> str:
+        reasoning, content = item
+        text = ""
+        if reasoning:
+            # Wrapped in tags so the renderer's think-block display applies to remote models too.
+            text += ("" if self.in_reasoning else "<think>") + reasoning
+            self.in_reasoning = True
+        if content:
+            if self.in_reasoning:
+                text += "</think>\n\n"
+                self.in_reasoning = False
+            text += content
+        return text
+
+    def flush(self) -> str:
+        return "</think>" if self.in_reasoning else ""
+
+    def abort(self) -> None:
+        """Hang up from the consumer's thread: shutdown wakes a reader blocked in recv at once."""
+        with self.lock:
+            if self.conn is None or self.closed or self.aborted:
                 return
-        # Opens the answer before a slow server's first token; the prompt is unknown here, so think_open
-        # stays None and the renderer guesses from the output.
-        yield Chunk()
+            self.aborted = True
+            sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- the reader thread --------------------------------------------------------------------------
+    def run(self, emit: Callable[[Any], None], outcome: Outcome, cancel: threading.Event) -> None:
         # A 400 that names optional fields (stream_options, top_k, ...) is retried without them; each retry
         # drops at least one more field, so this ends.
-        while True:
-            retry: list[str] = []
-            yield from self._turn(self.build_body(request), cancel, t0, retry)
-            if not retry:
-                return
+        while self._post(self.engine.build_body(self.request), emit, outcome, cancel):
+            pass
+        if outcome.error is None and outcome.finish is None and not cancel.is_set():
+            where = f"{self.engine.endpoint.host}:{self.engine.endpoint.port}"
+            if self.done:
+                outcome.finish = "stop"  # [DONE] without a finish_reason
+            else:
+                outcome.error = f"the server at {where} ended the stream before the answer was complete"
 
-    def _turn(
-        self, body: dict[str, Any], cancel: threading.Event, t0: float, retry: list[str]
-    ) -> Iterator[Chunk]:
-        q: queue.Queue = queue.Queue()
-        box: dict[str, Any] = {}
-        lock = threading.Lock()
-        payload = json.dumps(body).encode("utf-8")
-        reader = threading.Thread(
-            target=self._read, args=(payload, q, box, lock, cancel), name="qwenchat-openai", daemon=True
-        )
-        reader.start()
-
-        deltas = 0
-        t_first: float | None = None
-        in_reasoning = False
-        finish: str | None = None
-        error: str | None = None
-        usage: dict[str, Any] | None = None
-        done = False
-        try:
-            while True:
-                if cancel.is_set():
-                    _abort(box, lock)
-                    break
-                try:
-                    item = q.get(timeout=_POLL_S)
-                except queue.Empty:
-                    continue
-                except KeyboardInterrupt:  # Ctrl-C landed here rather than in the caller: same meaning
-                    cancel.set()
-                    continue
-                if item is _END:
-                    break
-                kind, value = item
-                if kind == "http_error":
-                    status, reason, raw = value
-                    message = server_error_message(raw)
-                    named = [f for f in self._optional_fields(body) if f in message]
-                    if status == 400 and named:
-                        self._rejected.update(named)
-                        retry.extend(named)
-                        return
-                    error = f"the server answered {status} {reason}: {message}"
-                    break
-                if kind == "exc":
-                    # After a finish_reason the answer is whole: a server that then hangs up is no error.
-                    if not cancel.is_set() and finish is None:
-                        error = self._transport_error(value[0], phase=value[1])
-                    break
-                if kind == "done":
-                    done = True
-                    break
-                if kind == "eof":
-                    break
-                # kind == "data": one JSON object, a streamed chunk or a whole (non-streamed) completion
-                try:
-                    data = json.loads(value)
-                except ValueError:
-                    error = f"the server sent something that is not JSON: {_one_line(value, 120)}"
-                    break
-                if not isinstance(data, dict):
-                    continue
-                if data.get("error"):  # vLLM and others report mid-stream failures as an error event
-                    error = "the server reported an error: " + server_error_message(value.encode())
-                    break
-                if isinstance(data.get("usage"), dict):
-                    usage = data["usage"]
-                for choice in data.get("choices") or []:
-                    delta = choice.get("delta") or choice.get("message") or {}
-                    text = ""
-                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                    content = delta.get("content")
-                    if reasoning:
-                        # Wrapped in tags so the renderer's think-block display applies to remote models too.
-                        text += ("" if in_reasoning else "<think>") + reasoning
-                        in_reasoning = True
-                    if content:
-                        if in_reasoning:
-                            text += "</think>\n\n"
-                            in_reasoning = False
-                        text += content
-                    if reasoning or content:
-                        deltas += 1
-                        if t_first is None:
-                            t_first = time.perf_counter()
-                    if text:
-                        yield Chunk(text=text, tokens=deltas)
-                    if choice.get("finish_reason"):
-                        finish = _FINISH.get(choice["finish_reason"], "stop")
-                if data.get("object") == "chat.completion":
-                    done = True  # a server that ignored stream=True sent the whole answer at once
-                    break
-        finally:
-            if reader.is_alive():  # cancelled, failed, or the caller stopped listening: hang up
-                _abort(box, lock)
-        t_end = time.perf_counter()
-
-        if in_reasoning:
-            yield Chunk(text="</think>", tokens=deltas)
-        if error is None and cancel.is_set():
-            reason = "interrupted"
-        elif error is not None:
-            reason = "error"
-        elif finish is not None:
-            reason = finish  # some servers close without [DONE] once the answer is complete
-        elif done:
-            reason = "stop"
-        else:
-            reason, error = (
-                "error",
-                f"the server at {self.endpoint.host}:{self.endpoint.port} ended the "
-                "stream before the answer was complete",
-            )
-        generated, prompt, reused = deltas, 0, 0
-        if usage is not None:  # the server's counts, where it sends them
-            prompt = int(usage.get("prompt_tokens") or 0)
-            generated = int(usage.get("completion_tokens") or deltas)
-            details = usage.get("prompt_tokens_details") or {}
-            reused = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-        stats = TurnStats.timed(
-            prompt_tokens=prompt,
-            reused_tokens=reused,
-            generated_tokens=generated,
-            t0=t0,
-            t_first=t_first,
-            t_end=t_end,
-            finish_reason=reason,
-        )
-        yield Chunk(tokens=generated, finish_reason=reason, stats=stats, error=error)
-
-    def _read(
-        self,
-        payload: bytes,
-        q: queue.Queue,
-        box: dict[str, Any],
-        lock: threading.Lock,
-        cancel: threading.Event,
-    ) -> None:
-        """The reader thread: POST, then turn the response into ("data", json-text) items on the queue."""
+    def _post(
+        self, body: dict[str, Any], emit: Callable[[Any], None], outcome: Outcome, cancel: threading.Event
+    ) -> bool:
+        """One POST; True when the server refused optional fields and the request is worth sending again."""
+        engine = self.engine
         phase = "connect"
-        conn = self.endpoint.connection(self.connect_timeout)
+        conn = engine.endpoint.connection(engine.connect_timeout)
         try:
             conn.connect()
-            with lock:
-                box["conn"] = conn
+            with self.lock:
+                self.conn, self.closed, self.aborted = conn, False, False
                 if cancel.is_set():
-                    return
-            conn.sock.settimeout(self.timeout)
+                    return False
+            conn.sock.settimeout(engine.timeout)
             phase = "request"
-            headers = {**self._headers(), "Content-Type": "application/json"}
-            conn.request("POST", self.endpoint.base_path + "/chat/completions", body=payload, headers=headers)
+            headers = {**engine._headers(), "Content-Type": "application/json"}
+            payload = json.dumps(body).encode("utf-8")
+            conn.request(
+                "POST", engine.endpoint.base_path + "/chat/completions", body=payload, headers=headers
+            )
             resp = conn.getresponse()
             phase = "body"
             if resp.status >= 400:
-                q.put(("http_error", (resp.status, resp.reason, resp.read(_MAX_ERROR_BODY))))
-                return
+                return self._http_error(resp, body, outcome)
             if "json" in (resp.getheader("Content-Type") or ""):
-                q.put(("data", resp.read().decode("utf-8", errors="replace")))
-                return
-            _read_events(resp, q)
-        except BaseException as exc:  # reported to the consumer, who decides whether it matters
-            q.put(("exc", (exc, phase)))
+                self._data(resp.read().decode("utf-8", errors="replace"), emit, outcome)
+            else:
+                for data in _events(resp):
+                    if self._data(data, emit, outcome):
+                        break
+        except BaseException as exc:  # after a finish_reason the answer is whole: a hang-up is no error
+            if not cancel.is_set() and outcome.finish is None and outcome.error is None:
+                outcome.error = engine._transport_error(exc, phase=phase)
         finally:
-            with lock:
-                box["closed"] = True
+            with self.lock:
+                self.closed = True
             conn.close()
-            q.put(_END)
+        return False
+
+    def _http_error(self, resp: http.client.HTTPResponse, body: dict[str, Any], outcome: Outcome) -> bool:
+        message = server_error_message(resp.read(_MAX_ERROR_BODY))
+        named = [f for f in self.engine._optional_fields(body) if f in message]
+        if resp.status == 400 and named:
+            self.engine._rejected.update(named)
+            return True
+        outcome.error = f"the server answered {resp.status} {resp.reason}: {message}"
+        return False
+
+    def _data(self, value: str, emit: Callable[[Any], None], outcome: Outcome) -> bool:
+        """One event's JSON: a streamed chunk or a whole completion. True when the answer has ended."""
+        if value.strip() == "[DONE]":
+            self.done = True
+            return True
+        try:
+            data = json.loads(value)
+        except ValueError:
+            outcome.error = f"the server sent something that is not JSON: {_one_line(value, 120)}"
+            return True
+        if not isinstance(data, dict):
+            return False
+        if data.get("error"):  # vLLM and others report mid-stream failures as an error event
+            outcome.error = "the server reported an error: " + server_error_message(value.encode())
+            return True
+        usage = data.get("usage")
+        if isinstance(usage, dict):  # the server's counts, where it sends them
+            outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            if usage.get("completion_tokens"):
+                outcome.generated_tokens = int(usage["completion_tokens"])
+            details = usage.get("prompt_tokens_details") or {}
+            outcome.reused_tokens = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") or choice.get("message") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            content = delta.get("content")
+            if reasoning or content:
+                emit((reasoning, content))
+            if choice.get("finish_reason"):
+                outcome.finish = _FINISH.get(choice["finish_reason"], "stop")
+        if data.get("object") == "chat.completion":  # a server that ignored stream=True: the whole answer
+            self.done = True
+            return True
+        return False
 
 
-def _read_events(resp: http.client.HTTPResponse, q: queue.Queue) -> None:
-    """Server-sent events: `data:` lines joined until a blank line; `[DONE]` ends the stream."""
+def _events(resp: http.client.HTTPResponse) -> Iterator[str]:
+    """Server-sent events: `data:` lines joined until a blank line (or the end of the body)."""
     lines: list[str] = []
     while True:
         raw = resp.readline()
         if not raw:
             if lines:
-                q.put(("data", "\n".join(lines)))
-            q.put(("eof", None))
+                yield "\n".join(lines)
             return
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:
             if lines:
-                text = "\n".join(lines)
+                yield "\n".join(lines)
                 lines = []
-                if text.strip() == "[DONE]":
-                    q.put(("done", None))
-                    return
-                q.put(("data", text))
             continue
         if line.startswith("data:"):
             lines.append(line[5:].removeprefix(" "))
         # "event:", "id:", "retry:" and ":" comments (keep-alives) carry nothing a chat needs
-
-
-def _abort(box: dict[str, Any], lock: threading.Lock) -> None:
-    """Hang up from the consumer's thread: shutdown wakes a reader blocked in recv at once."""
-    with lock:
-        conn = box.get("conn")
-        if conn is None or box.get("closed") or box.get("aborted"):
-            return
-        box["aborted"] = True
-        sock = conn.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-def _error_chunk(message: str, t0: float) -> Chunk:
-    elapsed = time.perf_counter() - t0
-    stats = TurnStats(finish_reason="error", ttft_s=elapsed, total_s=elapsed)
-    return Chunk(finish_reason="error", error=message, stats=stats)
