@@ -303,7 +303,11 @@ def _chat(
     chat_file = prepared["file"].get("chat", {})
     try:
         settings = layered_settings(
-            engine.default_settings(), prepared["file"].get("generation", {}), prepared["flags"], args.seed
+            engine.default_settings(),
+            prepared["file"].get("generation", {}),
+            prepared["flags"],
+            args.seed,
+            schema=engine.settings_schema(),
         )
     except ConfigError as exc:
         err.error(str(exc))

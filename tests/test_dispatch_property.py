@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwenchat.commands import REGISTRY
-from qwenchat.settings import generation_defaults
+from qwenchat.engines.generation_config import generation_defaults
 from qwenchat.ui.render import Renderer, make_console
 from qwenchat.ui.repl import App
 from tests.fakes import FakeEngine

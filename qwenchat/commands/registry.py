@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from qwenchat.errors import UserError
-from qwenchat.settings import ConfigError, generation_defaults
+from qwenchat.settings import COMMON, ConfigError
 
 if TYPE_CHECKING:
     from qwenchat.ui.repl import App
@@ -179,7 +179,7 @@ def cmd_seed(app: App, args: str) -> None:
     "conf",
     usage=":conf [key=value ...|all]",
     help="Show the generation settings that differ from the model's, all of them, or set some.",
-    arg_words=lambda: sorted(generation_defaults()),
+    arg_words=lambda: sorted(COMMON),  # the engine's own words: app.settings.words() (needs the app)
 )
 def cmd_conf(app: App, args: str) -> None:
     s = app.settings
@@ -189,10 +189,9 @@ def cmd_conf(app: App, args: str) -> None:
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         app.renderer.info("set " + ", ".join(f"{k}={v!r}" for k, v in applied.items()))
-        app.warn_ignored_settings()
         return
     if args == "all":
-        values = {**generation_defaults(), **s.effective()}
+        values = s.all_values()
         rows = [(k, repr(v), "*" if k in s.overrides else "") for k, v in sorted(values.items())]
         app.renderer.table(rows, headers=("setting", "value", "changed"), title="All generation settings")
         return

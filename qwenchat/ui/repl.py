@@ -33,7 +33,11 @@ class App:
         self.engine = engine
         self.renderer = renderer
         self.conversation = conversation if conversation is not None else Conversation()
-        self.settings = settings if settings is not None else Settings(engine.default_settings())
+        self.settings = (
+            settings
+            if settings is not None
+            else Settings(engine.default_settings(), schema=engine.settings_schema())
+        )
         self.registry = registry or REGISTRY.copy()
         self.show_stats = show_stats
         self.last_stats: TurnStats | None = None
@@ -78,12 +82,13 @@ class App:
         from qwenchat.settings import ConfigError
 
         settings = copy.copy(self.settings)
-        settings.overrides = {}
         settings.seed = saved.seed
         try:
-            settings.update(saved.settings)
+            dropped = settings.adopt(saved.settings)
         except ConfigError as exc:
             raise CommandError(f"the saved settings do not apply to this model: {exc}") from None
+        if dropped:
+            self.renderer.notice(settings.schema.dropped_notice(dropped, "the saved session"))
         self.conversation = saved.conversation
         self.settings = settings
         if session_id:
@@ -105,11 +110,11 @@ class App:
             raise CommandError(f"this model's chat template rejects that: {first}") from None
 
     def warn_ignored_settings(self) -> None:
-        """Engines that cannot honour every setting (remote servers, llama.cpp) say which ones they drop."""
-        ignored = getattr(self.engine, "ignored_settings", None)
-        names = ignored(self.settings.effective()) if ignored else []
-        if names:
-            self.renderer.notice(f"{self.engine.name} ignores: {', '.join(names)}")
+        """Config-file settings the engine cannot honour were dropped: one notice says which."""
+        if self.settings.dropped:
+            self.renderer.notice(
+                self.settings.schema.dropped_notice(self.settings.dropped, "the config file")
+            )
 
     # -- one line --------------------------------------------------------------------------
     def handle_line(self, line: str) -> None:
