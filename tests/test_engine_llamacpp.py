@@ -87,6 +87,15 @@ def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
         LlamaCppEngine(tmp_path / "x.gguf")
 
 
+def test_settings_llama_cpp_honours_and_refuses() -> None:
+    from qwenchat.engines.llamacpp import SCHEMA
+    from qwenchat.settings import ConfigError
+
+    assert "typical_p" in SCHEMA.words() and "num_beams" not in SCHEMA.words()
+    with pytest.raises(ConfigError, match="num_beams: the llama.cpp engine cannot honour it"):
+        SCHEMA.check("num_beams", 4)
+
+
 # -- the real engine ----------------------------------------------------------------------------------
 def test_missing_file(engine, tmp_path) -> None:
     from qwenchat.engines.llamacpp import LlamaCppEngine
