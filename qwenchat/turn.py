@@ -170,34 +170,18 @@ class Turns:
                     yield Chunk(text=text, tokens=len(items))
             finished = True
         finally:
-            if not done.is_set():  # cancelled, or the caller stopped listening: stop the job first
-                cancel.set()
-                job.abort()
-                if job.wait:
-                    wait_for(done)
-            if not finished:
+            _stop(job, done, cancel)
+            if not finished:  # the caller stopped listening mid-turn
                 job.invalidate()
         tail = "" if outcome.stop_hit else _tail(stopper, job, outcome)
         generated = outcome.generated_tokens if outcome.generated_tokens is not None else len(items)
         if tail:
             yield Chunk(text=tail, tokens=generated)
-        t_end = time.perf_counter()
         if outcome.error is not None:
             job.invalidate()  # half-written: do not trust it
         else:
             job.commit(items)
-        reason = finish_reason(outcome, cancel, len(items), job.max_new_tokens)
-        stats = TurnStats.timed(
-            prompt_tokens=outcome.prompt_tokens if outcome.prompt_tokens is not None else job.prompt_tokens,
-            reused_tokens=outcome.reused_tokens,
-            generated_tokens=generated,
-            t0=t0,
-            t_first=t_first,
-            t_end=t_end,
-            finish_reason=reason,
-            peak_gpu_mem_bytes=outcome.peak_gpu_mem_bytes,
-        )
-        yield Chunk(tokens=generated, finish_reason=reason, stats=stats, error=outcome.error)
+        yield _final(job, outcome, cancel, len(items), generated, t0, t_first)
 
     def _guarded(
         self, job: Job, q: queue.Queue, outcome: Outcome, cancel: threading.Event
@@ -220,6 +204,30 @@ class Turns:
         return Chunk(finish_reason="error", error=message, stats=stats)
 
 
+def _final(
+    job: Job,
+    outcome: Outcome,
+    cancel: threading.Event,
+    items: int,
+    generated: int,
+    t0: float,
+    t_first: float | None,
+) -> Chunk:
+    """The last chunk of a turn: its finish reason and its stats."""
+    reason = finish_reason(outcome, cancel, items, job.max_new_tokens)
+    stats = TurnStats.timed(
+        prompt_tokens=outcome.prompt_tokens if outcome.prompt_tokens is not None else job.prompt_tokens,
+        reused_tokens=outcome.reused_tokens,
+        generated_tokens=generated,
+        t0=t0,
+        t_first=t_first,
+        t_end=time.perf_counter(),
+        finish_reason=reason,
+        peak_gpu_mem_bytes=outcome.peak_gpu_mem_bytes,
+    )
+    return Chunk(tokens=generated, finish_reason=reason, stats=stats, error=outcome.error)
+
+
 def finish_reason(outcome: Outcome, cancel: threading.Event, generated: int, max_new: int | None) -> str:
     """Why the turn ended, decided once for every engine: a failure; the end of the answer (end of
     sequence, a stop string); Ctrl-C; the token limit."""
@@ -232,6 +240,15 @@ def finish_reason(outcome: Outcome, cancel: threading.Event, generated: int, max
     if outcome.finish == "length" or (max_new and generated >= max_new):
         return "length"
     return "stop"
+
+
+def _stop(job: Job, done: threading.Event, cancel: threading.Event) -> None:
+    """Stop a job still running (cancelled, or its turn abandoned) before anyone reuses what it holds."""
+    if not done.is_set():
+        cancel.set()
+        job.abort()
+        if job.wait:
+            wait_for(done)
 
 
 def _tail(stopper: StopMatcher, job: Job, outcome: Outcome) -> str:

@@ -249,30 +249,10 @@ class LlamaCppEngine:
         max_new = min(max_new, n_ctx - len(ids))  # the KV cache cannot hold more
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
-            llm = self.llm
             if request.seed is not None:
-                llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
-            # Keep the longest cached prefix (at least one token left for generate to decode), then
-            # evaluate the rest in batches so a cancel is seen between them.
-            cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
-            keep = min(common_prefix_len(cached, ids), len(ids) - 1)
-            if keep < llm.n_tokens:
-                llm.n_tokens = keep  # eval() drops the cache entries from here on
-            outcome.reused_tokens = keep
-            for start in range(keep, len(ids) - 1, self.n_batch):
-                if cancel.is_set():
-                    return
-                llm.eval(ids[start : min(start + self.n_batch, len(ids) - 1)])
-            if cancel.is_set():
-                return
-            # generate() finds all but the last prompt token cached and decodes just that one.
-            for n, token in enumerate(llm.generate(ids, reset=True, **sampling), start=1):
-                if self._is_end(token):
-                    outcome.finish = "stop"
-                    return
-                emit(token)
-                if cancel.is_set() or n >= max_new or outcome.stop_hit:
-                    return
+                self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
+            if self._prefill(ids, outcome, cancel):
+                self._sample(ids, sampling, max_new, emit, outcome, cancel)
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return Job(
@@ -285,6 +265,39 @@ class LlamaCppEngine:
             flush=lambda: decoder.decode(b"", final=True),
             invalidate=self.llm.reset,  # n_tokens = 0: the next turn evaluates its whole prompt
         )
+
+    def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event) -> bool:
+        """Keep the longest cached prefix (at least one token left for generate to decode), then evaluate
+        the rest in batches so a cancel is seen between them. False when cancelled."""
+        llm = self.llm
+        cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
+        keep = min(common_prefix_len(cached, ids), len(ids) - 1)
+        if keep < llm.n_tokens:
+            llm.n_tokens = keep  # eval() drops the cache entries from here on
+        outcome.reused_tokens = keep
+        for start in range(keep, len(ids) - 1, self.n_batch):
+            if cancel.is_set():
+                return False
+            llm.eval(ids[start : min(start + self.n_batch, len(ids) - 1)])
+        return not cancel.is_set()
+
+    def _sample(
+        self,
+        ids: list[int],
+        sampling: dict[str, Any],
+        max_new: int,
+        emit: Callable[[int], None],
+        outcome: Outcome,
+        cancel: threading.Event,
+    ) -> None:
+        """Sample one token at a time; generate() finds all but the last prompt token cached."""
+        for n, token in enumerate(self.llm.generate(ids, reset=True, **sampling), start=1):
+            if self._is_end(token):
+                outcome.finish = "stop"
+                return
+            emit(token)
+            if cancel.is_set() or n >= max_new or outcome.stop_hit:
+                return
 
 
 def cpu_has_amx() -> bool:
