@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats
@@ -101,7 +101,7 @@ class Job:
     flush: Callable[[], str] = lambda: ""  # what the decoder still holds at the end
     abort: Callable[[], None] = _nothing  # wakes a job blocked where `cancel` does not reach (a socket)
     invalidate: Callable[[], None] = _nothing  # the engine's cache cannot be trusted after this turn
-    commit: Callable[[list[Any]], None] = field(default=lambda items: None)  # a clean end: keep the cache
+    commit: Callable[[list[Any]], None] = lambda items: None  # a clean end: keep the cache for the next turn
     wait: bool = True  # after a cancel, wait for the job (False: it holds nothing the next turn uses)
 
 
