@@ -99,7 +99,11 @@ class ChatSession:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
         self.engine = engine
         self.conversation = conversation if conversation is not None else Conversation()
-        self.settings = settings if settings is not None else Settings(engine.default_settings())
+        self.settings = (
+            settings
+            if settings is not None
+            else Settings(engine.default_settings(), schema=engine.settings_schema())
+        )
         self.store = store  # where autosave writes, or None
         self.overflow = overflow  # what to do when the conversation outgrows the context window
         self.observer: ChatObserver = observer if observer is not None else Headless()
@@ -185,11 +189,10 @@ class ChatSession:
     def answers(self) -> list[str]:
         return [m.content for m in self.conversation.messages if m.role == "assistant"]
 
-    def ignored_settings_notice(self) -> str | None:
-        """Engines that cannot honour every setting (remote servers, llama.cpp) say which ones they drop."""
-        ignored = getattr(self.engine, "ignored_settings", None)
-        names = ignored(self.settings.effective()) if ignored else []
-        return f"{self.engine.name} ignores: {', '.join(names)}" if names else None
+    def dropped_settings_notice(self) -> str | None:
+        """Config-file settings the engine cannot honour were dropped at start: one notice says which."""
+        dropped = self.settings.dropped
+        return self.settings.schema.dropped_notice(dropped, "the config file") if dropped else None
 
     def request(self, continue_final: bool = False, extra_user: str | None = None) -> GenerationRequest:
         """The request for the next turn; `extra_user` appends a user message (for :template, :tokens)."""
@@ -281,12 +284,13 @@ class ChatSession:
         """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache.
         With `session_id` (a resumed autosave) later autosaves go on writing that session."""
         settings = copy.copy(self.settings)
-        settings.overrides = {}
         settings.seed = saved.seed
         try:
-            settings.update(saved.settings)
+            dropped = settings.adopt(saved.settings)
         except ConfigError as exc:
             raise ChatError(f"the saved settings do not apply to this model: {exc}") from None
+        if dropped:
+            self.observer.notice(settings.schema.dropped_notice(dropped, "the saved session"))
         self.conversation = saved.conversation
         self.settings = settings
         if session_id:

@@ -294,7 +294,11 @@ def _chat(
     system = args.system if args.system is not None else chat_file.get("system", DEFAULT_SYSTEM)
     try:
         settings = layered_settings(
-            engine.default_settings(), prepared["file"].get("generation", {}), prepared["flags"], args.seed
+            engine.default_settings(),
+            prepared["file"].get("generation", {}),
+            prepared["flags"],
+            args.seed,
+            schema=engine.settings_schema(),
         )
         session = ChatSession(
             engine,
@@ -308,7 +312,7 @@ def _chat(
             context = f"context {engine.context_window} tokens · " if engine.context_window else ""
             extra = [*banner["extra"], f"{context}seed {settings.seed}"]
             out.banner(model=banner["model"], device=banner["device"], dtype=banner["dtype"], extra=extra)
-        notice = session.ignored_settings_notice()
+        notice = session.dropped_settings_notice()
         if notice:
             out.notice(notice)
         saved = prepared["saved"]

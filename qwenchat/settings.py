@@ -1,10 +1,14 @@
-"""Generation settings: `key=value` parsed by type and checked against GenerationConfig. Never eval."""
+"""Settings: an engine-neutral schema of the common generation settings, `key=value` parsing (never eval),
+the schema each engine declares (what it honours), and the config file. Imports neither torch nor
+transformers: the transformers engine's long tail (GenerationConfig) lives in engines/generation_config.py."""
 
 from __future__ import annotations
 
 import ast
 import difflib
 import shlex
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from qwenchat.errors import UserError
@@ -12,90 +16,158 @@ from qwenchat.errors import UserError
 DEFAULT_SEED = 1234  # as Qwen's cli_demo
 CHAT_DEFAULTS: dict[str, Any] = {"max_new_tokens": 2048}  # the seed's chat default; the model's config wins
 
-# The keys chat users tune, with their types and the range that makes sense. Other GenerationConfig keys
-# are accepted with the type of their default value.
-KNOWN: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "temperature": (float, "nonneg"),
-    "top_p": (float, "unit"),
-    "top_k": (int, "nonneg"),
-    "min_p": (float, "unit0"),
-    "typical_p": (float, "unit"),
-    "repetition_penalty": (float, "pos"),
-    "max_new_tokens": (int, "pos"),
-    "min_new_tokens": (int, "nonneg"),
-    "do_sample": (bool, ""),
-    "no_repeat_ngram_size": (int, "nonneg"),
-    "max_time": (float, "pos"),
-    "stop_strings": ((str, list), ""),
-    "epsilon_cutoff": (float, "unit0"),
-    "eta_cutoff": (float, "unit0"),
-    "length_penalty": (float, ""),
-    "num_beams": (int, "pos"),
-}
-
-# Keys that would break a streamed chat turn or are internal bookkeeping.
-BLOCKED = {
-    "_from_model_config",
-    "transformers_version",
-    "return_dict_in_generate",
-    "output_attentions",
-    "output_hidden_states",
-    "output_scores",
-    "output_logits",
-    "num_return_sequences",
-    "use_cache",
-    "cache_implementation",
-    "cache_config",
-    "compile_config",
-    "disable_compile",
-    "watermarking_config",
-    "continuous_batching_config",
-    "is_assistant",
-    "low_memory",
-    "constraints",
-    "force_words_ids",
-    "prefill_chunk_size",
-    "max_cache_len",
-    "num_beam_groups",
-    "diversity_penalty",
-    "penalty_alpha",
-    "dola_layers",
-    "guidance_scale",
-    "token_healing",
-    "decoder_start_token_id",
-    "max_length",
-    "speculation_type",
-    "use_mtp",
-    "assistant_early_exit",
-    "assistant_confidence_threshold",
-    "assistant_lookbehind",
-    "target_lookbehind",
-    "num_assistant_tokens",
-    "num_assistant_tokens_schedule",
-    "assistant_ensemble_weight",
-    "prompt_lookup_num_tokens",
-    "max_matching_ngram_size",
-}
-RANGE_TEXT = {"nonneg": ">= 0", "unit": "in (0, 1]", "unit0": "in [0, 1]", "pos": "> 0"}
-
-_valid_keys: dict[str, Any] | None = None
-
 
 class ConfigError(UserError, ValueError):
     """A rejected setting; the message is one line for the user."""
 
 
-def generation_defaults() -> dict[str, Any]:
-    """GenerationConfig's keys with their library defaults, minus the ones chat must not touch."""
-    global _valid_keys
-    if _valid_keys is None:
-        from transformers import GenerationConfig
+@dataclass(frozen=True)
+class Spec:
+    """One setting's type and range. `nullable`: None is a value (it turns the setting off)."""
 
-        raw = GenerationConfig().to_dict()
-        _valid_keys = {k: v for k, v in raw.items() if k not in BLOCKED}
-        for k in KNOWN:
-            _valid_keys.setdefault(k, None)
-    return _valid_keys
+    types: type | tuple[type, ...]
+    rng: str = ""  # "nonneg", "unit" (0, 1], "unit0" [0, 1], "pos", or "" for any
+    nullable: bool = False
+    default: Any = None  # what `:conf all` shows when the engine's defaults say nothing
+    choices: tuple[str, ...] = ()
+
+
+RANGE_TEXT = {"nonneg": ">= 0", "unit": "in (0, 1]", "unit0": "in [0, 1]", "pos": "> 0"}
+
+# The settings chat users tune, whatever the engine; an engine honours some of them.
+COMMON: dict[str, Spec] = {
+    "do_sample": Spec(bool),
+    "temperature": Spec(float, "nonneg"),
+    "top_p": Spec(float, "unit"),
+    "top_k": Spec(int, "nonneg", nullable=True),
+    "min_p": Spec(float, "unit0", nullable=True),
+    "typical_p": Spec(float, "unit"),
+    "repetition_penalty": Spec(float, "pos"),
+    "max_new_tokens": Spec(int, "pos"),
+    "min_new_tokens": Spec(int, "nonneg"),
+    "stop_strings": Spec((str, list), nullable=True),
+    "no_repeat_ngram_size": Spec(int, "nonneg"),
+    "max_time": Spec(float, "pos", nullable=True),
+    "epsilon_cutoff": Spec(float, "unit0"),
+    "eta_cutoff": Spec(float, "unit0"),
+    "length_penalty": Spec(float),
+    "num_beams": Spec(int, "pos"),
+}
+
+
+def suggest(word: str, choices: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def check_spec(key: str, spec: Spec, value: Any) -> Any:
+    """Type- and range-check one value; ints are accepted where floats are expected."""
+    types = spec.types if isinstance(spec.types, tuple) else (spec.types,)
+    if value is None:
+        if not spec.nullable:
+            raise ConfigError(f"{key} needs a value")
+        return None
+    if types == (float,) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    # bool is an int to Python, not to a user: True is no max_new_tokens.
+    ok = isinstance(value, types) and (not isinstance(value, bool) or bool in types or object in types)
+    if not ok:
+        raise ConfigError(f"{key} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
+    if key == "stop_strings" and isinstance(value, list) and not all(isinstance(s, str) for s in value):
+        raise ConfigError("stop_strings must be a string or a list of strings")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value != value:
+        raise ConfigError(f"{key} must be a number")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{key} must be one of {', '.join(spec.choices)}, got {value!r}")
+    rng = spec.rng
+    bad = (
+        (rng == "nonneg" and value < 0)
+        or (rng == "pos" and value <= 0)
+        or (rng == "unit" and not 0 < value <= 1)
+        or (rng == "unit0" and not 0 <= value <= 1)
+    )
+    if bad:
+        raise ConfigError(f"{key} must be {RANGE_TEXT[rng]}, got {value!r}")
+    return value
+
+
+def check_min_max(merged: Mapping[str, Any]) -> None:
+    """The combination every engine has: min_new_tokens cannot exceed max_new_tokens."""
+    low, high = merged.get("min_new_tokens"), merged.get("max_new_tokens")
+    if low and high and low > high:
+        raise ConfigError("min_new_tokens must not exceed max_new_tokens")
+
+
+class SettingsSchema:
+    """The settings one engine honours, with their types; `refused(key)` gives a reason a setting it
+    has a spec for cannot be honoured now (a server that refused a field), else None."""
+
+    def __init__(
+        self,
+        owner: str,
+        specs: Mapping[str, Spec],
+        *,
+        blocked: Collection[str] = (),
+        refused: Callable[[str], str | None] | None = None,
+        combination: Callable[[Mapping[str, Any]], None] = check_min_max,
+    ) -> None:
+        self.owner = owner  # "the llama.cpp engine": the subject of a refusal
+        self.specs = dict(specs)
+        self.blocked = frozenset(blocked)
+        self._refused = refused or (lambda key: None)
+        self._combination = combination
+
+    def honours(self, key: str) -> bool:
+        return key in self.specs and self._refused(key) is None
+
+    def words(self) -> list[str]:
+        """What `:conf <Tab>` offers: only what this engine honours."""
+        return sorted(k for k in self.specs if self.honours(k))
+
+    def check(self, key: str, value: Any) -> Any:
+        """The checked value; ConfigError (one line, with the reason) for a setting this engine refuses."""
+        if key in self.specs:
+            reason = self._refused(key)
+            if reason:
+                raise ConfigError(f"{key}: {reason}")
+            return check_spec(key, self.specs[key], value)
+        if key in self.blocked:
+            raise ConfigError(f"{key} cannot be changed in a chat session")
+        if key in COMMON:
+            raise ConfigError(f"{key}: {self.owner} cannot honour it")
+        raise ConfigError(f"unknown setting {key!r}{suggest(key, self.words())}")
+
+    def check_combination(self, merged: Mapping[str, Any]) -> None:
+        self._combination(merged)
+
+    def split(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """(the settings this engine honours, the names of those it cannot): for a saved session or a
+        config file written for another engine, which are dropped with one notice rather than refused."""
+        kept = {k: v for k, v in values.items() if self.honours(k)}
+        return kept, sorted(k for k in values if k not in kept)
+
+    def dropped_notice(self, names: Collection[str], where: str = "") -> str:
+        """One line that says which settings were dropped and why."""
+        source = f" from {where}" if where else ""
+        return f"{self.owner} cannot honour {', '.join(sorted(names))}{source}: dropped"
+
+    def defaults(self) -> dict[str, Any]:
+        return {k: self.specs[k].default for k in self.words()}
+
+
+# What a settings user gets with an engine that declares no schema of its own (tests' fakes).
+NEUTRAL = SettingsSchema("this engine", COMMON)
+
+
+def check_value(key: str, value: Any) -> Any:
+    """A setting some engine knows, with a valid value: what flags, a config file or a saved session may
+    hold before the engine is known. The common settings are checked here; any other key is the transformers
+    engine's long tail (GenerationConfig), imported only when such a key appears."""
+    if key in COMMON:
+        return NEUTRAL.check(key, value)
+    from qwenchat.engines.generation_config import generation_schema
+
+    return generation_schema().check(key, value)
 
 
 def parse_value(raw: str) -> Any:
@@ -131,59 +203,23 @@ def parse_assignments(text: str) -> dict[str, Any]:
     return out
 
 
-def suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
-
-
-def check_value(key: str, value: Any) -> Any:
-    """Type- and range-check one value; ints are accepted where floats are expected."""
-    valid = generation_defaults()
-    if key not in valid:
-        if key in BLOCKED:
-            raise ConfigError(f"{key} cannot be changed in a chat session")
-        raise ConfigError(f"unknown setting {key!r}{suggest(key, sorted(valid))}")
-    if key in KNOWN:
-        types, rng = KNOWN[key]
-    else:
-        default = valid[key]
-        types, rng = (type(default) if default is not None else object), ""
-    if value is None:
-        if key in KNOWN and key not in ("stop_strings", "max_time", "min_p", "top_k"):
-            raise ConfigError(f"{key} needs a value")
-        return None
-    if types is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    ok = isinstance(value, types)
-    if ok and isinstance(value, bool) and types is not bool and types is not object:
-        ok = bool in (types if isinstance(types, tuple) else (types,))
-    if not ok:
-        name = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-        raise ConfigError(f"{key} must be {name}, got {value!r}")
-    if key == "stop_strings" and isinstance(value, list) and not all(isinstance(s, str) for s in value):
-        raise ConfigError("stop_strings must be a string or a list of strings")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value != value:
-        raise ConfigError(f"{key} must be a number")
-    bad = (
-        (rng == "nonneg" and value < 0)
-        or (rng == "pos" and value <= 0)
-        or (rng == "unit" and not 0 < value <= 1)
-        or (rng == "unit0" and not 0 <= value <= 1)
-    )
-    if bad:
-        raise ConfigError(f"{key} must be {RANGE_TEXT[rng]}, got {value!r}")
-    return value
-
-
 class Settings:
-    """Model defaults + the user's overrides + the seed. Changes are all-or-nothing."""
+    """Model defaults + the user's overrides + the seed, within what the engine honours (its schema).
+    Changes are all-or-nothing."""
 
-    def __init__(self, defaults: dict[str, Any] | None = None, seed: int = DEFAULT_SEED) -> None:
+    def __init__(
+        self,
+        defaults: dict[str, Any] | None = None,
+        seed: int = DEFAULT_SEED,
+        schema: SettingsSchema | None = None,
+    ) -> None:
+        self.schema = schema or NEUTRAL
         self.defaults = {**CHAT_DEFAULTS, **(defaults or {})}
         self.overrides: dict[str, Any] = {}
         self.initial_seed = seed
         self.seed = seed
         self.sources: dict[str, str] = {}  # where a default came from when not the model: "config" or "flag"
+        self.dropped: list[str] = []  # config-file settings the engine cannot honour (layered_settings)
 
     def effective(self) -> dict[str, Any]:
         return {**self.defaults, **self.overrides}
@@ -191,16 +227,34 @@ class Settings:
     def changed(self) -> dict[str, Any]:
         return {k: v for k, v in self.overrides.items() if self.defaults.get(k, _MISSING) != v}
 
+    def words(self) -> list[str]:
+        """The setting names `:conf <Tab>` offers: the engine's."""
+        return self.schema.words()
+
+    def all_values(self) -> dict[str, Any]:
+        """Every setting the engine honours with its value, for `:conf all`."""
+        return {**self.schema.defaults(), **self.effective()}
+
     def apply(self, text: str) -> dict[str, Any]:
-        """Parse and set `k=v ...`; raise ConfigError (and change nothing) if any pair is bad."""
+        """Parse and set `k=v ...`; raise ConfigError (and change nothing) if any pair is bad or is a
+        setting the engine cannot honour."""
         return self.update(parse_assignments(text))
 
-    def update(self, pairs: dict[str, Any]) -> dict[str, Any]:
-        checked = {k: check_value(k, v) for k, v in pairs.items()}
-        merged = {**self.effective(), **checked}
-        validate_combination(merged)
+    def update(self, pairs: Mapping[str, Any]) -> dict[str, Any]:
+        checked = {k: self.schema.check(k, v) for k, v in pairs.items()}
+        self.schema.check_combination({**self.effective(), **checked})
         self.overrides.update(checked)
         return checked
+
+    def adopt(self, overrides: Mapping[str, Any]) -> list[str]:
+        """Replace the overrides with a saved session's; the settings the engine cannot honour are
+        dropped and their names returned (for one notice). A bad value raises ConfigError and changes
+        nothing."""
+        kept, dropped = self.schema.split(overrides)
+        checked = {k: self.schema.check(k, v) for k, v in kept.items()}
+        self.schema.check_combination({**self.defaults, **checked})
+        self.overrides = checked
+        return dropped
 
     def reset(self) -> None:
         self.overrides.clear()
@@ -220,28 +274,16 @@ class Settings:
 _MISSING = object()
 
 
-def validate_combination(merged: dict[str, Any]) -> None:
-    """Let GenerationConfig reject combinations our per-key checks cannot see (e.g. min > max)."""
-    import logging
-
-    from transformers import GenerationConfig
-
-    if merged.get("min_new_tokens") and merged.get("max_new_tokens"):
-        if merged["min_new_tokens"] > merged["max_new_tokens"]:
-            raise ConfigError("min_new_tokens must not exceed max_new_tokens")
-    log = logging.getLogger("transformers.generation.configuration_utils")
-    level = log.level
-    log.setLevel(logging.ERROR)  # minor-issue warnings are noise for a chat user
-    try:
-        GenerationConfig(**{k: v for k, v in merged.items() if v is not None}).validate(strict=False)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from None
-    finally:
-        log.setLevel(level)
-
-
 # -- defaults from the config file and the command line ------------------------------------------
 FLAG_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+
+# The [chat] table: the session's display and prompt defaults, checked by the same code as [generation].
+CHAT_TABLE: dict[str, Spec] = {
+    "system": Spec(str),
+    "stats": Spec(bool),
+    "markdown": Spec(bool),
+    "think": Spec(str, choices=("show", "fold", "hide")),
+}
 
 
 def config_file_path() -> Any:
@@ -250,8 +292,16 @@ def config_file_path() -> Any:
     return config_dir() / "config.toml"
 
 
+def _table(data: dict[str, Any], name: str, path: Any) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table, got {table!r:.40}")
+    return table
+
+
 def read_config_file(path: Any = None) -> dict[str, Any]:
-    """The `[generation]` and `[chat]` tables of config.toml; a bad file is one ConfigError line."""
+    """The checked `[generation]` and `[chat]` tables of config.toml; a bad file, table, key or value is
+    one ConfigError line naming the file, the table and the key."""
     import sys
 
     if sys.version_info >= (3, 11):
@@ -272,21 +322,41 @@ def read_config_file(path: Any = None) -> dict[str, Any]:
         raise ConfigError(
             f"{path}: unknown table(s) {', '.join(sorted(unknown))}; expected [generation], [chat]"
         )
-    generation = data.get("generation", {})
-    if not isinstance(generation, dict):
-        raise ConfigError(f"{path}: [generation] must be a table")
+    generation, chat = _table(data, "generation", path), _table(data, "chat", path)
     try:
         checked = {k: check_value(k, v) for k, v in generation.items()}
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return {"generation": checked, "chat": data.get("chat", {})}
+        raise ConfigError(f"{path}: [generation] {exc}") from None
+    chat_checked: dict[str, Any] = {}
+    for key, value in chat.items():
+        if key not in CHAT_TABLE:
+            raise ConfigError(f"{path}: [chat] unknown key {key!r}{suggest(key, CHAT_TABLE)}")
+        try:
+            chat_checked[key] = check_spec(key, CHAT_TABLE[key], value)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: [chat] {exc}") from None
+    return {"generation": checked, "chat": chat_checked}
 
 
 def layered_settings(
-    model_defaults: dict[str, Any], file_values: dict[str, Any], flag_values: dict[str, Any], seed: int
+    model_defaults: dict[str, Any],
+    file_values: dict[str, Any],
+    flag_values: dict[str, Any],
+    seed: int,
+    schema: SettingsSchema | None = None,
 ) -> Settings:
-    """Precedence: command-line flag > config file > the model's generation_config."""
-    settings = Settings({**model_defaults, **file_values, **flag_values}, seed=seed)
-    settings.sources = {**{k: "config" for k in file_values}, **{k: "flag" for k in flag_values}}
-    validate_combination(settings.effective())
+    """Precedence: command-line flag > config file > the model's generation_config. A flag the engine
+    cannot honour is refused; a config-file setting it cannot honour is dropped (the file serves every
+    engine) and named in `Settings.dropped`."""
+    schema = schema or NEUTRAL
+    flags = {k: schema.check(k, v) for k, v in flag_values.items()}
+    kept, dropped = schema.split(file_values)
+    try:
+        file = {k: schema.check(k, v) for k, v in kept.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"config file [generation] {exc}") from None
+    settings = Settings({**model_defaults, **file, **flags}, seed=seed, schema=schema)
+    settings.sources = {**{k: "config" for k in file}, **{k: "flag" for k in flags}}
+    settings.dropped = dropped
+    schema.check_combination(settings.effective())
     return settings

@@ -1,16 +1,26 @@
-"""The generate thread shared by the in-process engines, the consumer side of its token queue, and the
-stop-string matcher both apply to the streamed text."""
+"""One turn, the same for every engine.
+
+An engine's prepare step turns a request into a `Job` (its prompt, its generate job, its decoder, its cache
+hooks) or raises; the turn does the rest: the error chunk when preparation fails, the first chunk, the job
+on the engine's worker thread, the queue between them, stop strings, cancel-and-wait, cache invalidation
+after an abort or an error, the finish reason (decided here, once), the stats and the final chunk.
+"""
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats
+from qwenchat.errors import UserError
 from qwenchat.think import partial_suffix
 
 END = object()  # put on the queue by a job when it has finished, whatever happened
+POLL_S = 0.05  # how often the consumer looks at `cancel` while the job is quiet
 
 
 class GenerateWorker:
@@ -40,12 +50,226 @@ class GenerateWorker:
                 done.set()
 
 
-def queue_items(q: queue.Queue, done: threading.Event, cancel: threading.Event) -> Iterator[Any]:
-    """What the job puts on `q`, until END; never waits on a finished job, and a Ctrl-C that lands here
-    (rather than in the caller) means the same as one there: cancel."""
-    while True:
+def own_thread(name: str) -> Callable[[Callable[[], None]], threading.Event]:
+    """A submit that gives every job a thread of its own: for a job that may block where no cancel reaches
+    it (a TCP connect), so that it cannot hold up the next turn."""
+
+    def submit(job: Callable[[], None]) -> threading.Event:
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+        return done
+
+    return submit
+
+
+@dataclass
+class Outcome:
+    """What a job found out, read by the turn once the job has ended."""
+
+    reused_tokens: int = 0  # prompt tokens the kept cache held
+    finish: str | None = None  # "stop" (end of sequence) or "length", when the job knows
+    error: str | None = None  # one line for the user
+    prompt_tokens: int | None = None  # counts the job has from elsewhere (a server's usage)
+    generated_tokens: int | None = None
+    peak_gpu_mem_bytes: int | None = None
+    stop_hit: bool = False  # set by the turn when a stop string was seen; a job may end early on it
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class Job:
+    """Everything engine-specific about one turn. `run(emit, outcome, cancel)` runs on the worker thread,
+    passes each generated item (a token id, a text delta) to `emit` and must return soon after `cancel` is
+    set; `decode` turns an item into text on the consumer's side."""
+
+    run: Callable[[Callable[[Any], None], Outcome, threading.Event], None]
+    prompt_tokens: int = 0
+    think_open: bool | None = None  # the prompt left a <think> open (None: unknown)
+    max_new_tokens: int | None = None  # this many items and the turn ended for "length"
+    stop_strings: str | list[str] | None = None
+    decode: Callable[[Any], str] = str
+    flush: Callable[[], str] = lambda: ""  # what the decoder still holds at the end
+    abort: Callable[[], None] = _nothing  # wakes a job blocked where `cancel` does not reach (a socket)
+    invalidate: Callable[[], None] = _nothing  # the engine's cache cannot be trusted after this turn
+    commit: Callable[[list[Any]], None] = lambda items: None  # a clean end: keep the cache for the next turn
+    wait: bool = True  # after a cancel, wait for the job (False: it holds nothing the next turn uses)
+
+
+class PromptError(EngineError):
+    """Raised by a prepare step when the turn cannot start (the prompt does not fit the context)."""
+
+    def __init__(self, message: str, *, prompt_tokens: int = 0) -> None:
+        super().__init__(message)
+        self.prompt_tokens = prompt_tokens
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as one line for the user."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    name = type(exc).__name__
+    return f"{name}: {first[:300]}" if first else name
+
+
+Prepare = Callable[[GenerationRequest], Job]
+
+
+class Turns:
+    """One engine's turns: at most one at a time (a second gets an error chunk), each job on the engine's
+    long-lived worker thread, or on a thread of its own with `own_threads`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        error_line: Callable[[BaseException], str] = error_line,
+        own_threads: bool = False,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.error_line = error_line
+        self._submit = own_thread(name) if own_threads else GenerateWorker(name).submit
+
+    def stream(
+        self, prepare: Prepare, request: GenerationRequest, cancel: threading.Event
+    ) -> Iterator[Chunk]:
+        return one_turn_at_a_time(self.lock, self._turn(prepare, request, cancel))
+
+    def _turn(self, prepare: Prepare, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        t0 = time.perf_counter()
         try:
-            item = q.get(timeout=0.1)
+            job = prepare(request)
+        except Exception as exc:  # a template that rejects the roles, a bad setting, no server
+            yield self._refused(exc, t0)
+            return
+        yield Chunk(think_open=job.think_open)  # lets the renderer start before the first token
+        q: queue.Queue = queue.Queue()
+        outcome = Outcome()
+        done = self._submit(self._guarded(job, q, outcome, cancel))
+        stopper = StopMatcher(job.stop_strings)
+        items: list[Any] = []
+        t_first: float | None = None
+        finished = False
+        try:
+            for item in _items(q, done, cancel, job):
+                if t_first is None:
+                    t_first = time.perf_counter()
+                items.append(item)
+                if outcome.stop_hit:
+                    continue  # past the stop string; the job has been told
+                text, outcome.stop_hit = stopper.feed(job.decode(item))
+                if text:
+                    yield Chunk(text=text, tokens=len(items))
+            finished = True
+        finally:
+            _stop(job, done, cancel)
+            if not finished:  # the caller stopped listening mid-turn
+                job.invalidate()
+        tail = "" if outcome.stop_hit else _tail(stopper, job, outcome)
+        generated = outcome.generated_tokens if outcome.generated_tokens is not None else len(items)
+        if tail:
+            yield Chunk(text=tail, tokens=generated)
+        if outcome.error is not None:
+            job.invalidate()  # half-written: do not trust it
+        else:
+            job.commit(items)
+        yield _final(job, outcome, cancel, len(items), generated, t0, t_first)
+
+    def _guarded(
+        self, job: Job, q: queue.Queue, outcome: Outcome, cancel: threading.Event
+    ) -> Callable[[], None]:
+        def work() -> None:
+            try:
+                job.run(q.put, outcome, cancel)
+            except BaseException as exc:  # reported to the user as one line; the session survives
+                outcome.error = outcome.error or self.error_line(exc)
+            finally:
+                q.put(END)
+
+        return work
+
+    def _refused(self, exc: Exception, t0: float) -> Chunk:
+        message = str(exc) if isinstance(exc, UserError) else self.error_line(exc)
+        elapsed = time.perf_counter() - t0
+        prompt = exc.prompt_tokens if isinstance(exc, PromptError) else 0
+        stats = TurnStats(prompt_tokens=prompt, finish_reason="error", ttft_s=elapsed, total_s=elapsed)
+        return Chunk(finish_reason="error", error=message, stats=stats)
+
+
+def _final(
+    job: Job,
+    outcome: Outcome,
+    cancel: threading.Event,
+    items: int,
+    generated: int,
+    t0: float,
+    t_first: float | None,
+) -> Chunk:
+    """The last chunk of a turn: its finish reason and its stats."""
+    reason = finish_reason(outcome, cancel, items, job.max_new_tokens)
+    stats = TurnStats.timed(
+        prompt_tokens=outcome.prompt_tokens if outcome.prompt_tokens is not None else job.prompt_tokens,
+        reused_tokens=outcome.reused_tokens,
+        generated_tokens=generated,
+        t0=t0,
+        t_first=t_first,
+        t_end=time.perf_counter(),
+        finish_reason=reason,
+        peak_gpu_mem_bytes=outcome.peak_gpu_mem_bytes,
+    )
+    return Chunk(tokens=generated, finish_reason=reason, stats=stats, error=outcome.error)
+
+
+def finish_reason(outcome: Outcome, cancel: threading.Event, generated: int, max_new: int | None) -> str:
+    """Why the turn ended, decided once for every engine: a failure; the end of the answer (end of
+    sequence, a stop string); Ctrl-C; the token limit."""
+    if outcome.error is not None:
+        return "error"
+    if outcome.stop_hit or outcome.finish == "stop":
+        return "stop"
+    if cancel.is_set():
+        return "interrupted"
+    if outcome.finish == "length" or (max_new and generated >= max_new):
+        return "length"
+    return "stop"
+
+
+def _stop(job: Job, done: threading.Event, cancel: threading.Event) -> None:
+    """Stop a job still running (cancelled, or its turn abandoned) before anyone reuses what it holds."""
+    if not done.is_set():
+        cancel.set()
+        job.abort()
+        if job.wait:
+            wait_for(done)
+
+
+def _tail(stopper: StopMatcher, job: Job, outcome: Outcome) -> str:
+    """What the decoder and the stop matcher still hold once the job has ended."""
+    text, outcome.stop_hit = stopper.feed(job.flush())
+    return text if outcome.stop_hit else text + stopper.flush()
+
+
+def _items(q: queue.Queue, done: threading.Event, cancel: threading.Event, job: Job) -> Iterator[Any]:
+    """What the job puts on `q`, until END; never waits on a finished job. A Ctrl-C that lands here (rather
+    than in the caller) means the same as one there: cancel. A job that holds nothing shared is left to
+    end on its own once cancelled."""
+    aborted = False
+    while True:
+        if cancel.is_set() and not aborted:
+            aborted = True
+            job.abort()
+            if not job.wait:
+                return
+        try:
+            item = q.get(timeout=POLL_S)
         except queue.Empty:
             if done.is_set() and q.empty():
                 return
@@ -76,10 +300,8 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return i
 
 
-def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Any]) -> Iterator[Any]:
+def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Chunk]) -> Iterator[Chunk]:
     """An engine turn under its lock; a concurrent second turn gets an error chunk instead of waiting."""
-    from qwenchat.engines.api import Chunk
-
     if not lock.acquire(blocking=False):
         turn.close()
         yield Chunk(finish_reason="error", error="the engine is busy with another turn")
@@ -88,13 +310,6 @@ def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Any]) -> Iterator[An
         yield from turn
     finally:
         lock.release()
-
-
-def error_line(exc: BaseException) -> str:
-    """An exception as one line for the user."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    name = type(exc).__name__
-    return f"{name}: {first[:300]}" if first else name
 
 
 class StopMatcher:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
+from qwenchat.settings import NEUTRAL, SettingsSchema
 
 
 class FakeEngine:
@@ -33,6 +34,9 @@ class FakeEngine:
 
     def default_settings(self) -> dict[str, Any]:
         return dict(self._defaults)
+
+    def settings_schema(self) -> SettingsSchema:
+        return NEUTRAL  # every common setting
 
     def reset(self) -> None:
         self.resets += 1

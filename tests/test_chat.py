@@ -10,6 +10,7 @@ import pytest
 from qwenchat.chat import ChatError, ChatSession, Headless, TurnResult
 from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
 from qwenchat.errors import UserError
+from qwenchat.settings import NEUTRAL, SettingsSchema
 from qwenchat.store import SessionStore, save_file
 from tests.fakes import FakeEngine
 
@@ -99,6 +100,9 @@ class DrainEngine:
 
     def default_settings(self) -> dict:
         return {}
+
+    def settings_schema(self) -> SettingsSchema:
+        return NEUTRAL
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         for word in ["a", "b", "c", "d"]:

@@ -9,7 +9,6 @@ import torch
 
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.transformers import TransformersEngine, common_prefix_len
-from qwenchat.turn import StopMatcher
 
 GREEDY = {"do_sample": False, "max_new_tokens": 12}
 
@@ -203,19 +202,6 @@ def test_stats_are_sane(tiny_model):
     msgs += [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "again"}]
     _, second = run(engine, msgs)
     assert second.stats.reused_tokens > 0 and second.stats.prompt_tokens > s.prompt_tokens
-
-
-def test_stop_matcher_holds_back_a_possible_stop_string() -> None:
-    m = StopMatcher(["END", "\n\n"])
-    assert m.feed("abc E") == ("abc ", False)
-    assert m.feed("N") == ("", False)
-    assert m.feed("X") == ("ENX", False)  # not a stop after all: released
-    assert m.feed("yy\n") == ("yy", False)
-    assert m.feed("\nmore") == ("", True)
-    m = StopMatcher(["abc"])
-    assert m.feed("xxab") == ("xx", False) and m.flush() == "ab"
-    plain = StopMatcher([])
-    assert plain.feed("anything") == ("anything", False)
 
 
 def test_demo_stop_strings_end_the_answer_before_them(demo_loaded):

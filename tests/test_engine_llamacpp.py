@@ -87,6 +87,15 @@ def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
         LlamaCppEngine(tmp_path / "x.gguf")
 
 
+def test_settings_llama_cpp_honours_and_refuses() -> None:
+    from qwenchat.engines.llamacpp import SCHEMA
+    from qwenchat.settings import ConfigError
+
+    assert "typical_p" in SCHEMA.words() and "num_beams" not in SCHEMA.words()
+    with pytest.raises(ConfigError, match="num_beams: the llama.cpp engine cannot honour it"):
+        SCHEMA.check("num_beams", 4)
+
+
 # -- the real engine ----------------------------------------------------------------------------------
 def test_missing_file(engine, tmp_path) -> None:
     from qwenchat.engines.llamacpp import LlamaCppEngine
@@ -103,9 +112,10 @@ def test_facts(engine) -> None:
     r = req([{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"}])
     assert engine.render_prompt(r).endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
     assert engine.count_tokens(r) == 20
-    assert engine.ignored_settings(
+    # Refused up front by the engine's schema (num_beams too: key-based, whatever its value).
+    assert engine.settings_schema().split(
         {"temperature": 0.5, "typical_p": 0.9, "no_repeat_ngram_size": 3, "num_beams": 1}
-    ) == ["no_repeat_ngram_size"]
+    )[1] == ["no_repeat_ngram_size", "num_beams"]
 
 
 def test_greedy_answer_and_repeat(engine) -> None:

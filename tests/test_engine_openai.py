@@ -17,6 +17,7 @@ import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
 from qwenchat.engines.openai import OpenAIEngine, server_error_message
+from qwenchat.settings import ConfigError
 from tests.real_server import RealServer, free_port
 from tests.scripted_server import Scripted, delta, json_reply, sse, start_stream, streams
 
@@ -114,7 +115,12 @@ def test_sampling_settings_and_extra_fields(fake: Scripted) -> None:
     assert (body["temperature"], body["top_p"], body["top_k"], body["min_p"]) == (0.7, 0.8, 20, 0.05)
     assert body["repetition_penalty"] == body["repeat_penalty"] == 1.1
     assert body["stop"] == ["a", "b"] and body["max_tokens"] == 32
-    assert engine.ignored_settings(settings) == ["typical_p"]  # num_beams=1 changes nothing
+    # Refused up front by the engine's schema, with the reason (num_beams too: key-based, whatever its value).
+    schema = engine.settings_schema()
+    assert schema.split(settings)[1] == ["num_beams", "typical_p"]
+    with pytest.raises(ConfigError, match="typical_p: an OpenAI-compatible server cannot honour it"):
+        schema.check("typical_p", 0.9)
+    assert "typical_p" not in schema.words() and "top_k" in schema.words()
 
 
 def test_temperature_zero_is_greedy(fake: Scripted) -> None:
@@ -259,7 +265,11 @@ def test_rejected_optional_fields_are_dropped_and_retried(fake: Scripted) -> Non
     chunks = run(engine, settings)
     assert text_of(chunks) == "ok" and final(chunks).finish_reason == "stop"
     assert len(fake.requests) == 3
-    assert engine.ignored_settings(settings) == ["top_k"]
+    schema = engine.settings_schema()
+    assert schema.split(settings)[1] == ["top_k"]
+    with pytest.raises(ConfigError, match="top_k: the server at .* refused it"):
+        schema.check("top_k", 5)
+    assert "top_k" not in schema.words()
     run(engine, settings)  # remembered: no more retries
     assert len(fake.requests) == 4
 

@@ -168,7 +168,7 @@ def test_completer_offers_commands_and_args(out, make_repl):
     from qwenchat.ui.repl import _completer
 
     app = make_repl(FakeEngine(), out)
-    comp = _completer(app.registry)
+    comp = _completer(app.registry, app)
     words = [c.text for c in comp.get_completions(Document(":cl"), None)]
     assert ":clear" in words and ":clh" in words and ":clear-history" in words
     words = [c.text for c in comp.get_completions(Document(":think f"), None)]

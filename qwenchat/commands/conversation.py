@@ -26,7 +26,7 @@ def _user_path(args: str, usage: str) -> Path:
     "system",
     usage=":system [text|-|default]",
     help="Show the system prompt, set it, remove it (-), or restore the default.",
-    arg_words=lambda: ["-", "default"],
+    arg_words=lambda ctx: ["-", "default"],
 )
 def cmd_system(ctx: CommandContext, args: str) -> None:
     if not args:
@@ -142,7 +142,7 @@ def cmd_export(ctx: CommandContext, args: str) -> None:
     "copy",
     usage=":copy [N|code]",
     help="Copy the last (or Nth) answer, or its last code block, to the clipboard (OSC 52).",
-    arg_words=lambda: ["code"],
+    arg_words=lambda ctx: ["code"],
 )
 def cmd_copy(ctx: CommandContext, args: str) -> None:
     from qwenchat.clipboard import osc52, support_note

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from qwenchat.commands.registry import REGISTRY, CommandContext, CommandError, command, no_args, on_off
-from qwenchat.settings import generation_defaults
 
 
 @command(
@@ -11,7 +10,7 @@ from qwenchat.settings import generation_defaults
     "h",
     usage=":help [command]",
     help="Show the commands, or one command's help.",
-    arg_words=lambda: REGISTRY.words(),
+    arg_words=lambda ctx: REGISTRY.words(),
 )
 def cmd_help(ctx: CommandContext, args: str) -> None:
     if args:
@@ -68,19 +67,16 @@ def cmd_seed(ctx: CommandContext, args: str) -> None:
     "conf",
     usage=":conf [key=value ...|all]",
     help="Show the generation settings that differ from the model's, all of them, or set some.",
-    arg_words=lambda: sorted(generation_defaults()),
+    arg_words=lambda ctx: ctx.session.settings.words(),  # only what this engine honours
 )
 def cmd_conf(ctx: CommandContext, args: str) -> None:
     s = ctx.session.settings
     if args and args != "all":
         applied = s.apply(args)
         ctx.renderer.info("set " + ", ".join(f"{k}={v!r}" for k, v in applied.items()))
-        notice = ctx.session.ignored_settings_notice()
-        if notice:
-            ctx.renderer.notice(notice)
         return
     if args == "all":
-        values = {**generation_defaults(), **s.effective()}
+        values = s.all_values()
         rows = [(k, repr(v), "*" if k in s.overrides else "") for k, v in sorted(values.items())]
         ctx.renderer.table(rows, headers=("setting", "value", "changed"), title="All generation settings")
         return
@@ -107,7 +103,7 @@ def cmd_reset_conf(ctx: CommandContext, args: str) -> None:
     "stats",
     usage=":stats [on|off]",
     help="Print speed and cache figures after every answer.",
-    arg_words=lambda: ["on", "off"],
+    arg_words=lambda ctx: ["on", "off"],
 )
 def cmd_stats(ctx: CommandContext, args: str) -> None:
     ctx.show_stats = on_off(args, ":stats", ctx.show_stats)
@@ -121,7 +117,7 @@ def cmd_stats(ctx: CommandContext, args: str) -> None:
     "raw",
     usage=":markdown [on|off]",
     help="Render answers as markdown, or as raw text.",
-    arg_words=lambda: ["on", "off"],
+    arg_words=lambda ctx: ["on", "off"],
 )
 def cmd_markdown(ctx: CommandContext, args: str) -> None:
     ctx.renderer.markdown = on_off(args, ":markdown", ctx.renderer.markdown)
@@ -135,7 +131,7 @@ THINK_MODES = ("show", "fold", "hide")
     "think",
     usage=":think [show|fold|hide]",
     help="How <think> reasoning is shown: streamed and kept, folded to one line, or hidden.",
-    arg_words=lambda: list(THINK_MODES),
+    arg_words=lambda ctx: list(THINK_MODES),
 )
 def cmd_think(ctx: CommandContext, args: str) -> None:
     if args:

@@ -46,8 +46,8 @@ class Command:
     usage: str
     help: str
     handler: Handler
-    # Words offered by tab completion after the command name.
-    arg_words: Callable[[], list[str]] = field(default=lambda: [])
+    # Words offered by tab completion after the command name (they may depend on the engine).
+    arg_words: Callable[[CommandContext], list[str]] = field(default=lambda ctx: [])
 
     @property
     def words(self) -> list[str]:
@@ -65,10 +65,10 @@ class Registry:
         *aliases: str,
         usage: str = "",
         help: str,
-        arg_words: Callable[[], list[str]] | None = None,
+        arg_words: Callable[[CommandContext], list[str]] | None = None,
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
-            cmd = Command(name, aliases, usage or f":{name}", help, fn, arg_words or (lambda: []))
+            cmd = Command(name, aliases, usage or f":{name}", help, fn, arg_words or (lambda ctx: []))
             for word in cmd.words:
                 if word in self._by_name:
                     raise ValueError(f"command word {word!r} registered twice")

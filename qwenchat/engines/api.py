@@ -5,31 +5,33 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from qwenchat.errors import UserError
+
+if TYPE_CHECKING:
+    from qwenchat.settings import SettingsSchema
 
 # Why a turn ended: the model said it was done, it hit max_new_tokens, the user pressed Ctrl-C,
 # or generate raised (the message is in Chunk.error).
 FINISH_REASONS = ("stop", "length", "interrupted", "error")
 
 
-# Generation settings at values that change nothing: an engine that cannot pass a setting on needs to
-# say so only when it is set to something else.
-NEUTRAL_SETTINGS: dict[str, Any] = {
-    "num_beams": 1,
-    "min_new_tokens": 0,
-    "no_repeat_ngram_size": 0,
-    "typical_p": 1.0,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-    "length_penalty": 1.0,
-}
+# Settings that mean nothing without sampling.
+SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
 
 
-def changes_output(key: str, value: Any) -> bool:
-    """Whether a setting is set to something that matters (not None, not its neutral value)."""
-    return value is not None and NEUTRAL_SETTINGS.get(key, object()) != value
+def request_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The request-level rules, applied once where a request is built, for every engine: temperature 0
+    means greedy, and greedy drops the sampling knobs. A missing do_sample stays missing: the engine's own
+    default applies (the model's generation_config, llama.cpp's defaults, the server's)."""
+    out = dict(settings)
+    if out.get("temperature") == 0:
+        out["do_sample"] = False
+    if out.get("do_sample") is False:
+        for key in SAMPLING_KEYS:
+            out.pop(key, None)
+    return out
 
 
 @dataclass
@@ -106,6 +108,9 @@ class GenerationRequest:
     # Continue the last assistant message instead of opening a new one (`:continue`).
     continue_final: bool = False
 
+    def __post_init__(self) -> None:
+        self.settings = request_settings(self.settings)
+
 
 class Engine(Protocol):
     """The REPL depends on this and nothing else: the transformers engine and the fake engine both fit."""
@@ -118,6 +123,10 @@ class Engine(Protocol):
 
     def default_settings(self) -> dict[str, Any]:
         """The model's own generation defaults (temperature, top_p, max_new_tokens, ...)."""
+        ...
+
+    def settings_schema(self) -> SettingsSchema:
+        """The settings this engine honours; `:conf` refuses the others, with the reason."""
         ...
 
     def reset(self) -> None:

@@ -11,18 +11,16 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import queue
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qwenchat import turn as worker
-from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats, changes_output
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
-from qwenchat.turn import common_prefix_len, error_line
+from qwenchat.turn import Job, Outcome, PromptError, Turns, common_prefix_len, error_line
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
@@ -42,7 +40,7 @@ _GGUF_SAMPLING = {
     "general.sampling.min_p": ("min_p", float),
     "general.sampling.penalty_repeat": ("repetition_penalty", float),
 }
-SUPPORTED_SETTINGS = {
+SUPPORTED_SETTINGS = (
     "do_sample",
     "temperature",
     "top_p",
@@ -52,7 +50,8 @@ SUPPORTED_SETTINGS = {
     "repetition_penalty",
     "max_new_tokens",
     "stop_strings",
-}
+)
+SCHEMA = SettingsSchema("the llama.cpp engine", {k: COMMON[k] for k in SUPPORTED_SETTINGS})
 
 
 class ChatTemplate:
@@ -156,7 +155,7 @@ class LlamaCppEngine:
             raise EngineError(f"llama.cpp could not load {path.name}: {error_line(exc)}") from None
         self.path = path
         self.reuse_cache = reuse_cache  # False: every turn evaluates the whole prompt (--no-cache-reuse)
-        self._worker = worker.GenerateWorker("qwenchat-llamacpp")
+        self._turns = Turns("qwenchat-llamacpp")
         self.name = name or path.stem
         self.n_batch = n_batch
         source = self.llm.metadata.get("tokenizer.chat_template")
@@ -167,7 +166,6 @@ class LlamaCppEngine:
         )
         self._defaults = dict(defaults) if defaults is not None else self._gguf_defaults()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        self._lock = threading.Lock()
 
     # -- facts about the model ---------------------------------------------------------------
     def _token_text(self, token_id: int) -> str:
@@ -197,12 +195,11 @@ class LlamaCppEngine:
     def default_settings(self) -> dict[str, Any]:
         return dict(self._defaults)
 
-    def ignored_settings(self, settings: dict[str, Any]) -> list[str]:
-        """The keys of `settings` llama.cpp has no counterpart for, for a notice."""
-        return sorted(k for k, v in settings.items() if k not in SUPPORTED_SETTINGS and changes_output(k, v))
+    def settings_schema(self) -> SettingsSchema:
+        return SCHEMA
 
     def reset(self) -> None:
-        with self._lock:
+        with self._turns.lock:
             self.llm.reset()
 
     def render_prompt(self, request: GenerationRequest) -> str:
@@ -223,11 +220,11 @@ class LlamaCppEngine:
 
     # -- generation --------------------------------------------------------------------------
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
-        return worker.one_turn_at_a_time(self._lock, self._stream(request, cancel))
+        return self._turns.stream(self._prepare, request, cancel)
 
     def _sampling(self, settings: dict[str, Any]) -> dict[str, Any]:
         s = {**self._defaults, **settings}
-        greedy = s.get("do_sample") is False or s.get("temperature") == 0
+        greedy = s.get("do_sample") is False  # the request made temperature 0 greedy
         return {
             "temp": 0.0 if greedy else float(s.get("temperature") or 1.0),
             "top_k": int(s.get("top_k") or 0),  # 0 turns top-k off, as in transformers
@@ -237,120 +234,70 @@ class LlamaCppEngine:
             "repeat_penalty": float(s.get("repetition_penalty") or 1.0),
         }
 
-    def _stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
-        t0 = time.perf_counter()
-        try:
-            prompt = self.render_prompt(request)
-            ids = self._tokenize(prompt)
-            sampling = self._sampling(request.settings)
-        except Exception as exc:  # a template that rejects the roles, a bad setting
-            yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))
-            return
+    def _prepare(self, request: GenerationRequest) -> Job:
+        """This engine's part of a turn: the prompt's tokens, the sampler's settings, eval + sample."""
+        prompt = self.render_prompt(request)
+        ids = self._tokenize(prompt)
+        sampling = self._sampling(request.settings)
         n_ctx = self.context_window or 0
         if not ids or len(ids) >= n_ctx:
-            error = f"the prompt ({len(ids)} tokens) does not fit the {n_ctx}-token context"
-            yield Chunk(
-                finish_reason="error",
-                error=error,
-                stats=TurnStats(prompt_tokens=len(ids), finish_reason="error"),
+            raise PromptError(
+                f"the prompt ({len(ids)} tokens) does not fit the {n_ctx}-token context",
+                prompt_tokens=len(ids),
             )
-            return
-        yield Chunk(think_open=prompt_opens_think(prompt))  # lets the renderer start before the first token
         max_new = int(request.settings.get("max_new_tokens") or self._defaults.get("max_new_tokens") or n_ctx)
         max_new = min(max_new, n_ctx - len(ids))  # the KV cache cannot hold more
-        stopper = worker.StopMatcher(request.settings.get("stop_strings"))
 
-        q: queue.Queue = queue.Queue()
-        outcome: dict[str, Any] = {"reused": 0}
+        def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
+            if request.seed is not None:
+                self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
+            if self._prefill(ids, outcome, cancel):
+                self._sample(ids, sampling, max_new, emit, outcome, cancel)
 
-        def work() -> None:
-            llm = self.llm
-            try:
-                if request.seed is not None:
-                    llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
-                # Keep the longest cached prefix (at least one token left for generate to decode), then
-                # evaluate the rest in batches so a cancel is seen between them.
-                cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
-                keep = min(common_prefix_len(cached, ids), len(ids) - 1)
-                if keep < llm.n_tokens:
-                    llm.n_tokens = keep  # eval() drops the cache entries from here on
-                outcome["reused"] = keep
-                for start in range(keep, len(ids) - 1, self.n_batch):
-                    if cancel.is_set():
-                        return
-                    llm.eval(ids[start : min(start + self.n_batch, len(ids) - 1)])
-                if cancel.is_set():
-                    return
-                # generate() finds all but the last prompt token cached and decodes just that one.
-                for n, token in enumerate(llm.generate(ids, reset=True, **sampling), start=1):
-                    if self._is_end(token):
-                        outcome["reason"] = "stop"
-                        return
-                    q.put(token)
-                    if cancel.is_set() or n >= max_new or outcome.get("stop"):
-                        return
-            except BaseException as exc:  # reported to the user as one line; the session survives
-                outcome["error"] = exc
-            finally:
-                q.put(worker.END)
-
-        done = self._worker.submit(work)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        generated = 0
-        t_first: float | None = None
-        hit_stop = False
-        finished = False
-        try:
-            for item in worker.queue_items(q, done, cancel):
-                if t_first is None:
-                    t_first = time.perf_counter()
-                generated += 1
-                if hit_stop:
-                    continue  # the worker has been told; these tokens are past the stop string
-                text, hit_stop = stopper.feed(decoder.decode(self.llm.detokenize([item])))
-                if hit_stop:
-                    outcome["stop"] = True
-                if text:
-                    yield Chunk(text=text, tokens=generated)
-            finished = True
-        finally:
-            if not done.is_set():  # the caller stopped listening: stop the job before anyone reuses the cache
-                cancel.set()
-                worker.wait_for(done)
-            if not finished:
-                self.llm.n_tokens = 0
-        tail = "" if hit_stop else stopper.flush() + decoder.decode(b"", final=True)
-        if tail:
-            yield Chunk(text=tail, tokens=generated)
-        t_end = time.perf_counter()
-
-        error = outcome.get("error")
-        if error is not None:
-            self.llm.reset()  # half-written: do not trust the cache
-            reason = "error"
-        elif hit_stop or outcome.get("reason") == "stop":
-            reason = "stop"
-        elif cancel.is_set():
-            reason = "interrupted"
-        elif generated >= max_new:
-            reason = "length"
-        else:
-            reason = "stop"
-        stats = TurnStats.timed(
+        return Job(
+            run,
             prompt_tokens=len(ids),
-            reused_tokens=outcome["reused"],
-            generated_tokens=generated,
-            t0=t0,
-            t_first=t_first,
-            t_end=t_end,
-            finish_reason=reason,
+            think_open=prompt_opens_think(prompt),
+            max_new_tokens=max_new,
+            stop_strings=request.settings.get("stop_strings"),
+            decode=lambda token: decoder.decode(self.llm.detokenize([token])),
+            flush=lambda: decoder.decode(b"", final=True),
+            invalidate=self.llm.reset,  # n_tokens = 0: the next turn evaluates its whole prompt
         )
-        yield Chunk(
-            tokens=generated,
-            finish_reason=reason,
-            stats=stats,
-            error=error_line(error) if error is not None else None,
-        )
+
+    def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event) -> bool:
+        """Keep the longest cached prefix (at least one token left for generate to decode), then evaluate
+        the rest in batches so a cancel is seen between them. False when cancelled."""
+        llm = self.llm
+        cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
+        keep = min(common_prefix_len(cached, ids), len(ids) - 1)
+        if keep < llm.n_tokens:
+            llm.n_tokens = keep  # eval() drops the cache entries from here on
+        outcome.reused_tokens = keep
+        for start in range(keep, len(ids) - 1, self.n_batch):
+            if cancel.is_set():
+                return False
+            llm.eval(ids[start : min(start + self.n_batch, len(ids) - 1)])
+        return not cancel.is_set()
+
+    def _sample(
+        self,
+        ids: list[int],
+        sampling: dict[str, Any],
+        max_new: int,
+        emit: Callable[[int], None],
+        outcome: Outcome,
+        cancel: threading.Event,
+    ) -> None:
+        """Sample one token at a time; generate() finds all but the last prompt token cached."""
+        for n, token in enumerate(self.llm.generate(ids, reset=True, **sampling), start=1):
+            if self._is_end(token):
+                outcome.finish = "stop"
+                return
+            emit(token)
+            if cancel.is_set() or n >= max_new or outcome.stop_hit:
+                return
 
 
 def cpu_has_amx() -> bool:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from qwenchat import turn as worker
-from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
+from qwenchat import turn
+from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
+from qwenchat.engines.generation_config import generation_schema
+from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
-from qwenchat.turn import common_prefix_len
-
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+from qwenchat.turn import Job, Outcome, common_prefix_len
 
 
 class _CancelCriteria(StoppingCriteria):
@@ -35,28 +33,30 @@ class _CancelCriteria(StoppingCriteria):
 
 
 class _QueueStreamer(BaseStreamer):
-    """Hands new token ids to the consumer; the first put() is the prompt and is skipped."""
+    """Hands new token ids to the turn; the first put() is the prompt and is skipped."""
 
-    def __init__(self, q: queue.Queue) -> None:
-        self.q = q
+    def __init__(self, emit: Callable[[int], None]) -> None:
+        self.emit = emit
         self.prompt_seen = False
+        self.last: int | None = None  # the last generated token: end of sequence or not
 
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:
             self.prompt_seen = True
             return
         for tok in value.reshape(-1).tolist():
-            self.q.put(tok)
+            self.last = tok
+            self.emit(tok)
 
     def end(self) -> None:
-        pass  # the worker signals the end itself, after generate has returned or raised
+        pass  # the turn sees the end itself, after generate has returned or raised
 
 
 def error_line(exc: BaseException) -> str:
     if "OutOfMemory" in type(exc).__name__:
         first = (str(exc).strip().splitlines() or [""])[0]
         return f"out of memory: {first[:200]} (try :clh or a smaller max_new_tokens)"
-    return worker.error_line(exc)
+    return turn.error_line(exc)
 
 
 class TransformersEngine:
@@ -69,8 +69,7 @@ class TransformersEngine:
         self.reuse_cache = reuse_cache
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
-        self._lock = threading.Lock()
-        self._worker = worker.GenerateWorker("qwenchat-generate")
+        self._turns = turn.Turns("qwenchat-generate", error_line=error_line)
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -109,8 +108,11 @@ class TransformersEngine:
             out.pop("max_new_tokens", None)
         return out
 
+    def settings_schema(self) -> SettingsSchema:
+        return generation_schema()  # the whole GenerationConfig vocabulary
+
     def reset(self) -> None:
-        with self._lock:
+        with self._turns.lock:
             self._cache = None
             self._cached_ids = []
 
@@ -134,9 +136,7 @@ class TransformersEngine:
     # -- generation --------------------------------------------------------------------------
     def _generation_config(self, settings: dict[str, Any]) -> GenerationConfig:
         merged = {**self.model.generation_config.to_dict(), **settings}
-        if merged.get("temperature") == 0:  # the chat convention: temperature 0 means greedy
-            merged["do_sample"] = False
-        if not merged.get("do_sample"):
+        if not merged.get("do_sample"):  # the model's sampling knobs too: GenerationConfig warns about them
             for key in SAMPLING_KEYS:
                 merged.pop(key, None)
         merged["pad_token_id"] = self.pad_id
@@ -163,107 +163,59 @@ class TransformersEngine:
         return keep
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
-        return worker.one_turn_at_a_time(self._lock, self._stream(request, cancel))
+        return self._turns.stream(self._prepare, request, cancel)
 
-    def _stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
-        t0 = time.perf_counter()
-        try:
-            prompt = self.render_prompt(request)
-            ids = self._tokenize(prompt)
-            config = self._generation_config(request.settings)
-        except Exception as exc:  # a template that rejects the roles, a bad setting
-            yield Chunk(finish_reason="error", error=error_line(exc), stats=TurnStats(finish_reason="error"))
-            return
-        yield Chunk(think_open=prompt_opens_think(prompt))  # lets the renderer start before the first token
-        reused = self._prepare_cache(ids)
+    def _forget(self) -> None:
+        self._cache, self._cached_ids = None, []
+
+    def _prepare(self, request: GenerationRequest) -> Job:
+        """This engine's part of a turn: the prompt's ids, a GenerationConfig, generate on the worker."""
+        prompt = self.render_prompt(request)
+        ids = self._tokenize(prompt)
+        config = self._generation_config(request.settings)
         cuda = self.device.type == "cuda"
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
-        q: queue.Queue = queue.Queue()
-        outcome: dict[str, Any] = {}
-        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
 
-        def work() -> None:
+        def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
+            outcome.reused_tokens = self._prepare_cache(ids)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(self.device)
+            if request.seed is not None:
+                torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
+            input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+            streamer = _QueueStreamer(emit)
             try:
-                if request.seed is not None:
-                    torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
                 with torch.inference_mode():
                     self.model.generate(
                         input_ids=input_ids,
                         attention_mask=torch.ones_like(input_ids),
                         generation_config=config,
                         past_key_values=self._cache,
-                        streamer=_QueueStreamer(q),
+                        streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
                         tokenizer=self.tokenizer,  # generate matches stop_strings with it
                     )
-            except BaseException as exc:  # reported to the user as one line; the session survives
-                outcome["error"] = exc
             finally:
-                q.put(worker.END)
+                if cuda:
+                    outcome.peak_gpu_mem_bytes = torch.cuda.max_memory_allocated(self.device)
+            if streamer.last in self.eos_ids:
+                outcome.finish = "stop"
 
-        done = self._worker.submit(work)
-        decoder = self._new_decoder()
-        # generate stops at a stop string; the matcher keeps it out of the answer, as servers do.
-        stopper = worker.StopMatcher(config.stop_strings)
-        generated: list[int] = []
-        t_first: float | None = None
-        hit_stop = False
-        finished = False
-        try:
-            for item in worker.queue_items(q, done, cancel):
-                if t_first is None:
-                    t_first = time.perf_counter()
-                generated.append(item)
-                if hit_stop:
-                    continue
-                text, hit_stop = stopper.feed(decoder(item))
-                if text:
-                    yield Chunk(text=text, tokens=len(generated))
-            finished = True
-        finally:
-            if not done.is_set():  # the caller stopped listening: stop the job before anyone reuses the cache
-                cancel.set()
-                worker.wait_for(done)
-            if not finished:
-                self._cache, self._cached_ids = None, []
-        tail = "" if hit_stop else stopper.flush()
-        if tail:
-            yield Chunk(text=tail, tokens=len(generated))
-        t_end = time.perf_counter()
-
-        error = outcome.get("error")
-        if error is not None:
-            self._cache, self._cached_ids = None, []  # half-written: do not trust it
-            reason = "error"
-        else:
+        def commit(generated: list[int]) -> None:
             # The cache holds every token but the last sampled one.
             self._cached_ids = ids + generated[:-1] if generated else ids[:-1]
             if self._cache is not None and self._cache.get_seq_length() != len(self._cached_ids):
-                self._cache, self._cached_ids = None, []
-            if hit_stop or (generated and generated[-1] in self.eos_ids):
-                reason = "stop"
-            elif cancel.is_set():
-                reason = "interrupted"
-            elif len(generated) >= (config.max_new_tokens or 0):
-                reason = "length"
-            else:
-                reason = "stop"
-        stats = TurnStats.timed(
+                self._forget()
+
+        return Job(
+            run,
             prompt_tokens=len(ids),
-            reused_tokens=reused,
-            generated_tokens=len(generated),
-            t0=t0,
-            t_first=t_first,
-            t_end=t_end,
-            finish_reason=reason,
-            peak_gpu_mem_bytes=torch.cuda.max_memory_allocated(self.device) if cuda else None,
-        )
-        yield Chunk(
-            tokens=len(generated),
-            finish_reason=reason,
-            stats=stats,
-            error=error_line(error) if error is not None else None,
+            think_open=prompt_opens_think(prompt),
+            max_new_tokens=config.max_new_tokens,
+            # generate stops at a stop string; the turn keeps it out of the answer, as servers do.
+            stop_strings=config.stop_strings,
+            decode=self._new_decoder(),
+            invalidate=self._forget,
+            commit=commit,
         )
 
     def _new_decoder(self):

@@ -12,6 +12,7 @@ from typing import Any
 
 from qwenchat.chat import AnswerSink, ChatSession, TurnResult
 from qwenchat.commands import REGISTRY, Registry
+from qwenchat.commands.registry import CommandContext
 from qwenchat.errors import UserError, first_line
 from qwenchat.ui.render import Renderer
 
@@ -110,7 +111,7 @@ class Repl:
 
         session = PromptSession(
             history=_history(history_file),
-            completer=_completer(self.registry),
+            completer=_completer(self.registry, self),
             complete_while_typing=False,
             key_bindings=_key_bindings(),
             enable_open_in_editor=True,  # Ctrl-X Ctrl-E edits the input in $EDITOR
@@ -179,7 +180,7 @@ def _history(path: Path | None) -> Any:
         return InMemoryHistory()
 
 
-def _completer(registry: Registry) -> Any:
+def _completer(registry: Registry, ctx: CommandContext) -> Any:
     from prompt_toolkit.completion import Completer, Completion
 
     class CommandCompleter(Completer):
@@ -200,7 +201,7 @@ def _completer(registry: Registry) -> Any:
             if cmd is None:
                 return
             last = rest.split(" ")[-1]
-            for w in cmd.arg_words():
+            for w in cmd.arg_words(ctx):
                 if w.startswith(last):
                     yield Completion(w, start_position=-len(last))
 

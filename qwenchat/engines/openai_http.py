@@ -1,0 +1,262 @@
+"""The HTTP side of the OpenAI-compatible engine: where the server is, its error bodies, and one turn's
+exchange (POST, then server-sent events), which runs as the engine's job in the shared turn (turn.py)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from qwenchat.engines.api import EngineError, GenerationRequest
+from qwenchat.turn import Outcome
+
+
+class Client(Protocol):
+    """What an exchange needs of the engine that started it (OpenAIEngine is one)."""
+
+    endpoint: Endpoint
+    timeout: float
+    connect_timeout: float
+    _rejected: set[str]
+
+    def build_body(self, request: GenerationRequest) -> dict[str, Any]: ...
+
+    def _headers(self) -> dict[str, str]: ...
+
+    def _transport_error(self, exc: BaseException, *, phase: str) -> str: ...
+
+    def _optional_fields(self, body: dict[str, Any]) -> set[str]: ...
+
+
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "eos": "stop",
+    "tool_calls": "stop",
+    "function_call": "stop",
+    "content_filter": "stop",
+}
+MAX_ERROR_BODY = 64 * 1024
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def server_error_message(body: bytes) -> str:
+    """The human part of an error body: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or the text."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return one_line(text)
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or value.get("msg") or json.dumps(value)
+            elif isinstance(value, list):  # FastAPI validation errors
+                value = "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value)
+            if value:
+                return one_line(str(value))
+    return one_line(text)
+
+
+class Endpoint:
+    """Where the server is: scheme, host, port and the API base path (".../v1")."""
+
+    def __init__(self, base_url: str) -> None:
+        url = base_url.strip()
+        if "://" not in url:
+            url = "http://" + url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise EngineError(f"not an http(s) URL: {base_url!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        try:
+            self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise EngineError(f"bad port in {base_url!r}") from None
+        path = parts.path.rstrip("/")
+        # "http://host:8000" means the usual /v1; a path given explicitly is kept as it is.
+        self.base_path = path or "/v1"
+        self.url = f"{self.scheme}://{parts.netloc}{self.base_path}"
+
+    def connection(self, connect_timeout: float) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=connect_timeout, context=ssl.create_default_context()
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=connect_timeout)
+
+
+class Exchange:
+    """One turn's HTTP exchange: POST, then server-sent events read into the outcome and the turn's queue.
+    A set `cancel` (or Ctrl-C) shuts the socket down from the consumer's thread, which wakes the reader."""
+
+    def __init__(self, engine: Client, request: GenerationRequest) -> None:
+        self.engine = engine
+        self.request = request
+        self.lock = threading.Lock()
+        self.conn: http.client.HTTPConnection | None = None
+        self.closed = self.aborted = False
+        self.in_reasoning = False  # consumer side: inside a <think> block made of reasoning deltas
+        self.done = False
+
+    # -- the consumer's side ----------------------------------------------------------------------
+    def decode(self, item: tuple[str, str]) -> str:
+        reasoning, content = item
+        text = ""
+        if reasoning:
+            # Wrapped in tags so the renderer's think-block display applies to remote models too.
+            text += ("" if self.in_reasoning else "<think>") + reasoning
+            self.in_reasoning = True
+        if content:
+            if self.in_reasoning:
+                text += "</think>\n\n"
+                self.in_reasoning = False
+            text += content
+        return text
+
+    def flush(self) -> str:
+        return "</think>" if self.in_reasoning else ""
+
+    def abort(self) -> None:
+        """Hang up from the consumer's thread: shutdown wakes a reader blocked in recv at once."""
+        with self.lock:
+            if self.conn is None or self.closed or self.aborted:
+                return
+            self.aborted = True
+            sock = self.conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    # -- the reader thread --------------------------------------------------------------------------
+    def run(self, emit: Callable[[Any], None], outcome: Outcome, cancel: threading.Event) -> None:
+        # A 400 that names optional fields (stream_options, top_k, ...) is retried without them; each retry
+        # drops at least one more field, so this ends.
+        while self._post(self.engine.build_body(self.request), emit, outcome, cancel):
+            pass
+        if outcome.error is None and outcome.finish is None and not cancel.is_set():
+            where = f"{self.engine.endpoint.host}:{self.engine.endpoint.port}"
+            if self.done:
+                outcome.finish = "stop"  # [DONE] without a finish_reason
+            else:
+                outcome.error = f"the server at {where} ended the stream before the answer was complete"
+
+    def _post(
+        self, body: dict[str, Any], emit: Callable[[Any], None], outcome: Outcome, cancel: threading.Event
+    ) -> bool:
+        """One POST; True when the server refused optional fields and the request is worth sending again."""
+        engine = self.engine
+        phase = "connect"
+        conn = engine.endpoint.connection(engine.connect_timeout)
+        try:
+            conn.connect()
+            with self.lock:
+                self.conn, self.closed, self.aborted = conn, False, False
+                if cancel.is_set():
+                    return False
+            conn.sock.settimeout(engine.timeout)
+            phase = "request"
+            headers = {**engine._headers(), "Content-Type": "application/json"}
+            payload = json.dumps(body).encode("utf-8")
+            conn.request(
+                "POST", engine.endpoint.base_path + "/chat/completions", body=payload, headers=headers
+            )
+            resp = conn.getresponse()
+            phase = "body"
+            if resp.status >= 400:
+                return self._http_error(resp, body, outcome)
+            if "json" in (resp.getheader("Content-Type") or ""):
+                self._data(resp.read().decode("utf-8", errors="replace"), emit, outcome)
+            else:
+                for data in _events(resp):
+                    if self._data(data, emit, outcome):
+                        break
+        except BaseException as exc:  # after a finish_reason the answer is whole: a hang-up is no error
+            if not cancel.is_set() and outcome.finish is None and outcome.error is None:
+                outcome.error = engine._transport_error(exc, phase=phase)
+        finally:
+            with self.lock:
+                self.closed = True
+            conn.close()
+        return False
+
+    def _http_error(self, resp: http.client.HTTPResponse, body: dict[str, Any], outcome: Outcome) -> bool:
+        message = server_error_message(resp.read(MAX_ERROR_BODY))
+        named = [f for f in self.engine._optional_fields(body) if f in message]
+        if resp.status == 400 and named:
+            self.engine._rejected.update(named)
+            return True
+        outcome.error = f"the server answered {resp.status} {resp.reason}: {message}"
+        return False
+
+    def _data(self, value: str, emit: Callable[[Any], None], outcome: Outcome) -> bool:
+        """One event's JSON: a streamed chunk or a whole completion. True when the answer has ended."""
+        if value.strip() == "[DONE]":
+            self.done = True
+            return True
+        try:
+            data = json.loads(value)
+        except ValueError:
+            outcome.error = f"the server sent something that is not JSON: {one_line(value, 120)}"
+            return True
+        if not isinstance(data, dict):
+            return False
+        if data.get("error"):  # vLLM and others report mid-stream failures as an error event
+            outcome.error = "the server reported an error: " + server_error_message(value.encode())
+            return True
+        if isinstance(data.get("usage"), dict):
+            _usage(data["usage"], outcome)
+        for choice in data.get("choices") or []:
+            delta = choice.get("delta") or choice.get("message") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            content = delta.get("content")
+            if reasoning or content:
+                emit((reasoning, content))
+            if choice.get("finish_reason"):
+                outcome.finish = _FINISH.get(choice["finish_reason"], "stop")
+        if data.get("object") == "chat.completion":  # a server that ignored stream=True: the whole answer
+            self.done = True
+            return True
+        return False
+
+
+def _usage(usage: dict[str, Any], outcome: Outcome) -> None:
+    """The server's counts, where it sends them."""
+    outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    if usage.get("completion_tokens"):
+        outcome.generated_tokens = int(usage["completion_tokens"])
+    details = usage.get("prompt_tokens_details") or {}
+    outcome.reused_tokens = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+
+
+def _events(resp: http.client.HTTPResponse) -> Iterator[str]:
+    """Server-sent events: `data:` lines joined until a blank line (or the end of the body)."""
+    lines: list[str] = []
+    while True:
+        raw = resp.readline()
+        if not raw:
+            if lines:
+                yield "\n".join(lines)
+            return
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            if lines:
+                yield "\n".join(lines)
+                lines = []
+            continue
+        if line.startswith("data:"):
+            lines.append(line[5:].removeprefix(" "))
+        # "event:", "id:", "retry:" and ":" comments (keep-alives) carry nothing a chat needs
