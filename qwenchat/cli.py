@@ -176,6 +176,24 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except KeyboardInterrupt:
         err.error("interrupted")
         return 130
+    except Exception as exc:  # a bug: one line and a failing exit status, not a traceback
+        if env.environ.get("QWENCHAT_DEBUG"):
+            raise
+        line = f"internal error ({type(exc).__name__}): {first_line(exc)}"
+        err.error(line.encode("utf-8", errors="replace").decode("utf-8"))  # even a lone surrogate prints
+        return 1
+    finally:
+        if env.stdout_isatty:
+            _restore_terminal(env.stdout)
+
+
+def _restore_terminal(stream: Any) -> None:
+    """Whatever ended the program, the terminal gets its cursor back and bracketed paste off."""
+    try:
+        stream.write("\x1b[?25h\x1b[?2004l")
+        stream.flush()
+    except (OSError, ValueError):  # a closed or broken stream: nothing left to restore
+        pass
 
 
 def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[str, Any] | None:

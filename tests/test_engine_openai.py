@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
 from qwenchat.engines.openai import OpenAIEngine, server_error_message
+from qwenchat.engines.openai_http import redact_url
 from qwenchat.settings import ConfigError
 from tests.real_server import RealServer, free_port
 from tests.scripted_server import Scripted, delta, json_reply, sse, start_stream, streams
@@ -400,6 +402,171 @@ def test_server_error_message_shapes() -> None:
     assert server_error_message(b'{"detail": "Not Found"}') == "Not Found"
     assert server_error_message(b"<html>\n  Bad gateway\n</html>") == "<html> Bad gateway </html>"
     assert len(server_error_message(b"x" * 5000)) == 300
+
+
+# -- malformed server data: one line naming what is wrong, never an exception ------------------------
+def _chunk(choices: Any, **top: Any) -> bytes:
+    return sse({"object": "chat.completion.chunk", "choices": choices, **top})
+
+
+MALFORMED = {
+    "choices is not a list": _chunk("notalist"),
+    "a choice is not an object": _chunk([None]),
+    "a choice is not an object ": _chunk([5]),
+    "delta is not an object": _chunk([{"delta": 5}]),
+    "delta is not an object ": _chunk([{"delta": ["x"]}]),
+    "content is not a string": _chunk([{"delta": {"content": 5}}]),
+    "content is not a string ": _chunk([{"delta": {"content": {"a": 1}}}]),
+    "reasoning_content is not a string": _chunk([{"delta": {"reasoning_content": 3}}]),
+    "reasoning is not a string": _chunk([{"delta": {"reasoning": ["x"]}}]),
+    "finish_reason is not a string": _chunk([{"delta": {}, "finish_reason": ["x"]}]),
+    "content is not a string  ": sse({"object": "chat.completion", "choices": [{"message": {"content": 1}}]}),
+    "it is not a JSON object": sse([1, 2]),
+    "it is not JSON": sse(b"{oops"),
+    "it is not JSON ": sse(b"[" * 100_000),  # nested past the parser's recursion limit
+}
+
+
+@pytest.mark.parametrize("event", list(MALFORMED.values()), ids=[k.strip() for k in MALFORMED])
+def test_malformed_event_is_one_line_naming_the_problem(fake: Scripted, event: bytes) -> None:
+    fake.script = streams(sse(delta("partial ")), event, sse(b"[DONE]"))
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    what = next(k for k, v in MALFORMED.items() if v == event).strip()
+    assert end.finish_reason == "error"
+    assert end.error.startswith(f"the server sent a malformed event: {what}"), end.error
+    assert "Error" not in end.error and "\n" not in end.error
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": "many", "completion_tokens": 2},
+        {"prompt_tokens": -3, "completion_tokens": True},
+        {"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": "x"}},
+        {"prompt_tokens": 3, "prompt_tokens_details": [1]},
+        "notadict",
+    ],
+)
+def test_bad_usage_counts_are_ignored_quietly(fake: Scripted, usage: Any) -> None:
+    fake.script = streams(sse(delta("ab", "stop")), _chunk([], usage=usage), sse(b"[DONE]"))
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    assert end.finish_reason == "stop" and end.error is None
+    counts = (end.stats.prompt_tokens, end.stats.generated_tokens, end.stats.reused_tokens)
+    assert all(isinstance(n, int) and n >= 0 for n in counts)
+
+
+def test_good_usage_fields_beside_a_bad_one_are_kept(fake: Scripted) -> None:
+    usage = {"prompt_tokens": 9, "completion_tokens": "x", "prompt_tokens_details": {"cached_tokens": 4}}
+    fake.script = streams(sse(delta("ab", "stop")), _chunk([], usage=usage), sse(b"[DONE]"))
+    st = final(run(OpenAIEngine(fake.url, model="m"))).stats
+    assert (st.prompt_tokens, st.reused_tokens) == (9, 4)
+
+
+def test_lone_surrogates_are_replaced_visibly(fake: Scripted) -> None:
+    # json.dumps writes "\ud800" as an escape, as a broken server would; a valid pair stays one character.
+    fake.script = streams(
+        sse(delta("A\ud800B \U0001f600", reasoning_content="r\udc00")), sse(delta(None, "stop"))
+    )
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    assert text_of(chunks) == "<think>r\ufffd</think>\n\nA\ufffdB \U0001f600"
+    assert final(chunks).finish_reason == "stop"
+    text_of(chunks).encode("utf-8")  # encodable by any UTF-8 stream
+
+
+def test_an_error_event_with_a_surrogate_is_encodable(fake: Scripted) -> None:
+    fake.script = streams(sse({"error": {"message": "bad \ud800 thing"}}))
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    assert end.error == "the server reported an error: bad \ufffd thing"
+
+
+def test_an_empty_data_field_dispatches_nothing(fake: Scripted) -> None:
+    fake.script = streams(
+        b"data:\n\n", b"data: \n\n", sse(delta("ok")), b"data:\n\n", sse(delta(None, "stop"))
+    )
+    chunks = run(OpenAIEngine(fake.url, model="m"))
+    assert text_of(chunks) == "ok" and final(chunks).finish_reason == "stop" and final(chunks).error is None
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_is_reported_with_where_to_and_not_followed(fake: Scripted, code: int) -> None:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        h.send_response(code)
+        h.send_header("Location", "http://u:PASSWORD@127.0.0.1:9/elsewhere/v1/chat/completions")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    fake.script = script
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    assert end.finish_reason == "error" and len(fake.requests) == 1
+    assert end.error.startswith(
+        "the server redirected to http://u:***@127.0.0.1:9/elsewhere/v1/chat/completions"
+    )
+
+
+def test_a_relative_redirect_names_the_absolute_place(fake: Scripted) -> None:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        h.send_response(307)
+        h.send_header("Location", "/v2/chat/completions")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    fake.script = script
+    end = final(run(OpenAIEngine(fake.url, model="m")))
+    port = fake.server.server_address[1]
+    assert f"redirected to http://127.0.0.1:{port}/v2/chat/completions" in end.error
+
+
+# -- secrets -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pw@host:8000/v1", "http://user:***@host:8000/v1"),
+        ("https://tok@host/v1", "https://***@host/v1"),
+        ("user:pw@host:8000", "user:***@host:8000"),
+        ("http://user:p/w@host/v1", "http://user:***@host/v1"),  # a raw "/" in the password
+        ("http://user:p@w@host/v1", "http://user:***@host/v1"),
+        ("http://host:8000/v1", "http://host:8000/v1"),
+        ("ftp://u:pw@h:notaport/x", "ftp://u:***@h:notaport/x"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_url_credentials_are_redacted_and_sent_as_basic_auth(fake: Scripted) -> None:
+    url = fake.url.replace("http://", "http://us%40er:p%3Ass@")
+    engine = OpenAIEngine(url, model="m")
+    assert engine.base_url == fake.url.replace("http://", "http://us%40er:***@")
+    fake.script = streams(sse(delta("x", "stop")))
+    run(engine)
+    assert fake.headers[0]["Authorization"] == "Basic " + base64.b64encode(b"us@er:p:ss").decode()
+    fake.headers.clear()
+    run(OpenAIEngine(url, model="m", api_key="sk-k"))  # a key wins over the URL's credentials
+    assert fake.headers[0]["Authorization"] == "Bearer sk-k"
+
+
+@pytest.mark.parametrize("url", ["ftp://u:SECRET@host/v1", "http://u:SECRET@host:notaport/v1"])
+def test_bad_url_errors_hide_the_password(url: str) -> None:
+    with pytest.raises(EngineError) as info:
+        OpenAIEngine(url)
+    assert "SECRET" not in str(info.value) and "u:***@" in str(info.value)
+
+
+def test_api_key_whitespace_is_stripped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QWENCHAT_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", " sk-env\r\n")
+    assert OpenAIEngine("http://h/v1").api_key == "sk-env"
+    monkeypatch.setenv("QWENCHAT_API_KEY", " \t\n")  # blank: the next variable is used
+    assert OpenAIEngine("http://h/v1").api_key == "sk-env"
+    assert OpenAIEngine("http://h/v1", api_key="\tsk-arg \r\n").api_key == "sk-arg"
+    assert OpenAIEngine("http://h/v1", api_key="  ").api_key is None
+
+
+@pytest.mark.parametrize("key", ["sk-a\r\nX-Evil: 1", "sk-\x00b", "sk-\u2019b", "sk-\x1b]0;t\x07"])
+def test_api_key_a_header_cannot_carry_is_refused_without_showing_it(key: str) -> None:
+    with pytest.raises(EngineError) as info:
+        OpenAIEngine("http://h/v1", api_key=key)
+    assert str(info.value) == "the API key contains characters a header cannot carry"
 
 
 # -- a real server (the `real_server` fixture is in conftest.py) -------------------------------------

@@ -5,6 +5,7 @@ answers, errors) or written to a session file.
 
 from __future__ import annotations
 
+import base64
 import socket
 from pathlib import Path
 
@@ -132,3 +133,20 @@ def test_sanity_url_without_password_works_today(tmp_path) -> None:
     with ChatServer() as server:
         run = run_pipe(["--endpoint", server.url], ["hi"], cli_env(tmp_path))
     assert run.rc == 0 and "ECHO hi" in run.stdout and "127.0.0.1" in run.stderr
+
+
+def test_api_key_a_header_cannot_carry_is_one_line_without_the_key(tmp_path) -> None:
+    with ChatServer() as server:
+        run = run_pipe(["--endpoint", server.url, "--api-key", KEY + "\r\nX: y"], ["hi"], cli_env(tmp_path))
+        assert server.headers == []  # nothing was sent
+    assert TRACEBACK not in run.both and run.rc != 0
+    assert "the API key contains characters a header cannot carry" in run.stderr
+    assert not _leaks(run.both, KEY[3:])
+
+
+def test_url_credentials_still_authenticate_as_basic_auth(tmp_path) -> None:
+    with ChatServer() as server:
+        run = run_pipe(["--endpoint", with_password(server.url)], ["hi"], cli_env(tmp_path))
+        auths = [h.get("Authorization") for h in server.headers]
+    token = base64.b64encode(f"user:{PASSWORD}".encode()).decode()
+    assert run.rc == 0 and "ECHO hi" in run.stdout and auths == [f"Basic {token}"]

@@ -7,6 +7,7 @@ a terminal for some), with the second request answered properly. Cases run a few
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from qwenchat.cli import main
+from qwenchat.environment import Environment
 from tests.cli_harness import (
     PROMPT,
     TRACEBACK,
@@ -224,3 +227,35 @@ def test_sanity_good_server_error_is_one_line_today(tmp_path) -> None:
     errors = error_lines(text)
     assert len(errors) == 1 and "model overloaded" in errors[0], errors
     assert not check_one_line(text, True)
+
+
+# -- the top-level guard: an unexpected exception is one line, and the terminal gets its modes back -----
+def _broken_run(tty: bool, **environ: str) -> tuple[int, str, str]:
+    def factory(args, err):
+        raise RuntimeError("boom\nsecond line")
+
+    env = Environment(
+        stdin=io.StringIO(""),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        stdin_isatty=False,
+        stdout_isatty=tty,
+        environ=environ,
+        engine_factory=factory,
+    )
+    rc = main(["--no-autosave"], env)
+    return rc, env.stdout.getvalue(), env.stderr.getvalue()
+
+
+def test_an_unexpected_exception_is_one_line_and_the_terminal_is_restored() -> None:
+    rc, out, err = _broken_run(tty=True)
+    assert rc == 1 and TRACEBACK not in err
+    assert err.strip() == "error: internal error (RuntimeError): boom"
+    assert out.endswith("\x1b[?25h\x1b[?2004l")  # cursor shown, bracketed paste off
+
+
+def test_a_pipe_gets_no_terminal_codes_and_debug_shows_the_traceback() -> None:
+    rc, out, err = _broken_run(tty=False)
+    assert rc == 1 and out == "" and len(error_lines(err)) == 1
+    with pytest.raises(RuntimeError, match="boom"):
+        _broken_run(tty=False, QWENCHAT_DEBUG="1")

@@ -17,7 +17,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.openai_http import MAX_ERROR_BODY, Endpoint, Exchange, one_line, server_error_message
+from qwenchat.engines.openai_http import (
+    MAX_ERROR_BODY,
+    REDIRECTS,
+    Endpoint,
+    Exchange,
+    one_line,
+    redirect_message,
+    server_error_message,
+)
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.turn import Job, Turns
 
@@ -26,6 +34,7 @@ __all__ = ["OpenAIEngine", "server_error_message"]
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server before a turn fails
 CONNECT_TIMEOUT = 10.0
 API_KEY_ENVS = ("QWENCHAT_API_KEY", "OPENAI_API_KEY")
+BAD_KEY = "the API key contains characters a header cannot carry"
 REMOTE_ONLY = "not available for a remote engine: the server applies the chat template and tokenizes"
 
 # Settings the chat-completions API itself has a field for.
@@ -61,11 +70,7 @@ class OpenAIEngine:
         self.endpoint = Endpoint(base_url)
         self.base_url = self.endpoint.url
         self.model = model
-        self.api_key = (
-            api_key
-            if api_key is not None
-            else next((os.environ[k] for k in API_KEY_ENVS if os.environ.get(k)), None)
-        )
+        self.api_key = _api_key(api_key)
         self.timeout = timeout
         self.connect_timeout = min(connect_timeout, timeout)
         self.served_models: list[str] | None = None  # filled by connect()
@@ -113,6 +118,8 @@ class OpenAIEngine:
         headers = {"Accept": "text/event-stream, application/json", "User-Agent": "qwenchat"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        elif self.endpoint.basic_auth:
+            headers["Authorization"] = self.endpoint.basic_auth
         return headers
 
     def list_models(self) -> list[str]:
@@ -126,14 +133,16 @@ class OpenAIEngine:
             raise EngineError(self._transport_error(exc, phase="connect")) from None
         finally:
             conn.close()
+        if resp.status in REDIRECTS:
+            raise EngineError(redirect_message(resp, self.base_url + "/models"))
         if resp.status >= 400:
             raise EngineError(
                 f"{self.base_url}/models answered {resp.status} {resp.reason}: {server_error_message(body)}"
             )
         try:
             data = json.loads(body)
-            return [str(m["id"]) for m in data["data"]]
-        except (ValueError, KeyError, TypeError):
+            return [one_line(str(m["id"])) for m in data["data"]]  # one_line: no lone surrogate, no newline
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise EngineError(f"{self.base_url}/models did not answer with a model list") from None
 
     def connect(self) -> list[str]:
@@ -169,6 +178,8 @@ class OpenAIEngine:
         ):
             when = "mid-answer" if phase == "body" else "before answering"
             return f"the server at {where} closed the connection {when}"
+        if isinstance(exc, ValueError) and "header" in str(exc):
+            return f"cannot send the request to {where}: a header value is not valid"  # never the value
         name = type(exc).__name__
         detail = one_line(str(exc), 200)
         return f"{name} talking to {where}: {detail}" if detail else f"{name} talking to {where}"
@@ -222,3 +233,18 @@ class OpenAIEngine:
             stop_strings=None,  # the server cuts them
             wait=False,  # a reader stuck in connect holds nothing the next turn needs
         )
+
+
+def _api_key(given: str | None) -> str | None:
+    """The key from the flag, else the environment, without surrounding whitespace (a CRLF key file read
+    with $(cat ...) ends in CR); EngineError when a header cannot carry it (never showing it)."""
+    if given is None:
+        given = next((os.environ[k] for k in API_KEY_ENVS if os.environ.get(k, "").strip()), None)
+    key = (given or "").strip()
+    try:
+        raw = key.encode("latin-1")
+    except UnicodeEncodeError:
+        raise EngineError(BAD_KEY) from None
+    if any(b < 0x20 and b != 0x09 or b == 0x7F for b in raw):  # controls other than tab
+        raise EngineError(BAD_KEY)
+    return key or None

@@ -3,16 +3,19 @@ exchange (POST, then server-sent events), which runs as the engine's job in the 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from qwenchat.engines.api import EngineError, GenerationRequest
+from qwenchat.engines.openai_events import MalformedEvent, Usage, one_line, parse_event, server_error_message
 from qwenchat.turn import Outcome
 
 
@@ -42,30 +45,30 @@ _FINISH = {
     "content_filter": "stop",
 }
 MAX_ERROR_BODY = 64 * 1024
+REDIRECTS = (301, 302, 303, 307, 308)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def redact_url(url: str) -> str:
+    """`url` as it may be shown: the password of a user:password@ (or a lone token@) hidden. Every place
+    that shows an endpoint URL goes through here."""
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    # The last "@" anywhere: a password with a raw "/" or "?" must not show either (a path rarely has "@").
+    at = url.rfind("@", start)
+    if at < 0:
+        return url
+    user, colon, _ = url[start:at].partition(":")
+    return url[:start] + (f"{user}:***" if colon else "***") + url[at:]
 
 
-def server_error_message(body: bytes) -> str:
-    """The human part of an error body: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, or the text."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return one_line(text)
-    if isinstance(data, dict):
-        for key in ("error", "detail", "message"):
-            value = data.get(key)
-            if isinstance(value, dict):
-                value = value.get("message") or value.get("msg") or json.dumps(value)
-            elif isinstance(value, list):  # FastAPI validation errors
-                value = "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value)
-            if value:
-                return one_line(str(value))
-    return one_line(text)
+def redirect_message(resp: http.client.HTTPResponse, url: str) -> str:
+    """A 3xx is not followed (the body would go elsewhere unasked): say so, and where it pointed."""
+    location = resp.getheader("Location")
+    if not location:
+        return f"the server answered {resp.status} {resp.reason} (a redirect) without saying where to"
+    where = one_line(redact_url(urljoin(url, location)), 200)
+    return f"the server redirected to {where} (not followed: is the endpoint URL right?)"
 
 
 class Endpoint:
@@ -77,17 +80,22 @@ class Endpoint:
             url = "http://" + url
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise EngineError(f"not an http(s) URL: {base_url!r}")
+            raise EngineError(f"not an http(s) URL: {redact_url(base_url)!r}")
         self.scheme = parts.scheme
         self.host = parts.hostname
         try:
             self.port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
-            raise EngineError(f"bad port in {base_url!r}") from None
+            raise EngineError(f"bad port in {redact_url(base_url)!r}") from None
         path = parts.path.rstrip("/")
         # "http://host:8000" means the usual /v1; a path given explicitly is kept as it is.
         self.base_path = path or "/v1"
-        self.url = f"{self.scheme}://{parts.netloc}{self.base_path}"
+        self.url = redact_url(f"{self.scheme}://{parts.netloc}{self.base_path}")  # for display only
+        # user:password@ in the URL: sent as Basic auth (an API key, when given, wins).
+        self.basic_auth: str | None = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.basic_auth = "Basic " + base64.b64encode(pair).decode("ascii")
 
     def connection(self, connect_timeout: float) -> http.client.HTTPConnection:
         if self.scheme == "https":
@@ -178,6 +186,9 @@ class Exchange:
             phase = "body"
             if resp.status >= 400:
                 return self._http_error(resp, body, outcome)
+            if resp.status in REDIRECTS:
+                outcome.error = redirect_message(resp, engine.endpoint.url + "/chat/completions")
+                return False
             if "json" in (resp.getheader("Content-Type") or ""):
                 self._data(resp.read().decode("utf-8", errors="replace"), emit, outcome)
             else:
@@ -203,43 +214,39 @@ class Exchange:
         return False
 
     def _data(self, value: str, emit: Callable[[Any], None], outcome: Outcome) -> bool:
-        """One event's JSON: a streamed chunk or a whole completion. True when the answer has ended."""
+        """One event's data: a streamed chunk or a whole completion. True when the answer has ended."""
         if value.strip() == "[DONE]":
             self.done = True
             return True
         try:
-            data = json.loads(value)
-        except ValueError:
-            outcome.error = f"the server sent something that is not JSON: {one_line(value, 120)}"
+            event = parse_event(value)  # the one place server data is checked; nothing reads it before
+        except MalformedEvent as exc:
+            outcome.error = f"the server sent a malformed event: {exc}"
             return True
-        if not isinstance(data, dict):
-            return False
-        if data.get("error"):  # vLLM and others report mid-stream failures as an error event
-            outcome.error = "the server reported an error: " + server_error_message(value.encode())
+        if event.error is not None:
+            outcome.error = "the server reported an error: " + event.error
             return True
-        if isinstance(data.get("usage"), dict):
-            _usage(data["usage"], outcome)
-        for choice in data.get("choices") or []:
-            delta = choice.get("delta") or choice.get("message") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            content = delta.get("content")
-            if reasoning or content:
-                emit((reasoning, content))
-            if choice.get("finish_reason"):
-                outcome.finish = _FINISH.get(choice["finish_reason"], "stop")
-        if data.get("object") == "chat.completion":  # a server that ignored stream=True: the whole answer
+        if event.usage is not None:
+            _usage(event.usage, outcome)
+        for choice in event.choices:
+            if choice.reasoning or choice.content:
+                emit((choice.reasoning, choice.content))
+            if choice.finish_reason:
+                outcome.finish = _FINISH.get(choice.finish_reason, "stop")
+        if event.whole:
             self.done = True
             return True
         return False
 
 
-def _usage(usage: dict[str, Any], outcome: Outcome) -> None:
-    """The server's counts, where it sends them."""
-    outcome.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-    if usage.get("completion_tokens"):
-        outcome.generated_tokens = int(usage["completion_tokens"])
-    details = usage.get("prompt_tokens_details") or {}
-    outcome.reused_tokens = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+def _usage(usage: Usage, outcome: Outcome) -> None:
+    """The server's counts, where it sends them (a count that is not one was dropped by the check)."""
+    if usage.prompt_tokens is not None:
+        outcome.prompt_tokens = usage.prompt_tokens
+    if usage.completion_tokens:
+        outcome.generated_tokens = usage.completion_tokens
+    if usage.cached_tokens is not None:
+        outcome.reused_tokens = usage.cached_tokens
 
 
 def _events(resp: http.client.HTTPResponse) -> Iterator[str]:
@@ -248,14 +255,14 @@ def _events(resp: http.client.HTTPResponse) -> Iterator[str]:
     while True:
         raw = resp.readline()
         if not raw:
-            if lines:
+            if any(lines):
                 yield "\n".join(lines)
             return
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:
-            if lines:
+            if any(lines):  # an event whose data is empty ("data:" alone) carries nothing: skip it
                 yield "\n".join(lines)
-                lines = []
+            lines = []
             continue
         if line.startswith("data:"):
             lines.append(line[5:].removeprefix(" "))
