@@ -1,7 +1,7 @@
 """A conversation as a readable Markdown document (for `:export`).
 
 The answers are already Markdown and go in verbatim; everything the user typed goes into fenced blocks so a
-stray `#` or fence in a message cannot reshape the document.
+stray `#` or fence in a message cannot reshape the document. Control characters are written visibly.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from qwenchat.session import Conversation
 from qwenchat.text import closing_fence
 from qwenchat.think import split_think
+from qwenchat.visible import visible_controls
 
 TITLE_WIDTH = 60
 
@@ -117,4 +118,6 @@ def to_markdown(
             parts += ["*(no answer)*", ""]
         if m.interrupted:
             parts += ["*(interrupted)*", ""]
-    return "\n".join(parts).rstrip("\n") + "\n"
+    # Control characters in any of it (a model's, a server's, a session file's) are written visibly, as the
+    # terminal shows them: a file read with `cat` must not send them either. (Titles drop them: one_line.)
+    return visible_controls("\n".join(parts).rstrip("\n") + "\n")

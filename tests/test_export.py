@@ -126,3 +126,20 @@ def test_fence_an_answer_left_open_in_a_list_item_is_closed_there():
     assert headings(md) == ["## You", "## m"] * 2
     # The closing fence closed the list item's fence: no fence swallows the rest of the document.
     assert code_blocks(md.split("## m", 1)[1].split("## You", 1)[0]) == ["pip install x"]
+
+
+def test_control_characters_are_written_visibly():
+    """A `cat` of the file must not retitle the window or write the clipboard (issue 18)."""
+    c = Conversation(system="sys \x1b]0;SYS\x07")
+    c.add_user("q \x1b[2J\x9b1m")
+    c.add_assistant(
+        "<think>t \x1b]52;c;QQ==\x07</think>\n\nsafe\rrm -rf ~\n\n```\n\x1bP$q\x1b\\\n```\nA\ud800B"
+    )
+    model = "m\x1b]8;;http://x\x1b\\"
+    md = to_markdown(c, model=model, settings_overrides={"stop_strings": ["\x07"]}, date=DATE)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]", md)
+    md.encode("utf-8")
+    for shown in ("␛]0;SYS␇", "q ␛[2J␛[1m", "t ␛]52;c;QQ==␇", "safe␍rm -rf ~", "␛P$q␛\\", "A\ufffdB"):
+        assert shown in md
+    assert md.startswith("# q \\[2J 1m\n")  # titles and the model's name drop them (export.one_line)
+    assert headings(md) == ["## You", "## m \\]8;;http://x \\\\"]

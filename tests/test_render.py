@@ -552,3 +552,85 @@ def test_list_preview_split_keeps_nested_code_under_its_bullet():
     assert cut.indent == 3
     nested = "- a\n  - b\n\n    ```\n    z\n"
     assert split_preview(nested).indent == 6
+
+
+# -- control characters from a model, a server or a file are shown, not obeyed (issue 18) -----------------
+PAYLOADS = {  # raw -> what the screen shows instead (qwenchat.visible)
+    "\x1b]0;TITLE\x07": "␛]0;TITLE␇",
+    "\x1b]52;c;QQ==\x07": "␛]52;c;QQ==␇",
+    "\x1b[2JWIPED": "␛[2JWIPED",
+    "\x9b31;7HMOVED": "␛[31;7HMOVED",
+    "safe\rrm -rf ~": "safe␍rm -rf ~",
+    "A\ud800B": "A\ufffdB",
+}
+UNTRUSTED = " ".join(PAYLOADS)
+SHOWN = " ".join(PAYLOADS.values())
+# The sequences qwenchat writes itself while rendering: colours, cursor moves, erasures, cursor show/hide.
+_OURS = re.compile(r"\x1b\[[0-9;]*[mAJKG]|\x1b\[\?25[lh]")
+
+
+def no_foreign_controls(out: str) -> None:
+    rest = _OURS.sub("", out).replace("\r\n", "\n").replace("\r", "")  # CR: the live region's own redraws
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]", rest), repr(rest[:400])
+
+
+@pytest.mark.parametrize("kind", ["terminal", "plain"])
+def test_one_liners_show_control_characters(kind):
+    console = terminal() if kind == "terminal" else make_console(io.StringIO(), plain=True)
+    r = Renderer(console)
+    r.banner(model="m " + UNTRUSTED, device="cpu", dtype="bf16", extra=[UNTRUSTED])
+    for say in (r.info, r.notice, r.error, r.hint, r.text):
+        say(UNTRUSTED)
+    r.table([("a", UNTRUSTED)], headers=("x", "y"), title=UNTRUSTED)
+    r.history([SimpleNamespace(role="assistant", content=UNTRUSTED, interrupted=False)], UNTRUSTED)
+    with r.status(UNTRUSTED) as update:
+        update(UNTRUSTED)
+    out = console.file.getvalue()
+    no_foreign_controls(out)
+    assert out.count(SHOWN) >= 10  # banner, extra, five one-liners, a table cell, history (system, answer)
+
+
+@pytest.mark.parametrize("markdown", [True, False])
+@pytest.mark.parametrize("kind", ["terminal", "plain"])
+@given(sizes=st.lists(st.integers(1, 7), min_size=1, max_size=5))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_streamed_answer_shows_control_characters_however_cut(kind, markdown, sizes):
+    """An escape sequence split across tokens, in a paragraph, inline code and a fence, is still shown."""
+    md = f"{UNTRUSTED}\n\nx `{UNTRUSTED}` y\n\n```\n{UNTRUSTED}\n```\n\n```text\n{UNTRUSTED}\n```\n"
+    console = terminal() if kind == "terminal" else make_console(io.StringIO(), plain=True)
+    out, _ = stream(chop(md, sizes), console=console, markdown=markdown, interval=0.0)
+    no_foreign_controls(out)
+    if kind == "plain":
+        assert out == md.replace(UNTRUSTED, SHOWN)  # pipes get the text, visibly
+    else:
+        shown = "\n".join(visible(out))
+        assert shown.count("␛]52;c;QQ==␇") == 4 and shown.count("safe␍rm -rf ~") == 4
+
+
+@pytest.mark.parametrize("think", ["show", "fold", "hide"])
+def test_think_model_name_and_error_show_control_characters(think):
+    console = terminal()
+    r = Renderer(console, think=think, refresh_interval=0.0, clock=Clock())
+    view = r.answer("model\x1b]0;T\x07")
+    for chunk in chop(f"<think>{UNTRUSTED}\n</think>\n\n{UNTRUSTED}", [3]):
+        view.feed(chunk)
+    view.end("error", error="the server answered 500: \x1b]0;ERR\x07")
+    out = console.file.getvalue()
+    no_foreign_controls(out)
+    assert "● model␛]0;T␇" in out and "error: the server answered 500: ␛]0;ERR␇" in out
+
+
+@pytest.mark.parametrize("markdown", [True, False])
+def test_a_crlf_answer_is_lines_not_carriage_returns(markdown):
+    out, _ = stream(["one\r", "\n\r\ntwo\r\nthree"], markdown=markdown)
+    lines = ["one", "", "two three"] if markdown else ["one", "", "two", "three"]
+    assert answer_part(visible(out)) == lines
+
+
+def test_links_show_their_real_target_not_a_hidden_hyperlink():
+    md = "See [https://safe.example/](http://evil.example/x) and <https://same.example/p>.\n"
+    out, _ = stream([md])
+    assert "\x1b]8;" not in out
+    assert answer_part(visible(out)) == [
+        "See https://safe.example/ (http://evil.example/x) and https://same.example/p."
+    ]

@@ -26,6 +26,7 @@ from qwenchat.ui.markdown_stream import (
     text_lines,
 )
 from qwenchat.ui.terminal import STYLE_HEADER, STYLE_THINK, LiveRegion, ansi_lines
+from qwenchat.visible import VisibleStream, visible_controls
 
 
 class Host(Protocol):
@@ -73,7 +74,7 @@ class AnswerView:
 
     def __init__(self, renderer: Host, model_name: str, think_open: bool | None = None) -> None:
         self.r = renderer
-        self.model_name = model_name
+        self.model_name = visible_controls(model_name)  # a server's model id is the server's text
         self.think_mode = renderer.think if renderer.think in THINK_MODES else "fold"
         self.styled = not renderer.plain  # escape codes allowed
         self.live_markdown = renderer.markdown and self.styled
@@ -81,6 +82,9 @@ class AnswerView:
         self._interval = renderer.refresh_interval
         self._chunks: list[str] = []
         self._text: str | None = ""
+        # The model's text is shown with its control characters visible (`qwenchat.visible`), before the
+        # markdown parser or a pipe sees it; `text` keeps it as it came.
+        self._visible = VisibleStream()
         self._splitter = ThinkSplitter(think_open, UNDECIDED_HOLD_CHARS if self.live_markdown else 0)
         self._blocks = BlockStream()
         self._new_line = False  # rich's Markdown `new_line` flag after the blocks printed so far
@@ -126,7 +130,7 @@ class AnswerView:
         if self._t_first is None:
             self._t_first = now
         self._feeds += 1
-        for ev in self._splitter.feed(text):
+        for ev in self._splitter.feed(self._visible.feed(text)):
             self._event(ev, now)
         if self.live_markdown and now >= self._next_refresh:
             t0 = time.perf_counter()
@@ -142,7 +146,7 @@ class AnswerView:
         self._ended = True
         try:
             now = self._clock()
-            for ev in self._splitter.finish():
+            for ev in self._splitter.feed(self._visible.flush()) + self._splitter.finish():
                 self._event(ev, now)
             if self._thinking:
                 self._close_think(now, _UNFINISHED.get(finish_reason, "unfinished"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
@@ -48,18 +49,37 @@ _TABLE_DELIMITER = re.compile(r"^ {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 class AnswerMarkdown(Markdown):
     """rich's Markdown with HTML read as text, so `<answer>` and friends stay visible.
 
+    Links show their real target: no OSC 8 hyperlinks (`[https://safe.example/](http://evil.example/x)`
+    would hide where it goes), rich writes "text (url)" instead, or the text alone when it is the url.
+
     Parses with one shared parser: rich's own constructor builds a new MarkdownIt (about 1 ms) every time.
     """
 
-    def __init__(self, markup: str, code_theme: str = "monokai", hyperlinks: bool = True) -> None:
+    def __init__(self, markup: str, code_theme: str = "monokai", hyperlinks: bool = False) -> None:
         self.markup = markup
         self.parsed = _RENDER_PARSER.parse(markup)
+        if not hyperlinks:
+            _unlink_self_links(self.parsed)
         self.code_theme = code_theme
         self.justify = None
         self.style = "none"
         self.hyperlinks = hyperlinks
         self.inline_code_lexer = None
         self.inline_code_theme = code_theme
+
+
+def _unlink_self_links(tokens: list[Token]) -> None:
+    """Links whose text is their target (`<https://x.example>`) become that text: "url (url)" says nothing."""
+    for token in tokens:
+        kids = token.children
+        if not kids:
+            continue
+        for i in range(len(kids) - 2, 0, -1):
+            opening, text, closing = kids[i - 1], kids[i], kids[i + 1]
+            if opening.type == "link_open" and text.type == "text" and closing.type == "link_close":
+                href = str(opening.attrs.get("href", ""))
+                if text.content in (href, href.removeprefix("mailto:")):
+                    kids[i - 1 : i + 2] = [text]
 
 
 # -- the live preview ------------------------------------------------------------------------------------

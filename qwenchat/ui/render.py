@@ -38,6 +38,7 @@ from rich.text import Text
 from qwenchat.engines.api import TurnStats
 from qwenchat.ui.answer import REFRESH_INTERVAL, AnswerView
 from qwenchat.ui.terminal import STYLE_ERROR, STYLE_HEADER, STYLE_HINT, STYLE_NOTICE, make_console
+from qwenchat.visible import visible_controls as safe
 
 
 class Renderer:
@@ -83,24 +84,27 @@ class Renderer:
             self._recorder.print(*objects, **kwargs)
 
     # -- one-liners -----------------------------------------------------------------------
+    # Every text argument may come from a model, a server or a file: `safe()` (visible_controls) shows its
+    # control characters instead of sending them, here where it enters the terminal.
     def info(self, text: str) -> None:
-        self._print(escape(text))
+        self._print(escape(safe(text)))
 
     def notice(self, text: str) -> None:
-        self._print(Text(text, style=STYLE_NOTICE if not self.plain else ""))
+        self._print(Text(safe(text), style=STYLE_NOTICE if not self.plain else ""))
 
     def error(self, text: str) -> None:
-        self._print(Text("error: " + text, style=STYLE_ERROR if not self.plain else ""))
+        self._print(Text("error: " + safe(text), style=STYLE_ERROR if not self.plain else ""))
 
     def hint(self, text: str) -> None:
-        self._print(Text(text, style=STYLE_HINT if not self.plain else ""))
+        self._print(Text(safe(text), style=STYLE_HINT if not self.plain else ""))
 
     def text(self, text: str) -> None:
         """Verbatim text (a rendered prompt, an exported file): no markup interpretation."""
-        self._print(Text(text), soft_wrap=True)
+        self._print(Text(safe(text)), soft_wrap=True)
 
     # -- structured ------------------------------------------------------------------------
     def banner(self, *, model: str, device: str, dtype: str, extra: Sequence[str] = ()) -> None:
+        model, device, dtype = safe(model), safe(device), safe(dtype)
         if self.plain:
             self._print(f"qwenchat · {model} · {device} · {dtype}", markup=False)
         else:
@@ -115,17 +119,18 @@ class Renderer:
     def table(
         self, rows: Iterable[Sequence[str]], headers: Sequence[str] = (), title: str | None = None
     ) -> None:
+        title = safe(title) if title else title
         if self.plain:
             if title:
                 self._print(title, markup=False)
             for row in rows:
-                self._print("  ".join(row), markup=False)
+                self._print(safe("  ".join(row)), markup=False)
             return
         table = Table(title=title, show_header=bool(headers), box=None, padding=(0, 2, 0, 0))
         for h in headers or [""] * 2:
-            table.add_column(h, overflow="fold")
+            table.add_column(safe(h), overflow="fold")
         for row in rows:
-            table.add_row(*[escape(c) for c in row])
+            table.add_row(*[escape(safe(c)) for c in row])
         self._print(table)
 
     def history(self, messages: Sequence[Any], system: str | None) -> None:
@@ -138,6 +143,7 @@ class Renderer:
 
     def _history_entry(self, role: str, content: str, interrupted: bool) -> None:
         mark = " (interrupted)" if interrupted else ""
+        role = safe(role)
         if self.plain:
             self._print(f"[{role}]{mark}", markup=False)
         else:
@@ -170,11 +176,11 @@ class Renderer:
     def status(self, text: str) -> Iterator[Callable[[str], None]]:
         """A spinner while something slow runs; yields a function that changes its text."""
         if self.plain:
-            self._print(text, markup=False)
+            self._print(safe(text), markup=False)
             yield lambda message: None
             return
-        with self.console.status(Text(text, style=STYLE_HINT)) as st:
-            yield lambda message: st.update(Text(message, style=STYLE_HINT))
+        with self.console.status(Text(safe(text), style=STYLE_HINT)) as st:
+            yield lambda message: st.update(Text(safe(message), style=STYLE_HINT))
 
     def answer(self, model_name: str, *, think_open: bool | None = None) -> AnswerView:
         """Start a streamed answer. `think_open`: True when the prompt left a `<think>` open (see
