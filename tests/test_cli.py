@@ -30,7 +30,7 @@ class Run:
             stdout=io.StringIO(),
             stderr=io.StringIO(),
             stdin_isatty=tty,
-            stdout_isatty=False,
+            stdout_isatty=tty,  # a terminal is both; in a pipe run stdout holds the answers only
             environ={k: str(v) for k, v in self.dirs.items()},
             engine_factory=self._factory,
         )
@@ -84,7 +84,9 @@ def test_resume_continues_the_saved_session(tmp_path):
         "20260101-000000-abcd", conv, model="fake-model", settings_overrides={"top_p": 0.5}, seed=7
     )
     assert run("--resume") == 0, run.err
-    assert "resumed 20260101-000000-abcd: 1 exchanges" in run.out and "first answer" in run.out
+    # stdout holds the answers only: the notice and :his go to stderr
+    assert "resumed 20260101-000000-abcd: 1 exchanges" in run.err and "first answer" in run.err
+    assert run.out.strip() == "second answer"
     req = run.engine.requests[-1]
     assert [m["content"] for m in req.messages] == ["Be terse.", "first question", "first answer", "and now?"]
     assert req.seed == 7 and req.settings["top_p"] == 0.5
@@ -107,9 +109,9 @@ def test_settings_precedence_flag_over_file_over_model(tmp_path):
     assert settings["temperature"] == 0.1  # flag
     assert settings["top_p"] == 0.5  # config file
     assert settings["do_sample"] is True  # the model's own default
-    assert "temperature  0.1  flag" in run.out
-    assert "top_p  0.5  config" in run.out
-    assert "do_sample  True  model" in run.out
+    assert "temperature  0.1  flag" in run.err  # command output: stderr in a pipe run
+    assert "top_p  0.5  config" in run.err
+    assert "do_sample  True  model" in run.err
 
 
 def test_a_bad_config_file_is_one_line_before_loading(tmp_path):
@@ -146,7 +148,7 @@ def test_stats_from_the_chat_table(tmp_path):
     run = Run(tmp_path, "hi\n")
     run.config("[chat]\nstats = true\n")
     assert run() == 0
-    assert "prompt 10 tok" in run.out
+    assert "prompt 10 tok" in run.err and "prompt 10 tok" not in run.out
 
 
 def test_banner_in_a_terminal(tmp_path):
