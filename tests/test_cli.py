@@ -182,3 +182,32 @@ def test_help_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "usage: qwenchat" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- issue 17: pipe runs -------------------------------------------------------------------------------
+def test_pipe_run_stdout_is_the_answers_and_a_failed_line_sets_the_exit_status(tmp_path):
+    run = Run(tmp_path, ":conf temperature=abc\n:seed 5\nhello\n:nosuch\n", answers=["hi there"])
+    assert run() == 1  # every line ran, and the status says one failed
+    assert run.out == "hi there\n"
+    assert "error: temperature" in run.err and "seed: 5" in run.err and "error: unknown command" in run.err
+
+
+def test_pipe_run_autosave_is_marked_and_not_last(tmp_path):
+    run = Run(tmp_path, "from a pipe\n")
+    assert run() == 0
+    [saved] = run.store().list()
+    assert saved.piped
+
+
+def test_resume_banner_shows_the_resumed_seed(tmp_path):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    run = Run(tmp_path, tty=True)
+    conv = Conversation()
+    run.store().autosave("20260101-000000-abcd", conv, model="fake-model", settings_overrides={}, seed=42)
+    with create_pipe_input() as inp:
+        inp.send_text(":q\r")
+        run.env.prompt_input, run.env.prompt_output = inp, DummyOutput()
+        assert run("--resume") == 0, run.err
+    assert "seed 42" in run.out and "seed 1234" not in run.out
