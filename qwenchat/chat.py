@@ -8,6 +8,7 @@ The session builds each answer from the engine's chunks and never prints: a UI w
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from qwenchat.settings import ConfigError, Settings
 from qwenchat.store import SavedSession, SessionStore, now_stamp, save_file
 
 OVERFLOW_POLICIES = ("drop-oldest", "error")
+_PROBE = "qwenchat-system-probe-5f1c"  # a system message no template writes by itself
 
 
 class ChatError(UserError):
@@ -94,6 +96,7 @@ class ChatSession:
         store: SessionStore | None = None,
         overflow: str = "drop-oldest",
         observer: ChatObserver | None = None,
+        piped: bool = False,
     ) -> None:
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
@@ -108,9 +111,10 @@ class ChatSession:
         self.overflow = overflow  # what to do when the conversation outgrows the context window
         self.observer: ChatObserver = observer if observer is not None else Headless()
         self.last_stats: TurnStats | None = None
-        self.session_id = SessionStore.new_id()
-        self.created = now_stamp()
+        self.piped_run = piped  # a pipe run: its autosaves are marked so that `last` passes over them
+        self.session_id, self.created, self.piped = "", "", piped
         self._saved_state: Any = None
+        self.new_autosave_session()
 
     @property
     def model(self) -> str:
@@ -161,9 +165,18 @@ class ChatSession:
         return removed[::-1]
 
     def clear(self) -> None:
-        """Forget the conversation (the system prompt stays) and the engine's cache."""
+        """Forget the conversation (the system prompt stays) and the engine's cache. What follows is a new
+        autosave session: the file of the old one keeps every turn it had."""
         self.conversation.clear()
         self.engine.reset()
+        self.new_autosave_session()
+
+    def new_autosave_session(self) -> None:
+        """Autosave into a new file from now on; the current one stays exactly as it was."""
+        self.session_id = SessionStore.new_id()
+        self.created = now_stamp()
+        self.piped = self.piped_run
+        self._saved_state = None
 
     def set_system(self, system: str | None) -> None:
         """Set or remove the system prompt; refused (nothing changed) when the chat template rejects it."""
@@ -176,6 +189,25 @@ class ChatSession:
         except Exception as exc:
             self.conversation.system = old
             raise ChatError(f"this model's chat template rejects that: {first_line(exc)}") from None
+
+    def template_system(self) -> str | None:
+        """The system prompt the chat template inserts by itself when the conversation has none (Qwen2.5's
+        "You are Qwen, …"); None when it inserts none, or when that cannot be told (a server applies it)."""
+        if self.conversation.system is not None:
+            return None
+        plain = self.request(extra_user="x")
+        probe = copy.copy(plain)
+        probe.messages = [{"role": "system", "content": _PROBE}, *plain.messages]
+        try:
+            without, with_probe = self.engine.render_prompt(plain), self.engine.render_prompt(probe)
+        except Exception:  # NotImplementedError (remote), or a template that takes no system turn
+            return None
+        head, found, tail = with_probe.partition(_PROBE)
+        if not found:
+            return None
+        # The prompt without a system message, read against the system turn the template writes.
+        m = re.fullmatch(re.escape(head) + "(.+?)" + re.escape(tail), without, re.DOTALL)
+        return m.group(1) if m else None
 
     # -- queries -----------------------------------------------------------------------------
     def last_role(self) -> str | None:
@@ -257,17 +289,19 @@ class ChatSession:
             "seed": self.settings.seed,
             "session_id": self.session_id,
             "created": self.created,
+            "piped": self.piped,
         }
 
-    def save(self, path: str | Path) -> SavedSession:
-        """Write the session to `path` (StoreError, one line, when it cannot)."""
-        return save_file(path, **self.fields())
+    def save(self, path: str | Path, *, overwrite: bool = True) -> SavedSession:
+        """Write the session to `path` (StoreError, one line, when it cannot; TargetExists when the file
+        exists and not `overwrite`)."""
+        return save_file(path, overwrite=overwrite, **self.fields())
 
     def autosave(self) -> None:
         """Write the session after every change, atomically; a failure is a notice, never a crash."""
         if self.store is None or not self.conversation.messages:
             return
-        state = (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed)
+        state = self._state()
         if state == self._saved_state:
             return
         fields = self.fields()
@@ -278,11 +312,15 @@ class ChatSession:
         except Exception as exc:  # disk full, permissions: the chat goes on
             self.observer.notice(f"autosave failed: {exc}")
 
+    def _state(self) -> Any:
+        return (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed, self.piped)
+
     def adopt(
         self, saved: SavedSession, *, session_id: str | None = None, created: str | None = None
     ) -> None:
         """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache.
-        With `session_id` (a resumed autosave) later autosaves go on writing that session."""
+        With `session_id` (a resumed autosave) later autosaves go on writing that session; without it (a
+        loaded file) they go to a new one. Either way the session left behind keeps its file as it was."""
         settings = copy.copy(self.settings)
         settings.seed = saved.seed
         try:
@@ -293,9 +331,14 @@ class ChatSession:
             self.observer.notice(settings.schema.dropped_notice(dropped, "the saved session"))
         self.conversation = saved.conversation
         self.settings = settings
+        self.new_autosave_session()
         if session_id:
             self.session_id = session_id
             self.created = created or self.created
+            # A session any interactive run wrote to stays one `last` finds.
+            self.piped = self.piped_run and saved.piped
+            if self.piped == saved.piped:
+                self._saved_state = self._state()  # as on disk: nothing to write until it changes
         if saved.model and saved.model != self.model:
             self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")
 

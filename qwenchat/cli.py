@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--think",
         choices=("show", "fold", "hide"),
-        default="fold",
+        default=None,  # None: the config file's [chat] think, else fold
         help="how <think> reasoning is shown (default: fold)",
     )
     o.add_argument("--no-color", action="store_true", help="no colours or styles (NO_COLOR is honoured too)")
@@ -162,8 +162,10 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     plain = True if args.no_color else None
-    out = Renderer(make_console(env.stdout, plain=plain), markdown=not args.no_markdown, think=args.think)
     err = Renderer(make_console(env.stderr, plain=plain))
+    # Output to a pipe or file holds the answers only: everything else goes to stderr.
+    side = None if env.stdout_isatty else err.console
+    out = Renderer(make_console(env.stdout, plain=plain), side=side)  # [chat] may change markdown, think
     try:
         prepared = _prepare(args, env, err)
         if prepared is None:
@@ -309,6 +311,9 @@ def _chat(
     from qwenchat.ui.repl import Repl
 
     chat_file = prepared["file"].get("chat", {})
+    # A flag beats the config file's [chat] table, which beats the defaults.
+    out.think = args.think or chat_file.get("think", "fold")
+    out.markdown = not args.no_markdown and chat_file.get("markdown", True)
     system = args.system if args.system is not None else chat_file.get("system", DEFAULT_SYSTEM)
     try:
         settings = layered_settings(
@@ -324,16 +329,18 @@ def _chat(
             settings=settings,
             store=prepared["store"],
             overflow=args.overflow,
+            piped=not env.stdin_isatty,
         )
         repl = Repl(session, out, show_stats=args.stats or bool(chat_file.get("stats", False)))
+        saved = prepared["saved"]
         if env.stdin_isatty:
             context = f"context {engine.context_window} tokens · " if engine.context_window else ""
-            extra = [*banner["extra"], f"{context}seed {settings.seed}"]
+            seed = saved.seed if saved is not None else settings.seed  # what the chat will run with
+            extra = [*banner["extra"], f"{context}seed {seed}"]
             out.banner(model=banner["model"], device=banner["device"], dtype=banner["dtype"], extra=extra)
         notice = session.dropped_settings_notice()
         if notice:
             out.notice(notice)
-        saved = prepared["saved"]
         if saved is not None:
             session.adopt(saved, session_id=saved.id, created=saved.created)
             out.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges (:his shows them)")
@@ -346,6 +353,8 @@ def _chat(
         )
     else:
         repl.run_lines(env.stdin_lines())
+        if repl.failed:  # every line ran; a script still learns that one of them failed
+            return 1
     return 0
 
 

@@ -6,6 +6,27 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from qwenchat.errors import UserError
+
+
+class PathError(UserError, ValueError):
+    """A file name the user typed that names no usable path (an unknown ~user, a NUL byte)."""
+
+
+def expand_user(text: str) -> Path:
+    """A path the user typed, with `~` and `~user` expanded as a shell does. Where a shell would keep an
+    unknown `~user` literally (and Path.expanduser raises RuntimeError), this says so in one line."""
+    if "\x00" in text:
+        raise PathError(f"not a valid file name: {text!r}")
+    if not text.startswith("~"):
+        return Path(text)
+    expanded = os.path.expanduser(text)
+    if expanded == text:  # no such user, or no home directory at all
+        head = text.replace(os.sep, "/").split("/", 1)[0]
+        who = f"user {head[1:]!r}" if len(head) > 1 else "you"
+        raise PathError(f"cannot expand {text}: no home directory for {who} (./{text} names such a file)")
+    return Path(expanded)
+
 
 def _dir(env: str, kind: str, environ: Mapping[str, str] | None) -> Path:
     override = (os.environ if environ is None else environ).get(env)

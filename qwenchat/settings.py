@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import shlex
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -170,8 +169,13 @@ def check_value(key: str, value: Any) -> Any:
     return generation_schema().check(key, value)
 
 
+_OPENERS = "([{"
+_CLOSERS = ")]}"
+
+
 def parse_value(raw: str) -> Any:
-    """A Python literal (numbers, True/False/None, quoted strings, lists), else the bare word as a string."""
+    """A Python literal (numbers, True/False/None, quoted strings, lists), else the bare word as a string.
+    A value that starts as a literal (a quote or a bracket) but is not one is refused, not taken as a word."""
     lowered = raw.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -180,15 +184,51 @@ def parse_value(raw: str) -> Any:
     try:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        start = raw.strip()[:1]
+        if start in (*_OPENERS, "'", '"'):
+            hint = " (quote the strings in a list: ['a', 'b'])" if start == "[" else ""
+            raise ConfigError(f"{raw!r} is not a valid Python literal{hint}") from None
         return raw
 
 
+def split_pairs(text: str) -> list[str]:
+    """Split `k=v k2=v2` at whitespace outside quotes and brackets; unlike shlex, the quotes stay, so that
+    a value is read as the Python literal the user typed (`stop_strings=['END']` keeps its quotes)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    depth = 0
+    escaped = False
+    for c in text:
+        if quote:  # a backslash escapes the next character, as in a Python string
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in _OPENERS:
+            depth += 1
+        elif c in _CLOSERS:
+            depth = max(0, depth - 1)
+        elif c.isspace() and depth == 0:
+            if current:
+                parts.append("".join(current))
+                current = []
+            continue
+        current.append(c)
+    if quote:
+        raise ConfigError(f"cannot parse {text!r}: no closing quotation")
+    if current:
+        parts.append("".join(current))
+    return parts
+
+
 def parse_assignments(text: str) -> dict[str, Any]:
-    """`k=v k2="a b"` into a dict; any malformed pair rejects the whole line."""
-    try:
-        parts = shlex.split(text, posix=True)
-    except ValueError as exc:
-        raise ConfigError(f"cannot parse {text!r}: {exc}") from None
+    """`k=v k2="a b" k3=['x', 'y']` into a dict; any malformed pair rejects the whole line."""
+    parts = split_pairs(text)
     if not parts:
         raise ConfigError("nothing to set; use key=value")
     out: dict[str, Any] = {}
@@ -197,8 +237,8 @@ def parse_assignments(text: str) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"{part!r} is not key=value")
-        if not raw.strip():
-            raise ConfigError(f"{key}: missing value")
+        if not raw.strip():  # an empty value is not "no value": clearing has its own command
+            raise ConfigError(f"{key}: missing value (:reset-conf {key} restores its default)")
         out[key] = parse_value(raw)
     return out
 
@@ -259,6 +299,21 @@ class Settings:
     def reset(self) -> None:
         self.overrides.clear()
         self.seed = self.initial_seed
+
+    def reset_keys(self, keys: Collection[str]) -> dict[str, Any]:
+        """Drop the overrides of `keys` (`seed`: back to the starting seed), keeping the others; returns
+        the values now in effect. An unknown key raises ConfigError and changes nothing."""
+        known = {*self.words(), *self.overrides, "seed"}
+        for key in keys:
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r}{suggest(key, sorted(known))}")
+        overrides = {k: v for k, v in self.overrides.items() if k not in keys}
+        self.schema.check_combination({**self.defaults, **overrides})
+        self.overrides = overrides
+        if "seed" in keys:
+            self.seed = self.initial_seed
+        now = {**self.effective(), "seed": self.seed}
+        return {k: now.get(k) for k in keys}
 
     def set_seed(self, text: str) -> int:
         try:

@@ -56,6 +56,7 @@ class SavedSession:
     seed: int
     conversation: Conversation
     path: Path | None = field(default=None, compare=False)  # where it was read from
+    piped: bool = False  # written by pipe runs only: `last` passes over it
 
     @property
     def title(self) -> str:
@@ -124,6 +125,7 @@ def dump_session(
     session_id: str,
     created: str | None = None,
     updated: str | None = None,
+    piped: bool = False,
 ) -> str:
     """The session file's text; `created` defaults to now, `updated` is now unless given."""
     _check_id(session_id)
@@ -139,6 +141,8 @@ def dump_session(
         "seed": seed,
         "conversation": conversation.to_dict(),
     }
+    if piped:  # only then: files of interactive sessions stay as they were
+        doc["piped"] = True
     try:
         return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
@@ -193,6 +197,9 @@ def parse_session(text: str, *, source: str = "file") -> SavedSession:
     seed = data.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise fail("'seed' must be an integer between 0 and 4294967295")
+    piped = data.get("piped", False)
+    if not isinstance(piped, bool):
+        raise fail("'piped' must be true or false")
     settings = check_settings(data.get("settings"), f"{source}: 'settings'")
     try:
         conversation = Conversation.from_dict(data.get("conversation"))
@@ -203,7 +210,9 @@ def parse_session(text: str, *, source: str = "file") -> SavedSession:
     for i, m in enumerate(conversation.messages):
         if len(m.content) > MAX_MESSAGE_CHARS:
             raise fail(f"message {i + 1} is over {MAX_MESSAGE_CHARS:,} characters")
-    return SavedSession(session_id, times["created"], times["updated"], model, settings, seed, conversation)
+    return SavedSession(
+        session_id, times["created"], times["updated"], model, settings, seed, conversation, piped=piped
+    )
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -237,6 +246,24 @@ def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
+class TargetExists(StoreError):
+    """The file to write exists and overwriting was not asked for."""
+
+
+def check_target(path: Path, *, overwrite: bool) -> None:
+    """A file the user named to write: its directory must exist (never created behind their back), and an
+    existing file is replaced only when `overwrite` (TargetExists otherwise)."""
+    try:
+        if path.is_dir():
+            raise StoreError(f"{path} is a directory; give a file name")
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot write {path}: there is no directory {path.parent}")
+        if path.exists() and not overwrite:
+            raise TargetExists(f"{path} exists")
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {_os_reason(exc)}") from None
+
+
 def save_file(
     path: str | os.PathLike[str],
     conversation: Conversation,
@@ -246,9 +273,13 @@ def save_file(
     seed: int,
     session_id: str | None = None,
     created: str | None = None,
+    piped: bool = False,
+    overwrite: bool = True,
 ) -> SavedSession:
-    """Save to `path` (atomically); a new id when none is given. Returns what was saved."""
+    """Save to `path` (atomically); a new id when none is given. Returns what was saved. The directory
+    must exist; an existing file is replaced only with `overwrite` (TargetExists otherwise)."""
     path = Path(path)
+    check_target(path, overwrite=overwrite)
     session_id = session_id or SessionStore.new_id()
     updated = now_stamp()
     created = created or updated
@@ -260,15 +291,14 @@ def save_file(
         session_id=session_id,
         created=created,
         updated=updated,
+        piped=piped,
     )
     try:
-        if path.is_dir():
-            raise StoreError(f"{path} is a directory; give a file name")
         atomic_write_text(path, text)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {_os_reason(exc)}") from None
     return SavedSession(
-        session_id, created, updated, model, dict(settings_overrides), seed, conversation, path
+        session_id, created, updated, model, dict(settings_overrides), seed, conversation, path, piped
     )
 
 
@@ -331,6 +361,7 @@ class SessionStore:
         settings_overrides: Mapping[str, Any],
         seed: int,
         created: str | None = None,
+        piped: bool = False,
     ) -> Path:
         """Write the session after a completed turn; StoreError (one line) when the disk says no."""
         path = self.path(session_id)
@@ -341,6 +372,7 @@ class SessionStore:
             seed=seed,
             session_id=session_id,
             created=created,
+            piped=piped,
         )
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -366,15 +398,16 @@ class SessionStore:
         return sessions
 
     def resolve(self, ref: str) -> SavedSession:
-        """ "last", an exact id, a unique id prefix or a 1-based number from list()."""
+        """ "last" (the newest session not written by pipe runs alone, if any), an exact id, a unique id
+        prefix or a 1-based number from list()."""
         ref = ref.strip()
         sessions = self.list()
         if not sessions:
             raise StoreError(f"no saved sessions in {self.root}")
         if not ref:
             raise StoreError("which session? give last, a number, or an id (prefix)")
-        if ref.lower() == "last":
-            return sessions[0]
+        if ref.lower() == "last":  # a pipe run only when no interactive session was ever saved
+            return next((s for s in sessions if not s.piped), sessions[0])
         if ref.isdigit() and 1 <= int(ref) <= len(sessions):
             return sessions[int(ref) - 1]
         for s in sessions:

@@ -30,7 +30,7 @@ class Run:
             stdout=io.StringIO(),
             stderr=io.StringIO(),
             stdin_isatty=tty,
-            stdout_isatty=False,
+            stdout_isatty=tty,  # a terminal is both; in a pipe run stdout holds the answers only
             environ={k: str(v) for k, v in self.dirs.items()},
             engine_factory=self._factory,
         )
@@ -84,7 +84,9 @@ def test_resume_continues_the_saved_session(tmp_path):
         "20260101-000000-abcd", conv, model="fake-model", settings_overrides={"top_p": 0.5}, seed=7
     )
     assert run("--resume") == 0, run.err
-    assert "resumed 20260101-000000-abcd: 1 exchanges" in run.out and "first answer" in run.out
+    # stdout holds the answers only: the notice and :his go to stderr
+    assert "resumed 20260101-000000-abcd: 1 exchanges" in run.err and "first answer" in run.err
+    assert run.out.strip() == "second answer"
     req = run.engine.requests[-1]
     assert [m["content"] for m in req.messages] == ["Be terse.", "first question", "first answer", "and now?"]
     assert req.seed == 7 and req.settings["top_p"] == 0.5
@@ -107,9 +109,9 @@ def test_settings_precedence_flag_over_file_over_model(tmp_path):
     assert settings["temperature"] == 0.1  # flag
     assert settings["top_p"] == 0.5  # config file
     assert settings["do_sample"] is True  # the model's own default
-    assert "temperature  0.1  flag" in run.out
-    assert "top_p  0.5  config" in run.out
-    assert "do_sample  True  model" in run.out
+    assert "temperature  0.1  flag" in run.err  # command output: stderr in a pipe run
+    assert "top_p  0.5  config" in run.err
+    assert "do_sample  True  model" in run.err
 
 
 def test_a_bad_config_file_is_one_line_before_loading(tmp_path):
@@ -146,7 +148,7 @@ def test_stats_from_the_chat_table(tmp_path):
     run = Run(tmp_path, "hi\n")
     run.config("[chat]\nstats = true\n")
     assert run() == 0
-    assert "prompt 10 tok" in run.out
+    assert "prompt 10 tok" in run.err and "prompt 10 tok" not in run.out
 
 
 def test_banner_in_a_terminal(tmp_path):
@@ -180,3 +182,32 @@ def test_help_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "usage: qwenchat" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- issue 17: pipe runs -------------------------------------------------------------------------------
+def test_pipe_run_stdout_is_the_answers_and_a_failed_line_sets_the_exit_status(tmp_path):
+    run = Run(tmp_path, ":conf temperature=abc\n:seed 5\nhello\n:nosuch\n", answers=["hi there"])
+    assert run() == 1  # every line ran, and the status says one failed
+    assert run.out == "hi there\n"
+    assert "error: temperature" in run.err and "seed: 5" in run.err and "error: unknown command" in run.err
+
+
+def test_pipe_run_autosave_is_marked_and_not_last(tmp_path):
+    run = Run(tmp_path, "from a pipe\n")
+    assert run() == 0
+    [saved] = run.store().list()
+    assert saved.piped
+
+
+def test_resume_banner_shows_the_resumed_seed(tmp_path):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    run = Run(tmp_path, tty=True)
+    conv = Conversation()
+    run.store().autosave("20260101-000000-abcd", conv, model="fake-model", settings_overrides={}, seed=42)
+    with create_pipe_input() as inp:
+        inp.send_text(":q\r")
+        run.env.prompt_input, run.env.prompt_output = inp, DummyOutput()
+        assert run("--resume") == 0, run.err
+    assert "seed 42" in run.out and "seed 1234" not in run.out

@@ -271,3 +271,77 @@ def test_in_process_commands_say_so_for_remote_engines(app):
     text = said(app)
     assert text.count("not available for a remote engine") == 2 and "internal error" not in text
     assert app.session.conversation.system == "be brief"
+
+
+# -- issue 17: new autosave sessions, refused overwrites, help examples, ~user paths -----------------
+def test_clear_history_and_load_go_on_in_a_new_autosave_session(app, tmp_path):
+    app.handle_line("the secret")
+    first = app.session.session_id
+    app.handle_line(":clh")
+    app.handle_line("after the clear")
+    assert app.session.session_id != first
+    store = SessionStore(tmp_path / "sessions")
+    texts = {s.id: [m.content for m in s.conversation.messages] for s in store.list()}
+    assert texts[first] == ["the secret", "ok"]  # the old file keeps its turn
+    assert texts[app.session.session_id] == ["after the clear", "ok"]
+    path = tmp_path / "other.json"
+    app.handle_line(f":save {path}")
+    second = app.session.session_id
+    app.handle_line(f":load {path}")
+    assert app.session.session_id not in (first, second)
+
+
+@pytest.mark.parametrize(("cmd", "name"), [("save", "s.json"), ("export", "s.md")])
+def test_save_and_export_refuse_an_existing_file_and_a_missing_directory(app, tmp_path, cmd, name):
+    app.handle_line("q")
+    path = tmp_path / name
+    path.write_text("keep")
+    app.handle_line(f":{cmd} {path}")
+    assert path.read_text() == "keep" and f":{cmd}! {path} overwrites it" in said(app)
+    app.handle_line(f":{cmd}! {path}")
+    assert path.read_text() != "keep"
+    app.handle_line(f":{cmd} {tmp_path / 'missing' / name}")
+    assert "there is no directory" in said(app) and not (tmp_path / "missing").exists()
+
+
+def test_unknown_home_directory_is_one_line(app):
+    for line in (":save ~nosuchuser17q/c.json", ":load ~0", ":export ~0"):
+        app.handle_line(line)
+    errors = [line for line in said(app).splitlines() if line.startswith("error:")]
+    assert len(errors) == 3 and all("no home directory" in e for e in errors), errors
+
+
+def test_every_command_has_an_example_shown_by_its_help(app):
+    from qwenchat.commands import REGISTRY
+
+    for cmd in REGISTRY:  # an example uses the command, by its name or an alias
+        assert cmd.example.split()[0] in [":" + w for w in cmd.words], cmd.name
+    app.handle_line(":h conf")
+    assert "example: :conf temperature=0.2 stop_strings=['END']" in said(app)
+
+
+def test_edit_shows_the_edited_message(app, monkeypatch, tmp_path):
+    editor = tmp_path / "ed.sh"
+    editor.write_text("#!/bin/sh\nprintf 'edited 4711' > \"$1\"\n")
+    editor.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(editor))
+    monkeypatch.delenv("VISUAL", raising=False)
+    app.handle_line("q")
+    app.handle_line(":edit")
+    assert "› edited 4711" in said(app) and contents(app)[-2] == ("user", "edited 4711")
+
+
+def test_system_removed_names_the_template_default(app, monkeypatch):
+    engine = app.session.engine
+
+    def qwen_like(request):  # inserts its own system turn when there is none, as Qwen2.5's template does
+        msgs = request.messages
+        if not msgs or msgs[0]["role"] != "system":
+            msgs = [{"role": "system", "content": "You are Qwen."}, *msgs]
+        return "".join(f"<{m['role']}>{m['content']}</{m['role']}>" for m in msgs)
+
+    app.handle_line(":system -")
+    assert "inserts its own" not in said(app)  # the fake engine's template inserts nothing
+    monkeypatch.setattr(engine, "render_prompt", qwen_like)
+    app.handle_line(":system -")
+    assert "the chat template then inserts its own system prompt: 'You are Qwen.'" in said(app)

@@ -293,18 +293,19 @@ def pipe_run(home) -> Outcome:
     lines = [f"turn {n}" for n in range(len(replies))] + [":system", ":his", ":export out.md"]
     with ChatServer(*replies) as server:
         run = run_pipe(["--endpoint", server.url, "--system", "SYS-MARK"], lines, cli_env(base), cwd=cwd)
-    out = run.stdout
-    his_at = _find(out, "SYS-MARK", 0)
+    # stdout holds the answers only; the notices and the output of :system and :his go to stderr (issue 17)
+    out, err = run.stdout, run.stderr
+    his_at = _find(err, "SYS-MARK", 0)
     outcome = Outcome(notes=[f"exit status {run.rc}"] if run.rc else [])
     if TRACEBACK in run.both:
         outcome.notes.append("a traceback was printed")
-    outcome.segments[("pipe", "sanity")] = out[: _find(out, "NL2", 0) + 3] + run.stderr
+    outcome.segments[("pipe", "sanity")] = out[: _find(out, "NL2", 0) + 3] + err[:his_at]
     exported = cwd / "out.md"
     # bytes, not read_text: universal newlines would turn a raw \r into \n and hide it
     export_text = exported.read_bytes().decode("utf-8", "surrogateescape") if exported.exists() else None
     for p in PAYLOADS:
-        outcome.segments[("pipe", p.name)] = out[:his_at] + run.stderr
-        outcome.segments[("pipe-his", p.name)] = out[his_at:]
+        outcome.segments[("pipe", p.name)] = out + err[:his_at]
+        outcome.segments[("pipe-his", p.name)] = err[his_at:]
         if export_text is not None:
             outcome.segments[("export", p.name)] = export_text
     return outcome

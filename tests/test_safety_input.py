@@ -109,7 +109,7 @@ def test_resume_flag_with_a_bad_number_is_a_usage_error(cli_runs, value: str) ->
 
 def test_sanity_resume_last_works_today(cli_runs) -> None:
     run = cli_runs["last"]
-    assert run.rc == 0 and "a saved question" in run.stdout
+    assert run.rc == 0 and "a saved question" in run.stderr  # :his is command output: stderr (issue 17)
 
 
 # -- a very long line ---------------------------------------------------------------------------------------

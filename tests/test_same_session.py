@@ -50,7 +50,7 @@ def test_one_session_moves_between_engines(demo_loaded, real_server, out, tmp_pa
         app.handle_line("Name another one.")
         app.handle_line(":retry")  # greedy: the same answer again, from the prefix cache
         assert app.session.last_stats is not None and app.session.last_stats.reused_tokens > 0
-        app.handle_line(f":save {saved}")
+        app.handle_line(f":save! {saved}")
         second = assistant_turns(app)
         assert second[0] == first[0] and len(second) == 2 and second[1].strip()
     finally:
@@ -63,7 +63,7 @@ def test_one_session_moves_between_engines(demo_loaded, real_server, out, tmp_pa
     app.handle_line(f":load {saved}")
     app.handle_line(":undo")
     app.handle_line("Name a third one.")
-    app.handle_line(f":save {saved}")
+    app.handle_line(f":save! {saved}")
     third = assistant_turns(app)
     assert third[0] == first[0] and len(third) == 2 and third[1].strip()
 

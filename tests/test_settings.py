@@ -6,6 +6,7 @@ import pytest
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.settings import (
     COMMON,
+    DEFAULT_SEED,
     ConfigError,
     Settings,
     SettingsSchema,
@@ -221,3 +222,30 @@ def test_endpoint_and_llamacpp_paths_import_neither_transformers_nor_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_conf_values_keep_their_quotes_and_brackets():
+    assert parse_assignments("stop_strings=['END', 'a b'] temperature=0.3") == {
+        "stop_strings": ["END", "a b"],
+        "temperature": 0.3,
+    }
+    assert parse_assignments(r'stop_strings="say \"hi\"" top_k=None') == {
+        "stop_strings": 'say "hi"',
+        "top_k": None,
+    }
+    assert parse_assignments("stop_strings=[]") == {"stop_strings": []}
+    with pytest.raises(ConfigError, match="not a valid Python literal"):
+        parse_assignments("stop_strings=[END]")  # a literal that is not one is refused, not a word
+    with pytest.raises(ConfigError, match=":reset-conf stop_strings"):
+        parse_assignments("stop_strings=")
+
+
+def test_reset_keys_restores_one_setting_and_keeps_the_others():
+    s = Settings({"temperature": 0.7})
+    s.apply("temperature=0.2 top_p=0.5")
+    s.set_seed("9")
+    assert s.reset_keys(["temperature", "seed"]) == {"temperature": 0.7, "seed": DEFAULT_SEED}
+    assert s.overrides == {"top_p": 0.5}
+    with pytest.raises(ConfigError, match="unknown setting"):
+        s.reset_keys(["top_p", "bogus"])
+    assert s.overrides == {"top_p": 0.5}  # all or nothing

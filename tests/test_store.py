@@ -521,3 +521,35 @@ def test_modules_do_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- issue 17: pipe runs are not "last"; user-named files are never created in a missing directory -------
+def test_last_passes_over_pipe_runs_unless_there_is_nothing_else(tmp_path):
+    s = SessionStore(tmp_path)
+
+    def save(session_id, piped):
+        s.autosave(session_id, conv(("q", "a")), model="m", settings_overrides={}, seed=0, piped=piped)
+
+    save("20260101-000000-aaaa", True)
+    assert s.resolve("last").id == "20260101-000000-aaaa"  # nothing else: the pipe run it is
+    save("20260101-000000-bbbb", False)
+    save("20260101-000000-cccc", True)
+    assert s.resolve("last").id == "20260101-000000-bbbb"
+    assert s.resolve("1").id == "20260101-000000-cccc" and s.resolve("1").piped
+    assert '"piped"' not in s.path("20260101-000000-bbbb").read_text()  # interactive files unchanged
+
+
+def test_piped_must_be_a_boolean():
+    with pytest.raises(StoreError, match="'piped' must be true or false"):
+        parse_session(json.dumps(doc(piped="yes")))
+
+
+def test_save_file_refuses_a_missing_directory_and_overwriting_when_asked(tmp_path):
+    with pytest.raises(StoreError, match="there is no directory"):
+        save_file(tmp_path / "no" / "s.json", conv(), model="m", settings_overrides={}, seed=0)
+    assert not (tmp_path / "no").exists()
+    target = tmp_path / "s.json"
+    save_file(target, conv(("a", "b")), model="m", settings_overrides={}, seed=0, overwrite=False)
+    with pytest.raises(store.TargetExists):
+        save_file(target, conv(), model="m", settings_overrides={}, seed=0, overwrite=False)
+    assert load_file(target).conversation.exchanges() == 1

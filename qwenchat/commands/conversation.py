@@ -10,16 +10,21 @@ from pathlib import Path
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
 from qwenchat.errors import first_line
+from qwenchat.paths import expand_user
 from qwenchat.session import DEFAULT_SYSTEM
+from qwenchat.store import TargetExists
 
 
 def _user_path(args: str, usage: str) -> Path:
-    """A file name the user typed; one that the OS cannot take is a CommandError, not a crash."""
+    """A file name the user typed; one that names no usable path (an unknown ~user, a NUL byte) is a
+    one-line PathError, not a crash."""
     if not args:
         raise CommandError(f"usage: {usage}")
-    if "\x00" in args:
-        raise CommandError(f"not a valid file name: {args!r}")
-    return Path(args).expanduser()
+    return expand_user(args)
+
+
+def _refused_overwrite(path: Path, forced_command: str) -> CommandError:
+    return CommandError(f"{path} exists; {forced_command} overwrites it")
 
 
 @command(
@@ -27,15 +32,20 @@ def _user_path(args: str, usage: str) -> Path:
     usage=":system [text|-|default]",
     help="Show the system prompt, set it, remove it (-), or restore the default.",
     arg_words=lambda ctx: ["-", "default"],
+    example=":system You are a terse assistant.",
 )
 def cmd_system(ctx: CommandContext, args: str) -> None:
     if not args:
         system = ctx.session.conversation.system
         ctx.renderer.info("system prompt: " + ("(none)" if system is None else repr(system)))
-        return
-    new = None if args == "-" else DEFAULT_SYSTEM if args == "default" else args
-    ctx.session.set_system(new)
-    ctx.renderer.info("system prompt removed." if new is None else f"system prompt set: {new!r}")
+    else:
+        new = None if args == "-" else DEFAULT_SYSTEM if args == "default" else args
+        ctx.session.set_system(new)
+        ctx.renderer.info("system prompt removed." if new is None else f"system prompt set: {new!r}")
+    if ctx.session.conversation.system is None:
+        inserted = ctx.session.template_system()  # "none" is not what the model sees then
+        if inserted is not None:
+            ctx.renderer.notice(f"the chat template then inserts its own system prompt: {inserted!r}")
 
 
 @command(
@@ -43,6 +53,7 @@ def cmd_system(ctx: CommandContext, args: str) -> None:
     "regen",
     usage=":retry [seed]",
     help="Drop the last answer and generate it again, with a new random seed or the one given.",
+    example=":retry 7",
 )
 def cmd_retry(ctx: CommandContext, args: str) -> None:
     s = ctx.session
@@ -54,14 +65,14 @@ def cmd_retry(ctx: CommandContext, args: str) -> None:
     s.retry()  # a failed turn keeps the old answer
 
 
-@command("undo", help="Remove the last exchange (your message and its answer).")
+@command("undo", help="Remove the last exchange (your message and its answer).", example=":undo")
 def cmd_undo(ctx: CommandContext, args: str) -> None:
     removed = ctx.session.undo()
     first = next((m.content for m in removed if m.role == "user"), "")
     ctx.renderer.info(f"removed the last exchange: {first[:60]!r}")
 
 
-@command("edit", help="Edit your last message in $EDITOR, then send it in its place.")
+@command("edit", help="Edit your last message in $EDITOR, then send it in its place.", example=":edit")
 def cmd_edit(ctx: CommandContext, args: str) -> None:
     from qwenchat.editor import edit_text
 
@@ -71,23 +82,55 @@ def cmd_edit(ctx: CommandContext, args: str) -> None:
     new = edit_text(old).strip("\n")
     if not new.strip():
         raise CommandError("the edited message is empty; nothing changed")
+    ctx.renderer.text("› " + new)  # what is sent, as if typed at the prompt
     ctx.session.edit(new)
 
 
-@command("continue", help="Let the model go on with its last answer (after a length stop or Ctrl-C).")
+@command(
+    "continue",
+    help="Let the model go on with its last answer (after a length stop or Ctrl-C).",
+    example=":continue",
+)
 def cmd_continue(ctx: CommandContext, args: str) -> None:
     ctx.session.continue_()
 
 
-@command("save", usage=":save [file]", help="Save the conversation, settings, seed and model name as JSON.")
+@command(
+    "save",
+    usage=":save [file]",
+    help="Save the conversation, settings, seed and model name as JSON (never over an existing file).",
+    example=":save chat.json",
+)
 def cmd_save(ctx: CommandContext, args: str) -> None:
+    _save(ctx, args, overwrite=False)
+
+
+@command(
+    "save!",
+    usage=":save! [file]",
+    help="Save as :save does, replacing the file if it exists.",
+    example=":save! chat.json",
+)
+def cmd_save_over(ctx: CommandContext, args: str) -> None:
+    _save(ctx, args, overwrite=True)
+
+
+def _save(ctx: CommandContext, args: str, *, overwrite: bool) -> None:
     s = ctx.session
     path = _user_path(args, ":save [file]") if args else Path.cwd() / f"qwenchat-{s.session_id}.json"
-    s.save(path)
+    try:
+        s.save(path, overwrite=overwrite)
+    except TargetExists:
+        raise _refused_overwrite(path, f":save! {args}".rstrip()) from None
     ctx.renderer.info(f"saved to {path}")
 
 
-@command("load", usage=":load file", help="Load a saved conversation (the current one is replaced).")
+@command(
+    "load",
+    usage=":load file",
+    help="Load a saved conversation (it replaces the current one, whose autosave is kept).",
+    example=":load chat.json",
+)
 def cmd_load(ctx: CommandContext, args: str) -> None:
     from qwenchat.store import load_file
 
@@ -96,7 +139,12 @@ def cmd_load(ctx: CommandContext, args: str) -> None:
     ctx.renderer.info(f"loaded {args}: {saved.conversation.exchanges()} exchanges")
 
 
-@command("sessions", usage=":sessions", help="List autosaved sessions (newest first); :resume reopens one.")
+@command(
+    "sessions",
+    usage=":sessions",
+    help="List autosaved sessions (newest first); :resume reopens one.",
+    example=":sessions",
+)
 def cmd_sessions(ctx: CommandContext, args: str) -> None:
     store = ctx.session.store
     if store is None:
@@ -111,7 +159,12 @@ def cmd_sessions(ctx: CommandContext, args: str) -> None:
     ctx.renderer.table(rows, headers=("#", "id", "updated", "model", "first message"), title="Sessions")
 
 
-@command("resume", usage=":resume [N|id|last]", help="Reopen an autosaved session (see :sessions).")
+@command(
+    "resume",
+    usage=":resume [N|id|last]",
+    help="Reopen an autosaved session (see :sessions); last is the newest one not from a pipe run.",
+    example=":resume 2",
+)
 def cmd_resume(ctx: CommandContext, args: str) -> None:
     store = ctx.session.store
     if store is None:
@@ -121,13 +174,36 @@ def cmd_resume(ctx: CommandContext, args: str) -> None:
     ctx.renderer.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges")
 
 
-@command("export", usage=":export file.md", help="Write the conversation as readable Markdown.")
+@command(
+    "export",
+    usage=":export file.md",
+    help="Write the conversation as readable Markdown (never over an existing file).",
+    example=":export chat.md",
+)
 def cmd_export(ctx: CommandContext, args: str) -> None:
+    _export(ctx, args, overwrite=False)
+
+
+@command(
+    "export!",
+    usage=":export! file.md",
+    help="Export as :export does, replacing the file if it exists.",
+    example=":export! chat.md",
+)
+def cmd_export_over(ctx: CommandContext, args: str) -> None:
+    _export(ctx, args, overwrite=True)
+
+
+def _export(ctx: CommandContext, args: str, *, overwrite: bool) -> None:
     from qwenchat.export import to_markdown
-    from qwenchat.store import atomic_write_text
+    from qwenchat.store import atomic_write_text, check_target
 
     s = ctx.session
     path = _user_path(args, ":export file.md")
+    try:
+        check_target(path, overwrite=overwrite)
+    except TargetExists:
+        raise _refused_overwrite(path, f":export! {args}") from None
     text = to_markdown(
         s.conversation, model=s.model, settings_overrides=s.settings.overrides, seed=s.settings.seed
     )
@@ -143,6 +219,7 @@ def cmd_export(ctx: CommandContext, args: str) -> None:
     usage=":copy [N|code]",
     help="Copy the last (or Nth) answer, or its last code block, to the clipboard (OSC 52).",
     arg_words=lambda ctx: ["code"],
+    example=":copy code",
 )
 def cmd_copy(ctx: CommandContext, args: str) -> None:
     from qwenchat.clipboard import osc52, support_note
@@ -169,7 +246,11 @@ def cmd_copy(ctx: CommandContext, args: str) -> None:
         ctx.renderer.hint(note)
 
 
-@command("template", help="Show the exact prompt the model will see next (chat template applied).")
+@command(
+    "template",
+    help="Show the exact prompt the model will see next (chat template applied).",
+    example=":template",
+)
 def cmd_template(ctx: CommandContext, args: str) -> None:
     s = ctx.session
     try:
@@ -181,7 +262,11 @@ def cmd_template(ctx: CommandContext, args: str) -> None:
     ctx.renderer.text(text)
 
 
-@command("tokens", help="Token counts of the conversation against the model's context window.")
+@command(
+    "tokens",
+    help="Token counts of the conversation against the model's context window.",
+    example=":tokens",
+)
 def cmd_tokens(ctx: CommandContext, args: str) -> None:
     s = ctx.session
     try:

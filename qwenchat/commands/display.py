@@ -11,6 +11,7 @@ from qwenchat.commands.registry import REGISTRY, CommandContext, CommandError, c
     usage=":help [command]",
     help="Show the commands, or one command's help.",
     arg_words=lambda ctx: REGISTRY.words(),
+    example=":h conf",
 )
 def cmd_help(ctx: CommandContext, args: str) -> None:
     if args:
@@ -19,6 +20,8 @@ def cmd_help(ctx: CommandContext, args: str) -> None:
             raise CommandError(f"no command :{args.lstrip(':')}")
         aliases = ", ".join(":" + a for a in cmd.aliases)
         ctx.renderer.table([(cmd.usage, cmd.help + (f" (also {aliases})" if aliases else ""))])
+        if cmd.example:
+            ctx.renderer.info(f"example: {cmd.example}")
         return
     rows = []
     for cmd in ctx.registry:
@@ -30,33 +33,43 @@ def cmd_help(ctx: CommandContext, args: str) -> None:
     )
 
 
-@command("exit", "quit", "q", help="Leave qwenchat.")
+@command("exit", "quit", "q", help="Leave qwenchat.", example=":q")
 def cmd_exit(ctx: CommandContext, args: str) -> None:
     ctx.request_exit()
 
 
-@command("clear", "cl", help="Clear the screen (the history stays).")
+@command("clear", "cl", help="Clear the screen (the history stays).", example=":cl")
 def cmd_clear(ctx: CommandContext, args: str) -> None:
     no_args(args, "clear")
     ctx.renderer.clear_screen()
 
 
 # :clear-history and :history live here, beside :clear, so that :help keeps its order.
-@command("clear-history", "clh", help="Forget the conversation so far (the system prompt stays).")
+@command(
+    "clear-history",
+    "clh",
+    help="Forget the conversation so far (the system prompt stays); what follows is a new autosaved session.",
+    example=":clh",
+)
 def cmd_clear_history(ctx: CommandContext, args: str) -> None:
     no_args(args, "clear-history")
     ctx.session.clear()
     ctx.renderer.info("History cleared.")
 
 
-@command("history", "his", help="Show the conversation so far.")
+@command("history", "his", help="Show the conversation so far.", example=":his")
 def cmd_history(ctx: CommandContext, args: str) -> None:
     no_args(args, "history")
     conv = ctx.session.conversation
     ctx.renderer.history(conv.messages, conv.system)
 
 
-@command("seed", usage=":seed [N]", help="Show the random seed, or set it (applied before every turn).")
+@command(
+    "seed",
+    usage=":seed [N]",
+    help="Show the random seed, or set it (applied before every turn).",
+    example=":seed 42",
+)
 def cmd_seed(ctx: CommandContext, args: str) -> None:
     if args:
         ctx.session.settings.set_seed(args)
@@ -66,8 +79,10 @@ def cmd_seed(ctx: CommandContext, args: str) -> None:
 @command(
     "conf",
     usage=":conf [key=value ...|all]",
-    help="Show the generation settings that differ from the model's, all of them, or set some.",
+    help="Show the generation settings that differ from the model's, all of them, or set some; values "
+    "are Python literals.",
     arg_words=lambda ctx: ctx.session.settings.words(),  # only what this engine honours
+    example=":conf temperature=0.2 stop_strings=['END']",
 )
 def cmd_conf(ctx: CommandContext, args: str) -> None:
     s = ctx.session.settings
@@ -88,13 +103,22 @@ def cmd_conf(ctx: CommandContext, args: str) -> None:
     changed = s.changed()
     ctx.renderer.hint(
         (f"changed by you: {', '.join(changed)}. " if changed else "")
-        + ":conf all lists every setting; :conf key=value sets; :reset-conf restores."
+        + ":conf all lists every setting; :conf key=value sets; :reset-conf [key] restores."
     )
 
 
-@command("reset-conf", help="Restore the model's generation settings and the starting seed.")
+@command(
+    "reset-conf",
+    usage=":reset-conf [key ...]",
+    help="Restore the model's generation settings and the starting seed, or only the settings named.",
+    arg_words=lambda ctx: [*ctx.session.settings.overrides, "seed"],
+    example=":reset-conf stop_strings",
+)
 def cmd_reset_conf(ctx: CommandContext, args: str) -> None:
-    no_args(args, "reset-conf")
+    if args:
+        restored = ctx.session.settings.reset_keys(args.split())
+        ctx.renderer.info("restored " + ", ".join(f"{k}={v!r}" for k, v in restored.items()))
+        return
     ctx.session.settings.reset()
     ctx.renderer.info("Generation settings and seed restored.")
 
@@ -102,8 +126,9 @@ def cmd_reset_conf(ctx: CommandContext, args: str) -> None:
 @command(
     "stats",
     usage=":stats [on|off]",
-    help="Print speed and cache figures after every answer.",
+    help="Show whether speed and cache figures follow every answer, or turn them on or off.",
     arg_words=lambda ctx: ["on", "off"],
+    example=":stats on",
 )
 def cmd_stats(ctx: CommandContext, args: str) -> None:
     ctx.show_stats = on_off(args, ":stats", ctx.show_stats)
@@ -114,14 +139,20 @@ def cmd_stats(ctx: CommandContext, args: str) -> None:
 
 @command(
     "markdown",
-    "raw",
     usage=":markdown [on|off]",
-    help="Render answers as markdown, or as raw text.",
+    help="Show whether answers are rendered as markdown, or turn it on or off (off: raw text).",
     arg_words=lambda ctx: ["on", "off"],
+    example=":markdown off",
 )
 def cmd_markdown(ctx: CommandContext, args: str) -> None:
     ctx.renderer.markdown = on_off(args, ":markdown", ctx.renderer.markdown)
     ctx.renderer.info(f"markdown: {'on' if ctx.renderer.markdown else 'off'}")
+
+
+@command("raw", help="Print answers as raw text (the same as :markdown off).", example=":raw")
+def cmd_raw(ctx: CommandContext, args: str) -> None:
+    no_args(args, "raw")
+    cmd_markdown(ctx, "off")
 
 
 THINK_MODES = ("show", "fold", "hide")
@@ -132,6 +163,7 @@ THINK_MODES = ("show", "fold", "hide")
     usage=":think [show|fold|hide]",
     help="How <think> reasoning is shown: streamed and kept, folded to one line, or hidden.",
     arg_words=lambda ctx: list(THINK_MODES),
+    example=":think show",
 )
 def cmd_think(ctx: CommandContext, args: str) -> None:
     if args:

@@ -48,6 +48,7 @@ class Command:
     handler: Handler
     # Words offered by tab completion after the command name (they may depend on the engine).
     arg_words: Callable[[CommandContext], list[str]] = field(default=lambda ctx: [])
+    example: str = ""  # one typical use, shown by `:help name`
 
     @property
     def words(self) -> list[str]:
@@ -66,9 +67,11 @@ class Registry:
         usage: str = "",
         help: str,
         arg_words: Callable[[CommandContext], list[str]] | None = None,
+        example: str = "",
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
-            cmd = Command(name, aliases, usage or f":{name}", help, fn, arg_words or (lambda ctx: []))
+            words = arg_words or (lambda ctx: [])
+            cmd = Command(name, aliases, usage or f":{name}", help, fn, words, example)
             for word in cmd.words:
                 if word in self._by_name:
                     raise ValueError(f"command word {word!r} registered twice")
@@ -119,10 +122,11 @@ command = REGISTRY.command
 
 
 def on_off(value: str, what: str, current: bool) -> bool:
-    """`on`/`off` (and yes/no, true/false, 1/0); nothing toggles."""
+    """`on`/`off` (and yes/no, true/false, 1/0); no value keeps `current` (the command shows it): a command
+    without an argument shows its state, it never toggles."""
     v = value.strip().lower()
     if not v:
-        return not current
+        return current
     if v in ("on", "yes", "true", "1"):
         return True
     if v in ("off", "no", "false", "0"):

@@ -139,6 +139,8 @@ class TransformersEngine:
         if not merged.get("do_sample"):  # the model's sampling knobs too: GenerationConfig warns about them
             for key in SAMPLING_KEYS:
                 merged.pop(key, None)
+        if not merged.get("stop_strings"):  # [] or "" means none; generate refuses an empty list
+            merged["stop_strings"] = None
         merged["pad_token_id"] = self.pad_id
         merged["cache_implementation"] = None
         merged.pop("transformers_version", None)

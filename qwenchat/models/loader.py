@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from qwenchat.errors import first_line
 from qwenchat.models import LoadError, demo
 from qwenchat.models.hub import SOURCES, snapshot
+from qwenchat.paths import expand_user
 from qwenchat.progress import Progress, say
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def resolve(spec: str | None, *, demo: bool = False) -> ModelSource:
             "no model given; pass a model directory, a .gguf file, a hub id (owner/name) or --demo"
         )
     spec = spec.strip()
-    path = Path(spec).expanduser()
+    path = expand_user(spec)
     if path.is_dir():
         if (path / "config.json").is_file():
             return ModelSource(kind="dir", spec=spec, path=path.resolve(), repo_id=None)
@@ -146,7 +147,7 @@ def _is_repo_id(spec: str) -> bool:
 def resolve_adapter(spec: str) -> ModelSource:
     """Classify an --adapter value (filesystem only): a dir with adapter_config.json, or a hub id."""
     spec = spec.strip()
-    path = Path(spec).expanduser()
+    path = expand_user(spec)
     if path.is_dir():
         if not (path / ADAPTER_CONFIG).is_file():
             raise LoadError(f"{spec} is not a PEFT adapter: it has no {ADAPTER_CONFIG}")

@@ -40,6 +40,8 @@ from qwenchat.ui.answer import REFRESH_INTERVAL, AnswerView
 from qwenchat.ui.terminal import STYLE_ERROR, STYLE_HEADER, STYLE_HINT, STYLE_NOTICE, make_console
 from qwenchat.visible import visible_controls as safe
 
+MIN_RATE_TOKENS = 8  # :stats shows a prefill rate only from this many prefilled tokens
+
 
 class Renderer:
     """The only object that writes to the terminal."""
@@ -52,8 +54,11 @@ class Renderer:
         think: str = "fold",
         refresh_interval: float = REFRESH_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        side: Console | None = None,
     ) -> None:
         self.console = console or make_console()
+        # Where everything but the answers goes (stderr when stdout is a pipe); None: the console.
+        self.side = side
         self.markdown = markdown
         self.think = think
         self.refresh_interval = refresh_interval
@@ -83,35 +88,42 @@ class Renderer:
             self._recorder.width = self.console.width
             self._recorder.print(*objects, **kwargs)
 
+    def _say(self, *objects: Any, **kwargs: Any) -> None:
+        """Anything but an answer: notices, errors, command output."""
+        if self.side is not None:
+            self.side.print(*objects, **kwargs)
+        else:
+            self._print(*objects, **kwargs)
+
     # -- one-liners -----------------------------------------------------------------------
     # Every text argument may come from a model, a server or a file: `safe()` (visible_controls) shows its
     # control characters instead of sending them, here where it enters the terminal.
     def info(self, text: str) -> None:
-        self._print(escape(safe(text)))
+        self._say(escape(safe(text)))
 
     def notice(self, text: str) -> None:
-        self._print(Text(safe(text), style=STYLE_NOTICE if not self.plain else ""))
+        self._say(Text(safe(text), style=STYLE_NOTICE if not self.plain else ""))
 
     def error(self, text: str) -> None:
-        self._print(Text("error: " + safe(text), style=STYLE_ERROR if not self.plain else ""))
+        self._say(Text("error: " + safe(text), style=STYLE_ERROR if not self.plain else ""))
 
     def hint(self, text: str) -> None:
-        self._print(Text(safe(text), style=STYLE_HINT if not self.plain else ""))
+        self._say(Text(safe(text), style=STYLE_HINT if not self.plain else ""))
 
     def text(self, text: str) -> None:
         """Verbatim text (a rendered prompt, an exported file): no markup interpretation."""
-        self._print(Text(safe(text)), soft_wrap=True)
+        self._say(Text(safe(text)), soft_wrap=True)
 
     # -- structured ------------------------------------------------------------------------
     def banner(self, *, model: str, device: str, dtype: str, extra: Sequence[str] = ()) -> None:
         model, device, dtype = safe(model), safe(device), safe(dtype)
         if self.plain:
-            self._print(f"qwenchat · {model} · {device} · {dtype}", markup=False)
+            self._say(f"qwenchat · {model} · {device} · {dtype}", markup=False)
         else:
             line = Text.assemble(
                 ("qwenchat", "bold cyan"), "  ", (model, "bold"), (f" · {device} · {dtype}", "dim")
             )
-            self._print(line)
+            self._say(line)
         for item in extra:
             self.hint(item)
         self.hint("Type :h for help, :q or Ctrl-D to quit, Ctrl-C to stop an answer.")
@@ -122,16 +134,16 @@ class Renderer:
         title = safe(title) if title else title
         if self.plain:
             if title:
-                self._print(title, markup=False)
+                self._say(title, markup=False)
             for row in rows:
-                self._print(safe("  ".join(row)), markup=False)
+                self._say(safe("  ".join(row)), markup=False)
             return
         table = Table(title=title, show_header=bool(headers), box=None, padding=(0, 2, 0, 0))
         for h in headers or [""] * 2:
             table.add_column(safe(h), overflow="fold")
         for row in rows:
             table.add_row(*[escape(safe(c)) for c in row])
-        self._print(table)
+        self._say(table)
 
     def history(self, messages: Sequence[Any], system: str | None) -> None:
         if system:
@@ -145,23 +157,24 @@ class Renderer:
         mark = " (interrupted)" if interrupted else ""
         role = safe(role)
         if self.plain:
-            self._print(f"[{role}]{mark}", markup=False)
+            self._say(f"[{role}]{mark}", markup=False)
         else:
-            self._print(Text(f"{role}{mark}", style="bold magenta" if role == "user" else STYLE_HEADER))
+            self._say(Text(f"{role}{mark}", style="bold magenta" if role == "user" else STYLE_HEADER))
         self.text(content)
 
     def stats(self, s: TurnStats) -> None:
         parts = [
             f"prompt {s.prompt_tokens} tok (reused {s.reused_tokens}, prefilled {s.prefilled_tokens})",
             f"TTFT {s.ttft_s:.2f}s",
-            f"prefill {s.prefill_tps:.0f} tok/s",
+            # A rate over a handful of tokens measures the request's overhead, not the prefill.
+            f"prefill {s.prefill_tps:.0f} tok/s" if s.prefilled_tokens >= MIN_RATE_TOKENS else "",
             f"decode {s.decode_tps:.1f} tok/s",
             f"{s.generated_tokens} tok",
             s.finish_reason,
         ]
         if s.peak_gpu_mem_bytes is not None:
             parts.append(f"peak GPU {s.peak_gpu_mem_bytes / 2**30:.2f} GiB")
-        self.hint(" · ".join(parts))
+        self.hint(" · ".join(p for p in parts if p))
 
     def clear_screen(self) -> None:
         self.console.clear()
@@ -176,7 +189,7 @@ class Renderer:
     def status(self, text: str) -> Iterator[Callable[[str], None]]:
         """A spinner while something slow runs; yields a function that changes its text."""
         if self.plain:
-            self._print(safe(text), markup=False)
+            self._say(safe(text), markup=False)
             yield lambda message: None
             return
         with self.console.status(Text(safe(text), style=STYLE_HINT)) as st:

@@ -35,6 +35,7 @@ class Repl:
         self.registry = registry or REGISTRY.copy()
         self.show_stats = show_stats
         self.should_exit = False
+        self.failed = False  # a command or a turn failed: a pipe run ends with a non-zero status
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:
@@ -57,12 +58,14 @@ class Repl:
                 if not self.session.send(line.strip("\n")).kept:
                     self.renderer.hint(NOT_ADDED)
         except UserError as exc:  # the one place a user error becomes its line
+            self.failed = True
             self.renderer.error(first_line(exc))
             if not is_command:
                 self.renderer.hint(NOT_ADDED)
         except Exception as exc:  # a bug in a command must not end the session or show a traceback
             if not is_command:
                 raise
+            self.failed = True
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
             self.renderer.error(f"internal error in {text.split()[0]}: {type(exc).__name__}{detail}")
         self.session.autosave()
@@ -75,6 +78,8 @@ class Repl:
         return view
 
     def turn_done(self, result: TurnResult) -> None:
+        if result.finish_reason == "error":
+            self.failed = True
         if result.stats is not None and self.show_stats:
             self.renderer.stats(result.stats)
 
