@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.openai import OpenAIEngine, server_error_message
+from qwenchat.engines.openai import OpenAIEngine
+from qwenchat.engines.openai_events import server_error_message
 from qwenchat.engines.openai_http import redact_url
 from qwenchat.settings import ConfigError
 from tests.real_server import RealServer, free_port

@@ -17,14 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.openai_events import clean, one_line, server_error_message
 from qwenchat.engines.openai_http import (
     MAX_ERROR_BODY,
     REDIRECTS,
     Endpoint,
     Exchange,
-    one_line,
     redirect_message,
-    server_error_message,
 )
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.turn import Job, Turns
@@ -141,7 +140,9 @@ class OpenAIEngine:
             )
         try:
             data = json.loads(body)
-            return [one_line(str(m["id"])) for m in data["data"]]  # one_line: no lone surrogate, no newline
+            # Kept whole (requests name the model by it); clean() only makes it encodable: the renderer
+            # shows control characters visibly.
+            return [clean(str(m["id"])) for m in data["data"]]
         except (ValueError, KeyError, TypeError, RecursionError):
             raise EngineError(f"{self.base_url}/models did not answer with a model list") from None
 
