@@ -111,12 +111,20 @@ class ChatSession:
         self.session_id = SessionStore.new_id()
         self.created = now_stamp()
         self._saved_state: Any = None
+        self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
 
     @property
     def model(self) -> str:
         return self.engine.name
 
     # -- turns -------------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Stop the running turn as Ctrl-C does (the partial answer is kept); nothing when none runs.
+        Safe from a signal handler: it only sets an event."""
+        cancel = self._cancel
+        if cancel is not None:
+            cancel.set()
+
     def send(self, text: str) -> TurnResult:
         """Add a user message and answer it; when nothing is answered the message is not kept."""
         return self._transaction(lambda: self.conversation.add_user(text))
@@ -335,7 +343,15 @@ class ChatSession:
     def _stream(self, request: GenerationRequest, continues: str | None) -> TurnResult:
         """Run the engine's stream to its end. Ctrl-C cancels: the engine stops at its next step, what it
         still sends is collected (further Ctrl-Cs are ignored meanwhile) and the partial answer is kept."""
-        cancel = threading.Event()
+        cancel = self._cancel = threading.Event()
+        try:
+            return self._collect(request, continues, cancel)
+        finally:
+            self._cancel = None
+
+    def _collect(
+        self, request: GenerationRequest, continues: str | None, cancel: threading.Event
+    ) -> TurnResult:
         stream = self.engine.stream(request, cancel)
         parts: list[str] = []
         sink: AnswerSink | None = None

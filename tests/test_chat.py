@@ -293,3 +293,15 @@ def test_a_headless_session_loads_no_terminal_or_model_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_interrupt_stops_the_running_turn_and_is_a_no_op_between_turns():
+    session = ChatSession(DrainEngine())
+    session.interrupt()  # no turn: nothing happens, the next turn is not pre-cancelled
+    rec = Recorder()
+    rec.feed = lambda text: session.interrupt() if text == "b" else None  # as the SIGINT handler does
+    session.observer = rec
+    result = session.send("q")
+    assert result.finish_reason == "interrupted" and result.text == "ab (rest)" and result.kept
+    rec.feed = lambda text: None
+    assert session.send("again").finish_reason == "stop"

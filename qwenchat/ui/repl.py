@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,12 @@ class Repl:
 
     # -- one line --------------------------------------------------------------------------
     def handle_line(self, line: str) -> None:
-        """A command or a chat message; bad input gets one line and changes nothing."""
+        """A command or a chat message; bad input gets one line and changes nothing. Ctrl-C meanwhile
+        stops the answer and nothing else: the turn, its history entry and the autosave always complete."""
+        with self._ctrl_c_stops_the_turn():
+            self._handle_line(line)
+
+    def _handle_line(self, line: str) -> None:
         text = line.strip()
         if not text:
             self.renderer.hint("Type a message, or :h for help.")
@@ -80,6 +88,24 @@ class Repl:
 
     def notice(self, text: str) -> None:
         self.renderer.notice(text)
+
+    @contextlib.contextmanager
+    def _ctrl_c_stops_the_turn(self) -> Iterator[None]:
+        """Within: SIGINT only asks the running turn to stop. A KeyboardInterrupt raised wherever the press
+        happens to land (between the stream's end and the history append, in the autosave, in the renderer,
+        in prompt_toolkit's start-up) would end the process or lose a shown answer."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread gets signals and may set their handlers
+            return
+        old = signal.getsignal(signal.SIGINT)
+        if old is signal.SIG_IGN:  # started with SIGINT ignored (nohup, a background job): keep it so
+            yield
+            return
+        signal.signal(signal.SIGINT, lambda signum, frame: self.session.interrupt())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
 
     def _continuation_prime(self, answer: str) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
@@ -120,8 +146,15 @@ class Repl:
         )
 
         def ask(prompt: str) -> str:
-            return session.prompt(prompt if self.renderer.plain else [("class:prompt", prompt)])
+            # At the prompt the terminal is raw, so Ctrl-C is a key (KeyboardInterrupt from prompt()), not
+            # a signal; a SIGINT as prompt_toolkit starts or stops goes to the handler below, never raises.
+            message = prompt if self.renderer.plain else [("class:prompt", prompt)]
+            return session.prompt(message, handle_sigint=False)
 
+        with self._ctrl_c_stops_the_turn():
+            self._loop(ask)
+
+    def _loop(self, ask: Any) -> None:
         while not self.should_exit:
             try:
                 line = ask("› ")
