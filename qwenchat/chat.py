@@ -281,10 +281,27 @@ class ChatSession:
         fields = self.fields()
         fields.pop("session_id")
         try:
+            self._claim()
             self.store.autosave(self.session_id, **fields)
             self._saved_state = state
         except Exception as exc:  # disk full, permissions: the chat goes on
             self.observer.notice(f"autosave failed: {exc}")
+
+    def _claim(self) -> None:
+        """Autosave writes only a session no other process has open: else this chat forks to a new id,
+        so that neither process erases the other's turns."""
+        if self.store is None:
+            return
+        holder = self.store.claim(self.session_id)
+        if holder is True:
+            return
+        old, self.session_id = self.session_id, SessionStore.new_id()
+        self.store.claim(self.session_id)
+        who = f" (pid {holder})" if holder else ""
+        self.observer.notice(
+            f"session {old} is open in another qwenchat{who}: this chat goes on as a new session "
+            f"{self.session_id}, so neither loses a turn"
+        )
 
     def adopt(
         self, saved: SavedSession, *, session_id: str | None = None, created: str | None = None
@@ -304,6 +321,13 @@ class ChatSession:
         if session_id:
             self.session_id = session_id
             self.created = created or self.created
+            self._claim()
+        if saved.replaced:
+            n = saved.replaced
+            self.observer.notice(
+                f"{n} piece{'s' if n > 1 else ''} of text in the saved session {'were' if n > 1 else 'was'} "
+                "not valid Unicode (a lone surrogate): replaced by \ufffd"
+            )
         if saved.model and saved.model != self.model:
             self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")
 

@@ -65,14 +65,14 @@ class Repl:
                 if not self.session.send(line.strip("\n")).kept:
                     self.renderer.hint(NOT_ADDED)
         except UserError as exc:  # the one place a user error becomes its line
-            self.renderer.error(first_line(exc))
+            self.renderer.error(_short(first_line(exc)))
             if not is_command:
                 self.renderer.hint(NOT_ADDED)
         except Exception as exc:  # a bug in a command must not end the session or show a traceback
             if not is_command:
                 raise
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
-            self.renderer.error(f"internal error in {text.split()[0]}: {type(exc).__name__}{detail}")
+            self.renderer.error(_short(f"internal error in {text.split()[0]}: {type(exc).__name__}{detail}"))
         self.session.autosave()
 
     # -- the session's observer --------------------------------------------------------------
@@ -168,6 +168,11 @@ class Repl:
 
 
 MULTILINE = '"""'
+MAX_ERROR_CHARS = 300  # an error that quotes a 5000-character argument is not read: cut it
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _prompts(ask: Any, prompt: str) -> Iterator[str]:
@@ -206,9 +211,10 @@ def _history(path: Path | None) -> Any:
 
     if path is None:
         return InMemoryHistory()
+    from qwenchat.paths import private_file
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return FileHistory(str(path))
+        return FileHistory(str(private_file(path)))  # what the user typed: theirs alone (0600)
     except OSError:
         return InMemoryHistory()
 
