@@ -273,3 +273,37 @@ def test_sigint_while_the_prompt_starts_is_ignored(out, make_repl, monkeypatch):
         inp.send_text("ping\r\x04")
         app.run_interactive(input=inp, output=DummyOutput())
     assert [m.content for m in app.session.conversation.messages] == ["ping", "pong"]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ["x" * 25 + "\r", "\x1b[200~" + "y" * 25 + "\x1b[201~\r"],
+    ids=["typed", "pasted"],
+)
+def test_input_is_capped_with_one_notice(out, make_repl, monkeypatch, keys):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from qwenchat.ui import repl
+
+    monkeypatch.setattr(repl, "MAX_INPUT_CHARS", 10)
+    app = make_repl(FakeEngine().enqueue(["a1", "a2"]), out)
+    with create_pipe_input() as inp:
+        inp.send_text(keys)
+        inp.send_text("short\r\x04")
+        app.run_interactive(input=inp, output=DummyOutput())
+    sent = [r.messages[-1]["content"] for r in app.session.engine.requests]
+    assert sent == [keys.replace("\x1b[200~", "")[0] * 10, "short"]
+    assert transcript(app).count("input limit") == 1
+
+
+def test_typing_keeps_one_undo_state_per_run_of_keys(out, make_repl):
+    """Undo (Ctrl-_) still takes back what was typed, without a copy of the line per key."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    app = make_repl(FakeEngine().enqueue(["a1"]), out)
+    with create_pipe_input() as inp:
+        inp.send_text("first words\x1fsecond\r\x04")
+        app.run_interactive(input=inp, output=DummyOutput())
+    assert [r.messages[-1]["content"] for r in app.session.engine.requests] == ["second"]

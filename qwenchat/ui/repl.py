@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class Repl:
         self.registry = registry or REGISTRY.copy()
         self.show_stats = show_stats
         self.should_exit = False
+        self._cap_told = False  # the input-limit notice was shown at this prompt
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:
@@ -89,6 +90,15 @@ class Repl:
     def notice(self, text: str) -> None:
         self.renderer.notice(text)
 
+    def _input_capped(self) -> None:
+        """The input reached MAX_INPUT_CHARS: say so once per prompt, above it."""
+        if self._cap_told:
+            return
+        self._cap_told = True
+        from prompt_toolkit.application import run_in_terminal
+
+        run_in_terminal(lambda: self.renderer.notice(CAP_NOTICE))
+
     @contextlib.contextmanager
     def _ctrl_c_stops_the_turn(self) -> Iterator[None]:
         """Within: SIGINT only asks the running turn to stop. A KeyboardInterrupt raised wherever the press
@@ -139,7 +149,7 @@ class Repl:
             history=_history(history_file),
             completer=_completer(self.registry, self),
             complete_while_typing=False,
-            key_bindings=_key_bindings(),
+            key_bindings=_key_bindings(self._input_capped),
             enable_open_in_editor=True,  # Ctrl-X Ctrl-E edits the input in $EDITOR
             input=input,
             output=output,
@@ -149,6 +159,7 @@ class Repl:
             # At the prompt the terminal is raw, so Ctrl-C is a key (KeyboardInterrupt from prompt()), not
             # a signal; a SIGINT as prompt_toolkit starts or stops goes to the handler below, never raises.
             message = prompt if self.renderer.plain else [("class:prompt", prompt)]
+            self._cap_told = False
             return session.prompt(message, handle_sigint=False)
 
         with self._ctrl_c_stops_the_turn():
@@ -194,14 +205,56 @@ def _read_block(first: str, more: Iterator[str]) -> str:
     return "\n".join(lines).strip("\n")
 
 
-def _key_bindings() -> Any:
+MAX_INPUT_CHARS = 16_000  # about 4k tokens: fits any context window, and keeps prompt_toolkit's per-key cost
+CAP_NOTICE = (
+    f"input limit: a message takes at most {MAX_INPUT_CHARS:,} characters here, the rest was cut; for longer "
+    'text shorten it, or send it in parts (a """ block takes it line by line)'
+)
+
+
+def _key_bindings(on_cap: Callable[[], None] = lambda: None) -> Any:
+    """Alt-Enter for a newline, and the input cap: typed keys past MAX_INPUT_CHARS are refused before
+    prompt_toolkit stores anything (its cost per key grows with the line), a longer paste is cut."""
+    from prompt_toolkit.filters import Condition, emacs_insert_mode, vi_insert_mode
     from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.key_binding.bindings.named_commands import get_by_name
+    from prompt_toolkit.keys import Keys
 
     kb = KeyBindings()
+    insert_mode = emacs_insert_mode | vi_insert_mode
 
     @kb.add("escape", "enter")  # Alt-Enter, or Esc then Enter: a newline instead of sending
     def _newline(event: Any) -> None:
         event.current_buffer.insert_text("\n")
+
+    @Condition
+    def full() -> bool:
+        from prompt_toolkit.application import get_app
+
+        return len(get_app().current_buffer.text) >= MAX_INPUT_CHARS
+
+    @kb.add(Keys.Any, filter=full, save_before=lambda event: False)
+    def _refuse(event: Any) -> None:
+        on_cap()
+
+    # prompt_toolkit means to save an undo state only when typing starts (if_no_repeat), but its
+    # registered self-insert keeps its own always-save: one copy of the whole line per key.
+    self_insert = get_by_name("self-insert")
+
+    @kb.add(Keys.Any, filter=insert_mode & ~full, save_before=lambda event: not event.is_repeat)
+    def _insert(event: Any) -> None:
+        self_insert.call(event)
+
+    @kb.add(Keys.BracketedPaste)
+    def _paste(event: Any) -> None:
+        # As prompt_toolkit's own paste: newlines as \n; then only what still fits.
+        data = event.data.replace("\r\n", "\n").replace("\r", "\n")
+        buffer = event.current_buffer
+        room = max(0, MAX_INPUT_CHARS - len(buffer.text))
+        if len(data) > room:
+            data = data[:room]
+            on_cap()
+        buffer.insert_text(data)
 
     return kb
 
