@@ -442,4 +442,5 @@ class SessionStore:
             raise StoreError(f"{ref!r} matches {len(matches)} sessions ({shown}); give more of the id")
         shown = "; ".join(f"{i} {s.id} {s.title}" for i, s in enumerate(sessions[:3], 1))
         more = f"; … ({len(sessions)} in all)" if len(sessions) > 3 else ""
-        raise StoreError(f"no session {ref!r:.40}; saved: {shown}{more}")
+        asked = ref if len(ref) <= 40 else ref[:39] + "…"
+        raise StoreError(f"no session {asked!r}; saved: {shown}{more}")

@@ -305,3 +305,21 @@ def test_interrupt_stops_the_running_turn_and_is_a_no_op_between_turns():
     assert result.finish_reason == "interrupted" and result.text == "ab (rest)" and result.kept
     rec.feed = lambda text: None
     assert session.send("again").finish_reason == "stop"
+
+
+def test_a_session_open_in_another_process_is_forked_not_overwritten(tmp_path):
+    """Two chats resumed on one session: the second goes on under a new id with a notice, so each one's
+    autosaves keep its own turns."""
+    first = ChatSession(FakeEngine().enqueue(["a1"]), store=SessionStore(tmp_path))
+    first.send("from first")
+    first.autosave()
+    saved = first.store.resolve("last")
+    second = ChatSession(FakeEngine().enqueue(["b1"]), store=SessionStore(tmp_path))
+    second.adopt(saved, session_id=saved.id, created=saved.created)
+    assert second.session_id != saved.id
+    assert any("open in another qwenchat" in n and second.session_id in n for n in second.observer.notices)
+    second.send("from second")
+    second.autosave()
+    texts = {s.id: [m.content for m in s.conversation.messages] for s in SessionStore(tmp_path).list()}
+    assert texts[saved.id] == ["from first", "a1"]
+    assert texts[second.session_id] == ["from first", "a1", "from second", "b1"]
