@@ -215,13 +215,13 @@ CAP_NOTICE = (
 def _key_bindings(on_cap: Callable[[], None] = lambda: None) -> Any:
     """Alt-Enter for a newline, and the input cap: typed keys past MAX_INPUT_CHARS are refused before
     prompt_toolkit stores anything (its cost per key grows with the line), a longer paste is cut."""
-    from prompt_toolkit.filters import Condition, emacs_insert_mode, vi_insert_mode
+    from prompt_toolkit.filters import Condition, emacs_insert_mode, shift_selection_mode, vi_insert_mode
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.key_binding.bindings.named_commands import get_by_name
     from prompt_toolkit.keys import Keys
 
     kb = KeyBindings()
-    insert_mode = emacs_insert_mode | vi_insert_mode
+    insert_mode = (emacs_insert_mode | vi_insert_mode) & ~shift_selection_mode  # it replaces a selection
 
     @kb.add("escape", "enter")  # Alt-Enter, or Esc then Enter: a newline instead of sending
     def _newline(event: Any) -> None:
