@@ -114,6 +114,7 @@ class ChatSession:
         self.piped_run = piped  # a pipe run: its autosaves are marked so that `last` passes over them
         self.session_id, self.created, self.piped = "", "", piped
         self._saved_state: Any = None
+        self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
         self.new_autosave_session()
 
     @property
@@ -121,6 +122,13 @@ class ChatSession:
         return self.engine.name
 
     # -- turns -------------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Stop the running turn as Ctrl-C does (the partial answer is kept); nothing when none runs.
+        Safe from a signal handler: it only sets an event."""
+        cancel = self._cancel
+        if cancel is not None:
+            cancel.set()
+
     def send(self, text: str) -> TurnResult:
         """Add a user message and answer it; when nothing is answered the message is not kept."""
         return self._transaction(lambda: self.conversation.add_user(text))
@@ -173,6 +181,8 @@ class ChatSession:
 
     def new_autosave_session(self) -> None:
         """Autosave into a new file from now on; the current one stays exactly as it was."""
+        if self.store is not None:
+            self.store.release()  # the session left behind may be resumed elsewhere now
         self.session_id = SessionStore.new_id()
         self.created = now_stamp()
         self.piped = self.piped_run
@@ -307,6 +317,7 @@ class ChatSession:
         fields = self.fields()
         fields.pop("session_id")
         try:
+            self._claim()
             self.store.autosave(self.session_id, **fields)
             self._saved_state = state
         except Exception as exc:  # disk full, permissions: the chat goes on
@@ -314,6 +325,22 @@ class ChatSession:
 
     def _state(self) -> Any:
         return (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed, self.piped)
+
+    def _claim(self) -> None:
+        """Autosave writes only a session no other process has open: else this chat forks to a new id,
+        so that neither process erases the other's turns."""
+        if self.store is None:
+            return
+        holder = self.store.claim(self.session_id)
+        if holder is True:
+            return
+        old, self.session_id = self.session_id, SessionStore.new_id()
+        self.store.claim(self.session_id)
+        who = f" (pid {holder})" if holder else ""
+        self.observer.notice(
+            f"session {old} is open in another qwenchat{who}: this chat goes on as a new session "
+            f"{self.session_id}, so neither loses a turn"
+        )
 
     def adopt(
         self, saved: SavedSession, *, session_id: str | None = None, created: str | None = None
@@ -335,10 +362,17 @@ class ChatSession:
         if session_id:
             self.session_id = session_id
             self.created = created or self.created
+            self._claim()  # another process has it open: this chat forks to a new id (with a notice)
             # A session any interactive run wrote to stays one `last` finds.
             self.piped = self.piped_run and saved.piped
             if self.piped == saved.piped:
                 self._saved_state = self._state()  # as on disk: nothing to write until it changes
+        if saved.replaced:
+            n = saved.replaced
+            self.observer.notice(
+                f"{n} piece{'s' if n > 1 else ''} of text in the saved session {'were' if n > 1 else 'was'} "
+                "not valid Unicode (a lone surrogate): replaced by \ufffd"
+            )
         if saved.model and saved.model != self.model:
             self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")
 
@@ -378,7 +412,15 @@ class ChatSession:
     def _stream(self, request: GenerationRequest, continues: str | None) -> TurnResult:
         """Run the engine's stream to its end. Ctrl-C cancels: the engine stops at its next step, what it
         still sends is collected (further Ctrl-Cs are ignored meanwhile) and the partial answer is kept."""
-        cancel = threading.Event()
+        cancel = self._cancel = threading.Event()
+        try:
+            return self._collect(request, continues, cancel)
+        finally:
+            self._cancel = None
+
+    def _collect(
+        self, request: GenerationRequest, continues: str | None, cancel: threading.Event
+    ) -> TurnResult:
         stream = self.engine.stream(request, cancel)
         parts: list[str] = []
         sink: AnswerSink | None = None

@@ -49,3 +49,31 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     return _dir("QWENCHAT_CONFIG_DIR", "config", environ)
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` and every missing folder above it, each 0700 (as XDG asks for a user's data): the
+    history and sessions hold what the user typed. Folders that exist already are left as they are."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)  # the umask can only take bits away from 0700
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty and 0600 unless it exists (its folder private, as above); an existing file that
+    others may read (from an older qwenchat) is made private too."""
+    import stat
+
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path

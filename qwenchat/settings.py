@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,25 +60,53 @@ def suggest(word: str, choices: Collection[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+MAX_INT = 2**63  # past a 64-bit integer no engine or server takes a setting (and float() may overflow)
+
+
+def storable_problem(value: Any, depth: int = 0) -> str | None:
+    """Why a session file (JSON) or a server request could not hold `value`, else None: only null,
+    booleans, strings, finite numbers and (nested) lists of them travel and come back unchanged."""
+    if value is None or isinstance(value, bool | str):
+        return None
+    if isinstance(value, int):
+        return None if -MAX_INT < value < MAX_INT else "is out of range"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "must be a finite number"
+    if isinstance(value, list) and depth < 4:
+        return next((p for p in (storable_problem(v, depth + 1) for v in value) if p), None)
+    kind = "deeply nested list" if isinstance(value, list) else type(value).__name__
+    return f"must be a number, string, boolean or [list], not a {kind}"
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as an error line quotes it: its repr, cut short (a 5000-digit number is not repeated)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…({len(text)} characters)"
+
+
 def check_spec(key: str, spec: Spec, value: Any) -> Any:
-    """Type- and range-check one value; ints are accepted where floats are expected."""
+    """Type- and range-check one value; ints are accepted where floats are expected. Every value is one a
+    session file can store (see storable_problem)."""
     types = spec.types if isinstance(spec.types, tuple) else (spec.types,)
     if value is None:
         if not spec.nullable:
             raise ConfigError(f"{key} needs a value")
         return None
+    problem = storable_problem(value)
+    if problem:
+        raise ConfigError(f"{key} {problem}, got {shown(value)}")
     if types == (float,) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     # bool is an int to Python, not to a user: True is no max_new_tokens.
     ok = isinstance(value, types) and (not isinstance(value, bool) or bool in types or object in types)
     if not ok:
-        raise ConfigError(f"{key} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
+        raise ConfigError(f"{key} must be {' or '.join(t.__name__ for t in types)}, got {shown(value)}")
     if key == "stop_strings" and isinstance(value, list) and not all(isinstance(s, str) for s in value):
         raise ConfigError("stop_strings must be a string or a list of strings")
     if isinstance(value, int | float) and not isinstance(value, bool) and value != value:
         raise ConfigError(f"{key} must be a number")
     if spec.choices and value not in spec.choices:
-        raise ConfigError(f"{key} must be one of {', '.join(spec.choices)}, got {value!r}")
+        raise ConfigError(f"{key} must be one of {', '.join(spec.choices)}, got {shown(value)}")
     rng = spec.rng
     bad = (
         (rng == "nonneg" and value < 0)
@@ -86,7 +115,7 @@ def check_spec(key: str, spec: Spec, value: Any) -> Any:
         or (rng == "unit0" and not 0 <= value <= 1)
     )
     if bad:
-        raise ConfigError(f"{key} must be {RANGE_TEXT[rng]}, got {value!r}")
+        raise ConfigError(f"{key} must be {RANGE_TEXT[rng]}, got {shown(value)}")
     return value
 
 
@@ -316,10 +345,13 @@ class Settings:
         return {k: now.get(k) for k in keys}
 
     def set_seed(self, text: str) -> int:
+        text = text.strip()
         try:
-            value = int(text.strip(), 0)
+            value = int(text, 0) if text.isascii() and len(text) <= 20 else None  # no 5000-digit int()
         except ValueError:
-            raise ConfigError(f"seed must be an integer, got {text.strip()!r}") from None
+            value = None
+        if value is None:
+            raise ConfigError(f"seed must be an integer, got {shown(text)}")
         if not 0 <= value < 2**32:
             raise ConfigError("seed must be between 0 and 4294967295")
         self.seed = value

@@ -13,6 +13,7 @@ import re
 import secrets
 import tempfile
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +22,9 @@ from typing import Any
 
 from qwenchat.errors import UserError
 from qwenchat.export import conversation_title
-from qwenchat.paths import data_dir
+from qwenchat.lock import FileLock
+from qwenchat.numbers import plain_int
+from qwenchat.paths import data_dir, private_dir
 from qwenchat.session import Conversation, SessionFormatError
 
 FORMAT = "qwenchat-session"
@@ -33,6 +36,7 @@ MAX_ERROR_CHARS = 300
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _SCALARS = (str, int, float, bool, type(None))
+_SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair: not a character on its own
 
 
 class StoreError(UserError):
@@ -57,6 +61,7 @@ class SavedSession:
     conversation: Conversation
     path: Path | None = field(default=None, compare=False)  # where it was read from
     piped: bool = False  # written by pipe runs only: `last` passes over it
+    replaced: int = field(default=0, compare=False)  # lone surrogates in the file, now U+FFFD
 
     @property
     def title(self) -> str:
@@ -144,13 +149,32 @@ def dump_session(
     if piped:  # only then: files of interactive sessions stay as they were
         doc["piped"] = True
     try:
-        return json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+        text = json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise StoreError(f"cannot save the session: {exc}") from None
+    return _SURROGATE.sub("\ufffd", text)  # UTF-8 cannot hold a lone surrogate: never fail a save on one
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def _replace_lone_surrogates(data: Any) -> tuple[Any, int]:
+    """JSON reads an escaped lone surrogate ("\\ud800") as a str that no file or terminal can take: each
+    becomes U+FFFD, visibly, and the count says how many (0: `data` is returned as it was)."""
+    stack = [data]
+    while stack:  # a loop, not recursion: the nesting is whatever the file says
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                text, count = _SURROGATE.subn("\ufffd", json.dumps(data, ensure_ascii=False))
+                return json.loads(text), count
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return data, 0
 
 
 def parse_session(text: str, *, source: str = "file") -> SavedSession:
@@ -171,6 +195,10 @@ def parse_session(text: str, *, source: str = "file") -> SavedSession:
         raise fail(f"not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise fail("not a qwenchat session file")
+    try:
+        data, replaced = _replace_lone_surrogates(data)
+    except (ValueError, RecursionError):  # pragma: no cover - what json.loads read, json.dumps writes
+        raise fail("not a qwenchat session file") from None
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise fail("missing or invalid 'version'")
@@ -211,7 +239,15 @@ def parse_session(text: str, *, source: str = "file") -> SavedSession:
         if len(m.content) > MAX_MESSAGE_CHARS:
             raise fail(f"message {i + 1} is over {MAX_MESSAGE_CHARS:,} characters")
     return SavedSession(
-        session_id, times["created"], times["updated"], model, settings, seed, conversation, piped=piped
+        session_id,
+        times["created"],
+        times["updated"],
+        model,
+        settings,
+        seed,
+        conversation,
+        piped=piped,
+        replaced=replaced,
     )
 
 
@@ -343,6 +379,7 @@ class SessionStore:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else data_dir() / "sessions"
         self.skipped: list[tuple[Path, str]] = []  # unreadable files the last list() passed over, and why
+        self._held: tuple[str, FileLock, weakref.finalize] | None = None  # the session this process writes
 
     @staticmethod
     def new_id() -> str:
@@ -351,6 +388,28 @@ class SessionStore:
 
     def path(self, session_id: str) -> Path:
         return self.root / f"{_check_id(session_id)}.json"
+
+    def claim(self, session_id: str) -> int | bool:
+        """Hold `session_id` for this process's autosaves, letting go of the session held before: True.
+        When another live process holds it: its pid (or False when unknown), and nothing changes."""
+        if self._held is not None and self._held[0] == session_id:
+            return True
+        lock = FileLock(self.root / f"{_check_id(session_id)}.lock")
+        try:
+            private_dir(self.root)
+            if not lock.acquire():
+                return lock.owner() or False
+        except OSError:  # a read-only folder: nothing to guard, and autosave will say why it fails
+            return True
+        self.release()
+        self._held = (session_id, lock, weakref.finalize(self, lock.release))  # also at exit
+        return True
+
+    def release(self) -> None:
+        """Let go of the session held for autosave (at exit this happens by itself)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held[2]()
 
     def autosave(
         self,
@@ -375,7 +434,7 @@ class SessionStore:
             piped=piped,
         )
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(self.root)
             atomic_write_text(path, text)
         except OSError as exc:
             raise StoreError(f"autosave failed: cannot write {path}: {_os_reason(exc)}") from None
@@ -408,8 +467,9 @@ class SessionStore:
             raise StoreError("which session? give last, a number, or an id (prefix)")
         if ref.lower() == "last":  # a pipe run only when no interactive session was ever saved
             return next((s for s in sessions if not s.piped), sessions[0])
-        if ref.isdigit() and 1 <= int(ref) <= len(sessions):
-            return sessions[int(ref) - 1]
+        number = plain_int(ref)
+        if number is not None and 1 <= number <= len(sessions):
+            return sessions[number - 1]
         for s in sessions:
             if s.id == ref:
                 return s
@@ -421,4 +481,5 @@ class SessionStore:
             raise StoreError(f"{ref!r} matches {len(matches)} sessions ({shown}); give more of the id")
         shown = "; ".join(f"{i} {s.id} {s.title}" for i, s in enumerate(sessions[:3], 1))
         more = f"; … ({len(sessions)} in all)" if len(sessions) > 3 else ""
-        raise StoreError(f"no session {ref!r:.40}; saved: {shown}{more}")
+        asked = ref if len(ref) <= 40 else ref[:39] + "…"
+        raise StoreError(f"no session {asked!r}; saved: {shown}{more}")

@@ -293,3 +293,33 @@ def test_a_headless_session_loads_no_terminal_or_model_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_interrupt_stops_the_running_turn_and_is_a_no_op_between_turns():
+    session = ChatSession(DrainEngine())
+    session.interrupt()  # no turn: nothing happens, the next turn is not pre-cancelled
+    rec = Recorder()
+    rec.feed = lambda text: session.interrupt() if text == "b" else None  # as the SIGINT handler does
+    session.observer = rec
+    result = session.send("q")
+    assert result.finish_reason == "interrupted" and result.text == "ab (rest)" and result.kept
+    rec.feed = lambda text: None
+    assert session.send("again").finish_reason == "stop"
+
+
+def test_a_session_open_in_another_process_is_forked_not_overwritten(tmp_path):
+    """Two chats resumed on one session: the second goes on under a new id with a notice, so each one's
+    autosaves keep its own turns."""
+    first = ChatSession(FakeEngine().enqueue(["a1"]), store=SessionStore(tmp_path))
+    first.send("from first")
+    first.autosave()
+    saved = first.store.resolve("last")
+    second = ChatSession(FakeEngine().enqueue(["b1"]), store=SessionStore(tmp_path))
+    second.adopt(saved, session_id=saved.id, created=saved.created)
+    assert second.session_id != saved.id
+    assert any("open in another qwenchat" in n and second.session_id in n for n in second.observer.notices)
+    second.send("from second")
+    second.autosave()
+    texts = {s.id: [m.content for m in s.conversation.messages] for s in SessionStore(tmp_path).list()}
+    assert texts[saved.id] == ["from first", "a1"]
+    assert texts[second.session_id] == ["from first", "a1", "from second", "b1"]

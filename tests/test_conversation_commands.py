@@ -180,6 +180,7 @@ def test_autosave_after_every_turn_and_resume(app, out, tmp_path, make_repl):
     other = make_repl(FakeEngine(), out, store=store)
     other.handle_line(":sessions")
     assert "first question" in said(other)
+    app.session.store.release()  # the first chat has ended (at exit); while it runs, a resume forks
     other.handle_line(":resume last")
     assert (
         other.session.conversation == app.session.conversation

@@ -213,3 +213,97 @@ def test_a_failing_command_is_one_line(app):
     app.handle_line(":boom")
     assert "error: internal error in :boom: ZeroDivisionError: division by zero" in transcript(app)
     assert not app.should_exit
+
+
+def test_ctrl_c_during_autosave_or_the_answers_end_stops_nothing(out, make_repl, tmp_path):
+    """A SIGINT after the last word (in the renderer's end, in the autosave) must not raise: the shown
+    answer is kept and saved, and the REPL goes on."""
+    import os
+    import signal
+
+    from qwenchat.store import SessionStore
+
+    class PressingStore(SessionStore):
+        def autosave(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the answer is written
+            return super().autosave(*args, **kwargs)
+
+    store = PressingStore(tmp_path / "sessions")
+    app = make_repl(FakeEngine().enqueue(["all of it", "second"]), out, store=store)
+    view_end = out.answer
+
+    def pressing_answer(*args, **kwargs):
+        view = view_end(*args, **kwargs)
+        end = view.end
+
+        def end_with_press(*a, **k):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the answer's end is drawn
+            return end(*a, **k)
+
+        view.end = end_with_press
+        return view
+
+    out.answer = pressing_answer
+    app.handle_line("q")
+    app.handle_line("q2")
+    saved = store.list()[0].conversation.messages
+    assert [m.content for m in saved] == ["q", "all of it", "q2", "second"]
+    assert not any(m.interrupted for m in saved)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the turn
+
+
+def test_sigint_while_the_prompt_starts_is_ignored(out, make_repl, monkeypatch):
+    """Ctrl-C lands as a signal only outside the prompt's raw mode (its start and stop): no exception."""
+    import os
+    import signal
+
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    real_prompt = PromptSession.prompt
+
+    def pressed_as_it_starts(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_prompt(self, *args, **kwargs)
+
+    monkeypatch.setattr(PromptSession, "prompt", pressed_as_it_starts)
+    app = make_repl(FakeEngine().enqueue(["pong"]), out)
+    with create_pipe_input() as inp:
+        inp.send_text("ping\r\x04")
+        app.run_interactive(input=inp, output=DummyOutput())
+    assert [m.content for m in app.session.conversation.messages] == ["ping", "pong"]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ["x" * 25 + "\r", "\x1b[200~" + "y" * 25 + "\x1b[201~\r"],
+    ids=["typed", "pasted"],
+)
+def test_input_is_capped_with_one_notice(out, make_repl, monkeypatch, keys):
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from qwenchat.ui import repl
+
+    monkeypatch.setattr(repl, "MAX_INPUT_CHARS", 10)
+    app = make_repl(FakeEngine().enqueue(["a1", "a2"]), out)
+    with create_pipe_input() as inp:
+        inp.send_text(keys)
+        inp.send_text("short\r\x04")
+        app.run_interactive(input=inp, output=DummyOutput())
+    sent = [r.messages[-1]["content"] for r in app.session.engine.requests]
+    assert sent == [keys.replace("\x1b[200~", "")[0] * 10, "short"]
+    assert transcript(app).count("input limit") == 1
+
+
+def test_typing_keeps_one_undo_state_per_run_of_keys(out, make_repl):
+    """Undo (Ctrl-_) still takes back what was typed, without a copy of the line per key."""
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    app = make_repl(FakeEngine().enqueue(["a1"]), out)
+    with create_pipe_input() as inp:
+        inp.send_text("first words\x1fsecond\r\x04")
+        app.run_interactive(input=inp, output=DummyOutput())
+    assert [r.messages[-1]["content"] for r in app.session.engine.requests] == ["second"]

@@ -249,3 +249,43 @@ def test_reset_keys_restores_one_setting_and_keeps_the_others():
     with pytest.raises(ConfigError, match="unknown setting"):
         s.reset_keys(["top_p", "bogus"])
     assert s.overrides == {"top_p": 0.5}  # all or nothing
+
+
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("temperature=1e309", "temperature must be a finite number, got inf"),
+        ("max_time=1e309", "max_time must be a finite number"),
+        ("temperature=" + "9" * 400, "temperature is out of range, got 9999"),
+        ("max_new_tokens=" + "9" * 30, "max_new_tokens is out of range"),
+        ("stop_strings={1,2}", "must be a number, string, boolean or [list], not a set"),
+        ("stop_strings=[[[[[1]]]]]", "not a deeply nested list"),
+    ],
+)
+def test_values_a_session_file_cannot_store_are_refused(text, msg):
+    """One step in check_spec: what :conf takes, a session file (JSON) and a server request can hold."""
+    s = Settings({"temperature": 0.7})
+    with pytest.raises(ConfigError) as info:
+        s.apply(text)
+    assert msg in str(info.value) and len(str(info.value)) < 120
+    assert s.overrides == {}
+
+
+def test_transformers_long_tail_values_must_be_storable_too():
+    pytest.importorskip("transformers")
+    from qwenchat.engines.generation_config import generation_schema
+
+    schema = generation_schema()
+    for key, value in (("suppress_tokens", {1, 2}), ("suppress_tokens", (1, 2)), ("epsilon_cutoff", 1j)):
+        with pytest.raises(ConfigError, match="must be a"):
+            schema.check(key, value)
+    assert schema.check("suppress_tokens", [1, 2]) == [1, 2]
+
+
+def test_seed_refuses_huge_and_non_ascii_numbers_in_one_short_line():
+    s = Settings(seed=7)
+    for bad in ["9" * 5000, "²", "١٢"]:
+        with pytest.raises(ConfigError, match="seed must be an integer") as info:
+            s.set_seed(bad)
+        assert len(str(info.value)) < 100
+    assert s.seed == 7

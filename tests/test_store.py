@@ -553,3 +553,55 @@ def test_save_file_refuses_a_missing_directory_and_overwriting_when_asked(tmp_pa
     with pytest.raises(store.TargetExists):
         save_file(target, conv(), model="m", settings_overrides={}, seed=0, overwrite=False)
     assert load_file(target).conversation.exchanges() == 1
+
+
+# -- text no file can hold, private files, one writer per session ------------------------------------------
+
+
+def test_lone_surrogates_are_replaced_visibly_and_counted():
+    d = doc()
+    d["conversation"]["messages"][1]["content"] = "A\ud800B"
+    d["conversation"]["system"] = "\udfffsys"
+    text = json.dumps(d)  # json escapes them: "\ud800", as a crafted file would hold them
+    assert "\\ud800" in text
+    s = parse_session(text)
+    assert s.replaced == 2
+    assert s.conversation.messages[1].content == "A\ufffdB" and s.conversation.system == "\ufffdsys"
+    assert parse_session(json.dumps(doc())).replaced == 0
+    pair = doc()
+    pair["conversation"]["messages"][1]["content"] = "\U0001f600"  # a proper pair is one character
+    assert parse_session(json.dumps(pair)).conversation.messages[1].content == "\U0001f600"
+
+
+def test_dump_never_fails_on_a_lone_surrogate(tmp_path):
+    c = conv(("q", "x\udc80y"))
+    path = SessionStore(tmp_path).autosave("a", c, model="m", settings_overrides={}, seed=0)
+    assert load_file(path).conversation.messages[1].content == "x\ufffdy"
+
+
+def test_autosave_folders_and_files_are_private(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store = SessionStore(tmp_path / "new" / "data" / "sessions")
+        path = store.autosave("a", conv(("q", "a")), model="m", settings_overrides={}, seed=0)
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "new", tmp_path / "new" / "data", store.root):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_one_store_at_a_time_holds_a_session(tmp_path):
+    first, second = SessionStore(tmp_path), SessionStore(tmp_path)
+    assert first.claim("s1") is True and first.claim("s1") is True
+    assert second.claim("s1") == os.getpid()  # held elsewhere: who holds it
+    assert second.claim("s2") is True
+    assert first.claim("s2") == os.getpid() and first.claim("s1") is True  # a refusal keeps the old lock
+    first.release()
+    assert not (tmp_path / "s1.lock").exists()
+    assert second.claim("s1") is True and not (tmp_path / "s2.lock").exists()  # moving lets go
+
+
+def test_a_stale_lock_file_is_no_obstacle(tmp_path):
+    (tmp_path / "s1.lock").write_text("999999999\n")  # left by a process killed -9: no flock on it
+    assert SessionStore(tmp_path).claim("s1") is True

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
 from qwenchat.errors import first_line
+from qwenchat.numbers import parse_index
 from qwenchat.paths import expand_user
 from qwenchat.session import DEFAULT_SYSTEM
 from qwenchat.store import TargetExists
@@ -234,9 +235,8 @@ def cmd_copy(ctx: CommandContext, args: str) -> None:
             raise CommandError("the last answer has no code block")
         what = "the last code block"
     elif args:
-        if not args.isdigit() or not 1 <= int(args) <= len(answers):
-            raise CommandError(f":copy takes code or an answer number from 1 to {len(answers)}")
-        text, what = answers[int(args) - 1], f"answer {args}"
+        n = parse_index(args, ":copy takes code or an answer number", len(answers))
+        text, what = answers[n - 1], f"answer {n}"
     else:
         text, what = answers[-1], "the last answer"
     ctx.renderer.raw(osc52(text))

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ class Repl:
         self.show_stats = show_stats
         self.should_exit = False
         self.failed = False  # a command or a turn failed: a pipe run ends with a non-zero status
+        self._cap_told = False  # the input-limit notice was shown at this prompt
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:
@@ -43,7 +47,12 @@ class Repl:
 
     # -- one line --------------------------------------------------------------------------
     def handle_line(self, line: str) -> None:
-        """A command or a chat message; bad input gets one line and changes nothing."""
+        """A command or a chat message; bad input gets one line and changes nothing. Ctrl-C meanwhile
+        stops the answer and nothing else: the turn, its history entry and the autosave always complete."""
+        with self._ctrl_c_stops_the_turn():
+            self._handle_line(line)
+
+    def _handle_line(self, line: str) -> None:
         text = line.strip()
         if not text:
             self.renderer.hint("Type a message, or :h for help.")
@@ -59,7 +68,7 @@ class Repl:
                     self.renderer.hint(NOT_ADDED)
         except UserError as exc:  # the one place a user error becomes its line
             self.failed = True
-            self.renderer.error(first_line(exc))
+            self.renderer.error(_short(first_line(exc)))
             if not is_command:
                 self.renderer.hint(NOT_ADDED)
         except Exception as exc:  # a bug in a command must not end the session or show a traceback
@@ -67,7 +76,7 @@ class Repl:
                 raise
             self.failed = True
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
-            self.renderer.error(f"internal error in {text.split()[0]}: {type(exc).__name__}{detail}")
+            self.renderer.error(_short(f"internal error in {text.split()[0]}: {type(exc).__name__}{detail}"))
         self.session.autosave()
 
     # -- the session's observer --------------------------------------------------------------
@@ -85,6 +94,33 @@ class Repl:
 
     def notice(self, text: str) -> None:
         self.renderer.notice(text)
+
+    def _input_capped(self) -> None:
+        """The input reached MAX_INPUT_CHARS: say so once per prompt, above it."""
+        if self._cap_told:
+            return
+        self._cap_told = True
+        from prompt_toolkit.application import run_in_terminal
+
+        run_in_terminal(lambda: self.renderer.notice(CAP_NOTICE))
+
+    @contextlib.contextmanager
+    def _ctrl_c_stops_the_turn(self) -> Iterator[None]:
+        """Within: SIGINT only asks the running turn to stop. A KeyboardInterrupt raised wherever the press
+        happens to land (between the stream's end and the history append, in the autosave, in the renderer,
+        in prompt_toolkit's start-up) would end the process or lose a shown answer."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # only the main thread gets signals and may set their handlers
+            return
+        old = signal.getsignal(signal.SIGINT)
+        if old is signal.SIG_IGN:  # started with SIGINT ignored (nohup, a background job): keep it so
+            yield
+            return
+        signal.signal(signal.SIGINT, lambda signum, frame: self.session.interrupt())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
 
     def _continuation_prime(self, answer: str) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
@@ -118,15 +154,23 @@ class Repl:
             history=_history(history_file),
             completer=_completer(self.registry, self),
             complete_while_typing=False,
-            key_bindings=_key_bindings(),
+            key_bindings=_key_bindings(self._input_capped),
             enable_open_in_editor=True,  # Ctrl-X Ctrl-E edits the input in $EDITOR
             input=input,
             output=output,
         )
 
         def ask(prompt: str) -> str:
-            return session.prompt(prompt if self.renderer.plain else [("class:prompt", prompt)])
+            # At the prompt the terminal is raw, so Ctrl-C is a key (KeyboardInterrupt from prompt()), not
+            # a signal; a SIGINT as prompt_toolkit starts or stops goes to the handler below, never raises.
+            message = prompt if self.renderer.plain else [("class:prompt", prompt)]
+            self._cap_told = False
+            return session.prompt(message, handle_sigint=False)
 
+        with self._ctrl_c_stops_the_turn():
+            self._loop(ask)
+
+    def _loop(self, ask: Any) -> None:
         while not self.should_exit:
             try:
                 line = ask("› ")
@@ -140,6 +184,11 @@ class Repl:
 
 
 MULTILINE = '"""'
+MAX_ERROR_CHARS = 300  # an error that quotes a 5000-character argument is not read: cut it
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def _prompts(ask: Any, prompt: str) -> Iterator[str]:
@@ -161,14 +210,56 @@ def _read_block(first: str, more: Iterator[str]) -> str:
     return "\n".join(lines).strip("\n")
 
 
-def _key_bindings() -> Any:
+MAX_INPUT_CHARS = 16_000  # about 4k tokens: fits any context window, and keeps prompt_toolkit's per-key cost
+CAP_NOTICE = (
+    f"input limit: a message takes at most {MAX_INPUT_CHARS:,} characters here, the rest was cut; for longer "
+    'text shorten it, or send it in parts (a """ block takes it line by line)'
+)
+
+
+def _key_bindings(on_cap: Callable[[], None] = lambda: None) -> Any:
+    """Alt-Enter for a newline, and the input cap: typed keys past MAX_INPUT_CHARS are refused before
+    prompt_toolkit stores anything (its cost per key grows with the line), a longer paste is cut."""
+    from prompt_toolkit.filters import Condition, emacs_insert_mode, shift_selection_mode, vi_insert_mode
     from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.key_binding.bindings.named_commands import get_by_name
+    from prompt_toolkit.keys import Keys
 
     kb = KeyBindings()
+    insert_mode = (emacs_insert_mode | vi_insert_mode) & ~shift_selection_mode  # it replaces a selection
 
     @kb.add("escape", "enter")  # Alt-Enter, or Esc then Enter: a newline instead of sending
     def _newline(event: Any) -> None:
         event.current_buffer.insert_text("\n")
+
+    @Condition
+    def full() -> bool:
+        from prompt_toolkit.application import get_app
+
+        return len(get_app().current_buffer.text) >= MAX_INPUT_CHARS
+
+    @kb.add(Keys.Any, filter=full, save_before=lambda event: False)
+    def _refuse(event: Any) -> None:
+        on_cap()
+
+    # prompt_toolkit means to save an undo state only when typing starts (if_no_repeat), but its
+    # registered self-insert keeps its own always-save: one copy of the whole line per key.
+    self_insert = get_by_name("self-insert")
+
+    @kb.add(Keys.Any, filter=insert_mode & ~full, save_before=lambda event: not event.is_repeat)
+    def _insert(event: Any) -> None:
+        self_insert.call(event)
+
+    @kb.add(Keys.BracketedPaste)
+    def _paste(event: Any) -> None:
+        # As prompt_toolkit's own paste: newlines as \n; then only what still fits.
+        data = event.data.replace("\r\n", "\n").replace("\r", "\n")
+        buffer = event.current_buffer
+        room = max(0, MAX_INPUT_CHARS - len(buffer.text))
+        if len(data) > room:
+            data = data[:room]
+            on_cap()
+        buffer.insert_text(data)
 
     return kb
 
@@ -178,9 +269,10 @@ def _history(path: Path | None) -> Any:
 
     if path is None:
         return InMemoryHistory()
+    from qwenchat.paths import private_file
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return FileHistory(str(path))
+        return FileHistory(str(private_file(path)))  # what the user typed: theirs alone (0600)
     except OSError:
         return InMemoryHistory()
 
