@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from qwenchat.chat import ChatError, ChatSession, Headless, TurnResult
+from qwenchat.chat import ChatError, ChatSession
 from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
 from qwenchat.errors import UserError
+from qwenchat.observer import Headless, TurnResult
 from qwenchat.settings import NEUTRAL, SettingsSchema
 from qwenchat.store import SessionStore, save_file
 from tests.fakes import FakeEngine

@@ -7,18 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwenchat import store
+from qwenchat import session_file, store
 from qwenchat.session import Conversation
-from qwenchat.store import (
-    SavedSession,
-    SessionStore,
-    StoreError,
-    atomic_write_text,
-    dump_session,
-    load_file,
-    parse_session,
-    save_file,
-)
+from qwenchat.session_file import SavedSession, StoreError, dump_session, parse_session
+from qwenchat.store import SessionStore, atomic_write_text, load_file, save_file
 
 
 def conv(*pairs, system="Be brief.", interrupted_last=False):
@@ -227,25 +219,25 @@ def test_rejects_bad_fields(changes, fragment):
 
 
 def test_rejects_huge_message_and_system(monkeypatch):
-    monkeypatch.setattr(store, "MAX_MESSAGE_CHARS", 1000)
+    monkeypatch.setattr(session_file, "MAX_MESSAGE_CHARS", 1000)
     rejects(doc(conversation=conv(("x" * 1001, "a")).to_dict()), "message 1 is over 1,000 characters")
     rejects(doc(conversation=conv(system="s" * 1001).to_dict()), "system prompt is over")
     parse_session(json.dumps(doc(conversation=conv(("x" * 1000, "a")).to_dict())))
 
 
 def test_rejects_huge_text_before_parsing(monkeypatch):
-    monkeypatch.setattr(store, "MAX_FILE_BYTES", 100)
-    monkeypatch.setattr(store.json, "loads", lambda *a, **k: pytest.fail("parsed a huge input"))
+    monkeypatch.setattr(session_file, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(session_file.json, "loads", lambda *a, **k: pytest.fail("parsed a huge input"))
     rejects("x" * 101, "too large")
 
 
 def test_error_messages_are_one_line():
     # A hostile key full of newlines, or a very long one, still gives one short line.
     msg = rejects(doc(settings={"a\nb\nc": 1}), "unknown setting")
-    assert len(msg) <= store.MAX_ERROR_CHARS
+    assert len(msg) <= session_file.MAX_ERROR_CHARS
     with pytest.raises(StoreError) as info:
         load_file(Path("/nonexistent\ndir") / ("y" * 1000))
-    assert "\n" not in str(info.value) and len(str(info.value)) <= store.MAX_ERROR_CHARS
+    assert "\n" not in str(info.value) and len(str(info.value)) <= session_file.MAX_ERROR_CHARS
 
 
 def test_settings_values_come_back_checked():

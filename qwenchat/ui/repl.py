@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qwenchat.chat import AnswerSink, ChatSession, TurnResult
+from qwenchat.chat import ChatSession
 from qwenchat.commands import REGISTRY, Registry
 from qwenchat.commands.registry import CommandContext
 from qwenchat.errors import UserError, first_line
+from qwenchat.observer import AnswerSink, TurnResult
 from qwenchat.ui.render import Renderer
 
 NOT_ADDED = "Your message was not added to the history; press Up to get it back."
