@@ -28,9 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from transformers import TextIteratorStreamer  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
+from qwenchat.chat import ChatSession  # noqa: E402
 from qwenchat.engines.api import GenerationRequest, TurnStats  # noqa: E402
 from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
+from qwenchat.session import Conversation  # noqa: E402
 
 QUESTIONS = [
     "Write a Python function that checks whether a string is a palindrome.",
@@ -131,6 +133,20 @@ def engine_turn(engine, messages: list[dict], settings: dict) -> tuple[str, Turn
     return "".join(c.text for c in chunks), chunks[-1].stats
 
 
+def chat_session(engine, settings: dict) -> ChatSession:
+    """qwenchat as the REPL runs it, without a terminal: one ChatSession keeps the history and the cache."""
+    session = ChatSession(engine, conversation=Conversation(system=SYSTEM))
+    session.settings.update(settings)
+    return session
+
+
+def session_turn(session: ChatSession, query: str) -> TurnStats:
+    result = session.send(query)
+    if result.error or result.stats is None:
+        raise SystemExit(f"{session.engine.name}: {result.error}")
+    return result.stats
+
+
 def llamacpp_engine(args, threads: int):
     """qwenchat's llama.cpp engine on the GGUF, or None where it cannot run (and why, on stderr)."""
     if args.llamacpp == "off":
@@ -223,21 +239,18 @@ def main() -> None:
         llama.reset()
 
     rows: dict[str, list[dict]] = {"qwenchat": [], "seed": [], "plain_generate": []}
-    engine_msgs = [{"role": "system", "content": SYSTEM}]
-    llama_msgs = [{"role": "system", "content": SYSTEM}]
+    # The qwenchat contestants are headless chat sessions, each with its own history and KV cache.
+    chat = chat_session(engine, settings)
+    llama_chat = chat_session(llama, llama_settings) if llama is not None else None
     seed_history: list[tuple[str, str]] = []
     for turn, q in enumerate(QUESTIONS[: args.turns], 1):
         # (a) qwenchat's transformers engine
-        engine_msgs.append({"role": "user", "content": q})
-        answer, st = engine_turn(engine, engine_msgs, settings)
-        engine_msgs.append({"role": "assistant", "content": answer})
+        st = session_turn(chat, q)
         rows["qwenchat"].append(engine_row("qwenchat", turn, st))
         print(json.dumps(rows["qwenchat"][-1]), flush=True)
-        # (a') qwenchat's llama.cpp engine, its own history
-        if llama is not None:
-            llama_msgs.append({"role": "user", "content": q})
-            answer, st = engine_turn(llama, llama_msgs, llama_settings)
-            llama_msgs.append({"role": "assistant", "content": answer})
+        # (a') qwenchat's llama.cpp engine
+        if llama_chat is not None:
+            st = session_turn(llama_chat, q)
             rows.setdefault("llamacpp", []).append(engine_row("llamacpp", turn, st))
             print(json.dumps(rows["llamacpp"][-1]), flush=True)
         # (b) the seed's loop
@@ -251,14 +264,14 @@ def main() -> None:
         rows["seed"].append(row)
         print(json.dumps(row), flush=True)
         # (c) plain model.generate on the same prompt: the decode-speed reference
-        m = plain_generate(model, tok, engine_msgs[:-1], gen)
+        m = plain_generate(model, tok, chat.request().messages[:-1], gen)
         row = {"contestant": "plain_generate", "turn": turn, **{k: round(v, 4) for k, v in m.items()}}
         rows["plain_generate"].append(row)
         print(json.dumps(row), flush=True)
 
     # Decode speed on a noisy shared machine: alternate the two many times on the same prompt, take medians.
     decode = {"qwenchat": [], "plain_generate": []}
-    prompt = engine_msgs[:3]
+    prompt = chat.request().messages[:3]
     for _ in range(args.decode_rounds):
         engine.reset()
         chunks = list(engine.stream(GenerationRequest(list(prompt), settings), threading.Event()))
@@ -271,7 +284,7 @@ def main() -> None:
     if llama is not None:
         # llama.cpp's last turn again from an empty cache: what that turn costs without prefix reuse.
         llama.reset()
-        _, llama_cold = engine_turn(llama, llama_msgs[:-1], llama_settings)
+        _, llama_cold = engine_turn(llama, llama_chat.request().messages[:-1], llama_settings)
         print(json.dumps(engine_row("llamacpp", "last-cold", llama_cold)), flush=True)
 
     def ttft(name, i):
