@@ -15,8 +15,8 @@ def say(progress: Progress, message: str) -> None:
         progress(message)
 
 
-def bar(done: int, total: int, width: int = 20) -> str:
-    """A text progress bar for a status line: `█████░░░░░ 120/291`."""
+def bar(done: int, total: int, width: int = 16) -> str:
+    """A text progress bar for a status line: `██████░░░░░░░░░░ 120/291`."""
     filled = min(width, width * done // total) if total > 0 else 0
     return "█" * filled + "░" * (width - filled) + f" {done}/{total}"
 

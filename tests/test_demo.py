@@ -179,8 +179,8 @@ def test_conversion_reports_tensors_as_one_bar() -> None:
     with demo._tensor_steps(shown.append, "de-quantizing"):
         items = list(gguf_utils.tqdm(range(300), desc="Converting and de-quantizing GGUF tensors..."))
     assert gguf_utils.tqdm is original and items == list(range(300))
-    assert shown[0] == "de-quantizing " + "░" * 20 + " 0/300"
-    assert shown[-1] == "de-quantizing " + "█" * 20 + " 300/300"
+    assert shown[0] == "de-quantizing " + "░" * 16 + " 0/300"
+    assert shown[-1] == "de-quantizing " + "█" * 16 + " 300/300"
     assert len(shown) <= 101  # when the bar moves, not once per tensor
     assert all(s.startswith("de-quantizing ") for s in shown)
 

@@ -231,7 +231,7 @@ def _generation_config(loaded: Any) -> Any:
     )
 
 
-_CONVERTING = "converting the demo model (one time, a minute or two)"
+_CONVERTING = "converting the demo model (once, a minute or two)"
 
 
 @contextlib.contextmanager
@@ -253,17 +253,17 @@ def _tensor_steps(progress: Progress, label: str) -> Any:
 
 def _convert(gguf: Path, out_dir: Path, progress: Progress = None) -> None:
     """Load the GGUF (de-quantized to float32) and write it as a plain safetensors model directory."""
-    say(progress, f"{_CONVERTING}: step 1/4, loading torch and transformers")
+    say(progress, f"{_CONVERTING} 1/4: loading torch and transformers")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    say(progress, f"{_CONVERTING}: step 2/4, reading the tokenizer")
+    say(progress, f"{_CONVERTING} 2/4: reading the tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if not getattr(tokenizer, "chat_template", None):
         raise DemoError("the demo GGUF has no chat template")
     # dequantize=True: with the `kernels` package transformers may keep weights packed in GGUF blocks,
     # which would be saved as garbage; we want plain float32 tensors either way.
-    with _tensor_steps(progress, f"{_CONVERTING}: step 3/4, de-quantizing tensors"):
+    with _tensor_steps(progress, f"{_CONVERTING} 3/4: de-quantizing GGUF tensors"):
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent,
             gguf_file=gguf.name,
@@ -283,7 +283,7 @@ def _convert(gguf: Path, out_dir: Path, progress: Progress = None) -> None:
     model.generation_config = _generation_config(model.generation_config)
     # The GGUF tokenizer claims an unlimited length; the model's real window is more useful to callers.
     tokenizer.model_max_length = model.config.max_position_embeddings
-    say(progress, f"{_CONVERTING}: step 4/4, writing safetensors")
+    say(progress, f"{_CONVERTING} 4/4: writing safetensors")
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
