@@ -231,7 +231,7 @@ def _generation_config(loaded: Any) -> Any:
     )
 
 
-_CONVERTING = "converting the demo model (once, a minute or two)"
+_CONVERTING = "converting the demo model (once)"
 
 
 @contextlib.contextmanager
