@@ -291,7 +291,7 @@ def _make_llamacpp(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[s
             path,
             n_ctx=args.n_ctx,
             reuse_cache=not args.no_cache_reuse,
-            name=demo.DEMO_NAME if args.demo else None,
+            name=demo.DEMO_GGUF_NAME if args.demo else None,
         )
     return engine, {"model": engine.name, "device": "cpu (llama.cpp)", "dtype": "GGUF", "extra": []}
 

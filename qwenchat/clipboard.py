@@ -53,8 +53,8 @@ def support_note(env: Mapping[str, str] | None = None, *, text: str | None = Non
         notes.append("This terminal may not support OSC 52 clipboard copies.")
     if env.get("TMUX"):
         notes.append(
-            "Inside tmux the copy reaches your terminal only with `set -g allow-passthrough on` (tmux 3.3+) "
-            "or `set -g set-clipboard on` in ~/.tmux.conf."
+            "Inside tmux the copy reaches your terminal only with 'set -g allow-passthrough on' (tmux 3.3+) "
+            "or 'set -g set-clipboard on' in ~/.tmux.conf."
         )
     if text is not None and len(_payload(text)) > LARGE_PAYLOAD:
         notes.append(

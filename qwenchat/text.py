@@ -2,9 +2,11 @@
 
 One block parser (markdown-it, CommonMark, raw HTML read as text, as `ui.markdown_stream` renders) finds the
 fences for `:copy` (`code_blocks`, `last_code_block`), for `:export` (`open_fence`, to close a fence an
-answer left open) and for `:continue` (an answer cut inside a code fence goes on inside it). So what is
+answer left open) and for `:continue` (`reopening_fence`: an answer cut inside a code fence goes on inside
+it, in its language). So what is
 copied is what the screen showed as a code block: fences may sit in list items or quotes, a shorter or
 longer-info line does not close a fence, and an unclosed fence runs to the end of its container.
+`one_line` previews user text in a notice.
 """
 
 from __future__ import annotations
@@ -97,7 +99,21 @@ def open_fence(markdown: str) -> str | None:
     return found[-1].markup if found else None
 
 
+def reopening_fence(markdown: str) -> str | None:
+    """The line that opens again the fence still open at the end of `markdown`, with its info string
+    (e.g. "```python"), so that a continuation is highlighted as the code it continues; None when none."""
+    found = [f for f in fences(markdown) if f.at_end]
+    return found[-1].markup + found[-1].info if found else None
+
+
 def closing_fence(markdown: str) -> str | None:
     """The line that closes the fence still open at the end of `markdown` where it stands, or None."""
     found = [f for f in fences(markdown) if f.at_end]
     return found[-1].indent + found[-1].markup if found else None
+
+
+def one_line(text: str, limit: int = 60) -> str:
+    """A short one-line preview of user text for a notice: line breaks, tabs and other control characters
+    shown as single spaces, cut at `limit` characters with an ellipsis."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

@@ -130,7 +130,7 @@ def test_failed_conversion_leaves_no_half_cache(
 ) -> None:
     _fake_gguf(tmp_path, monkeypatch)
 
-    def half_then_fail(gguf: Path, out_dir: Path) -> None:
+    def half_then_fail(gguf: Path, out_dir: Path, progress: object = None) -> None:
         (out_dir / "config.json").write_text("{}")
         raise error
 
@@ -147,7 +147,7 @@ def test_conversion_is_renamed_into_place_once(tmp_path: Path, monkeypatch: pyte
     _fake_gguf(tmp_path, monkeypatch)
     seen: list[Path] = []
 
-    def fake_convert(gguf: Path, out_dir: Path) -> None:
+    def fake_convert(gguf: Path, out_dir: Path, progress: object = None) -> None:
         assert gguf.read_bytes() == b"GGUFdata"
         assert out_dir.parent == demo.demo_dir() and out_dir.name != demo.HF_DIRNAME
         seen.append(out_dir)
@@ -168,6 +168,26 @@ def test_conversion_is_renamed_into_place_once(tmp_path: Path, monkeypatch: pyte
     (hf / "config.json").unlink()
     assert demo.ensure_demo() == hf
     assert len(seen) == 3 and (hf / "config.json").is_file()
+
+
+def test_conversion_reports_tensors_as_one_bar() -> None:
+    """transformers' own tqdm bar for the de-quantizing loop goes through the progress callback."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    shown: list[str] = []
+    original = gguf_utils.tqdm
+    with demo._tensor_steps(shown.append, "de-quantizing"):
+        items = list(gguf_utils.tqdm(range(300), desc="Converting and de-quantizing GGUF tensors..."))
+    assert gguf_utils.tqdm is original and items == list(range(300))
+    assert shown[0] == "de-quantizing " + "░" * 16 + " 0/300"
+    assert shown[-1] == "de-quantizing " + "█" * 16 + " 300/300"
+    assert len(shown) <= 101  # when the bar moves, not once per tensor
+    assert all(s.startswith("de-quantizing ") for s in shown)
+
+
+def test_demo_names_say_what_runs() -> None:
+    assert "dequantized from Q4_K_M" in demo.DEMO_NAME  # transformers: converted weights
+    assert "Q4_K_M GGUF" in demo.DEMO_GGUF_NAME  # llama.cpp runs the GGUF itself
 
 
 def test_missing_part_names_it_and_the_install_command(

@@ -2,7 +2,15 @@
 
 import pytest
 
-from qwenchat.text import closing_fence, code_blocks, fences, last_code_block, open_fence
+from qwenchat.text import (
+    closing_fence,
+    code_blocks,
+    fences,
+    last_code_block,
+    one_line,
+    open_fence,
+    reopening_fence,
+)
 from qwenchat.think import split_think
 
 # -- code blocks ------------------------------------------------------------------------------------------
@@ -72,6 +80,21 @@ def test_open_fence_only_when_it_runs_to_the_end():
     assert open_fence("1. x\n   ```py\n   a") == "```"
     assert closing_fence("1. x\n   ```py\n   a") == "   ```"
     assert closing_fence("text\n~~~\ncode") == "~~~" and closing_fence("done") is None
+
+
+def test_reopening_fence_keeps_the_language():
+    """:continue reopens the fence for the renderer with its info string: the rest is highlighted alike."""
+    assert reopening_fence("Here:\n\n```python\ndef f(x):\n    return x") == "```python"
+    assert reopening_fence("a\n~~~~rust title=x\nfn") == "~~~~rust title=x"
+    assert reopening_fence("```\nplain") == "```"
+    assert reopening_fence("```py\nx\n```\ndone") is None
+
+
+def test_one_line_previews_user_text():
+    assert one_line("Summarize this log:\n2026-12-01 boot ok\n") == "Summarize this log: 2026-12-01 boot ok"
+    assert one_line("a\tb\r\n\x1b[31mc") == "a b [31mc"  # no control character survives
+    cut = one_line("word " * 40, 20)
+    assert len(cut) == 20 and cut.endswith("…") and "\n" not in cut
 
 
 def test_fences_report_what_the_renderer_sees():

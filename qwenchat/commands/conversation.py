@@ -14,6 +14,7 @@ from qwenchat.numbers import parse_index
 from qwenchat.paths import expand_user
 from qwenchat.session import DEFAULT_SYSTEM
 from qwenchat.store import TargetExists
+from qwenchat.text import one_line
 
 
 def _user_path(args: str, usage: str) -> Path:
@@ -38,15 +39,17 @@ def _refused_overwrite(path: Path, forced_command: str) -> CommandError:
 def cmd_system(ctx: CommandContext, args: str) -> None:
     if not args:
         system = ctx.session.conversation.system
-        ctx.renderer.info("system prompt: " + ("(none)" if system is None else repr(system)))
+        ctx.renderer.info("system prompt: " + ("(none)" if system is None else one_line(system, 400)))
     else:
         new = None if args == "-" else DEFAULT_SYSTEM if args == "default" else args
         ctx.session.set_system(new)
-        ctx.renderer.info("system prompt removed." if new is None else f"system prompt set: {new!r}")
+        ctx.renderer.info("system prompt removed." if new is None else f"system prompt set: {one_line(new)}")
     if ctx.session.conversation.system is None:
         inserted = ctx.session.template_system()  # "none" is not what the model sees then
         if inserted is not None:
-            ctx.renderer.notice(f"the chat template then inserts its own system prompt: {inserted!r}")
+            ctx.renderer.notice(
+                f"the chat template then inserts its own system prompt: {one_line(inserted, 300)}"
+            )
 
 
 @command(
@@ -62,7 +65,7 @@ def cmd_retry(ctx: CommandContext, args: str) -> None:
         raise CommandError("there is no answer to retry yet")
     previous_seed = s.settings.seed
     s.settings.set_seed(args or str(random.randrange(2**31)))
-    ctx.renderer.hint(f"seed {s.settings.seed} (`:seed {previous_seed}` goes back)")
+    ctx.renderer.hint(f"seed {s.settings.seed} (:seed {previous_seed} goes back)")
     s.retry()  # a failed turn keeps the old answer
 
 
@@ -70,7 +73,7 @@ def cmd_retry(ctx: CommandContext, args: str) -> None:
 def cmd_undo(ctx: CommandContext, args: str) -> None:
     removed = ctx.session.undo()
     first = next((m.content for m in removed if m.role == "user"), "")
-    ctx.renderer.info(f"removed the last exchange: {first[:60]!r}")
+    ctx.renderer.info(f"removed the last exchange: {one_line(first)}")
 
 
 @command("edit", help="Edit your last message in $EDITOR, then send it in its place.", example=":edit")

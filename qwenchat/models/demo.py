@@ -8,6 +8,7 @@ for a minute or more. Nothing here prints: callers pass a `progress` callback.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -20,9 +21,11 @@ from typing import Any
 
 from qwenchat import paths
 from qwenchat.errors import UserError, first_line
-from qwenchat.progress import Progress, say
+from qwenchat.progress import Progress, Steps, say
 
-DEMO_NAME = "Qwen2.5-Coder-0.5B-Instruct (demo, Q4_K_M GGUF)"
+# transformers runs the converted (de-quantized) weights, llama.cpp the Q4_K_M GGUF itself.
+DEMO_NAME = "Qwen2.5-Coder-0.5B-Instruct (demo, dequantized from Q4_K_M)"
+DEMO_GGUF_NAME = "Qwen2.5-Coder-0.5B-Instruct (demo, Q4_K_M GGUF)"
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 GGUF_SIZE = 491_400_064
 GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
@@ -228,22 +231,45 @@ def _generation_config(loaded: Any) -> Any:
     )
 
 
-def _convert(gguf: Path, out_dir: Path) -> None:
+_CONVERTING = "converting the demo model (once)"
+
+
+@contextlib.contextmanager
+def _tensor_steps(progress: Progress, label: str) -> Any:
+    """transformers de-quantizes the GGUF under its own tqdm bar, which writes line after line under our
+    spinner: report the tensors through `progress` instead, as one status line updated in place."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    if not hasattr(gguf_utils, "tqdm"):  # another transformers: no bar to replace
+        yield
+        return
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(Steps, progress, label)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
+def _convert(gguf: Path, out_dir: Path, progress: Progress = None) -> None:
     """Load the GGUF (de-quantized to float32) and write it as a plain safetensors model directory."""
+    say(progress, f"{_CONVERTING} 1/4: loading torch and transformers")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
+    say(progress, f"{_CONVERTING} 2/4: reading the tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if not getattr(tokenizer, "chat_template", None):
         raise DemoError("the demo GGUF has no chat template")
     # dequantize=True: with the `kernels` package transformers may keep weights packed in GGUF blocks,
     # which would be saved as garbage; we want plain float32 tensors either way.
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent,
-        gguf_file=gguf.name,
-        dtype=torch.float32,
-        quantization_config=GgufConfig(dequantize=True),
-    )
+    with _tensor_steps(progress, f"{_CONVERTING} 3/4: de-quantizing GGUF tensors"):
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent,
+            gguf_file=gguf.name,
+            dtype=torch.float32,
+            quantization_config=GgufConfig(dequantize=True),
+        )
     odd = [name for name, t in model.state_dict().items() if t.dtype != torch.float32]
     if odd:
         raise DemoError(f"the demo GGUF did not de-quantize to float32 (e.g. {odd[0]})")
@@ -257,6 +283,7 @@ def _convert(gguf: Path, out_dir: Path) -> None:
     model.generation_config = _generation_config(model.generation_config)
     # The GGUF tokenizer claims an unlimited length; the model's real window is more useful to callers.
     tokenizer.model_max_length = model.config.max_position_embeddings
+    say(progress, f"{_CONVERTING} 4/4: writing safetensors")
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
@@ -270,12 +297,11 @@ def ensure_demo(progress: Progress = None) -> Path:
     gguf = ensure_gguf(progress)
     _remove_stale_temps(directory)
     _check_space(directory, HF_SPACE_NEEDED, "converting the demo model")
-    say(progress, "converting the demo model to safetensors (one time, about a minute or two)")
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(dir=directory, prefix=f"{_TEMP_PREFIX}hf-"))
     try:
         try:
-            _convert(gguf, tmp)
+            _convert(gguf, tmp, progress)
         except DemoError:
             raise
         except (OSError, ValueError, RuntimeError, ImportError, KeyError) as exc:

@@ -24,6 +24,7 @@ from qwenchat.ui.markdown_stream import (
     last_lines,
     split_preview,
     text_lines,
+    widest_line,
 )
 from qwenchat.ui.terminal import STYLE_HEADER, STYLE_THINK, LiveRegion, ansi_lines
 from qwenchat.visible import VisibleStream, visible_controls
@@ -103,6 +104,8 @@ class AnswerView:
         self._region = LiveRegion(renderer.console) if self.live_markdown else None
         self._preview_key: tuple[str, int] | None = None  # the finished items of a list being previewed
         self._preview_lines: list[list[Segment]] = []
+        self._box_key: tuple[object, int] | None = None  # the code block being previewed, and its widest line
+        self._box_widest = 0
         self._next_refresh = -math.inf
         self._feeds = 0
         self._t_first: float | None = None
@@ -165,9 +168,7 @@ class AnswerView:
         if finish_reason == "interrupted":
             self.r.notice("interrupted: the partial answer is kept in the history")
         elif finish_reason == "length":
-            self.r.notice(
-                "stopped at max_new_tokens (`:continue` goes on, `:conf max_new_tokens=N` raises it)"
-            )
+            self.r.notice("stopped at max_new_tokens (:continue goes on, :conf max_new_tokens=N raises it)")
         elif finish_reason == "error" and error:
             self.r.error(error)
 
@@ -291,11 +292,11 @@ class AnswerView:
         if self._region is None or self.r.console.is_dumb_terminal:
             return
         console = self.r.console
-        rows = max(1, console.height - 2)
-        width = max(1, console.width)
-        options = console.options.update(width=width, height=None)
+        width, height = console.size
+        rows = max(1, height - 2)
+        options = console.options.update(width=max(1, width), height=None)
         lines = self._live_lines(console, options, rows)[-rows:]
-        self._region.update(ansi_lines(console, lines), width)
+        self._region.update(ansi_lines(console, lines), width, height)
 
     def _scroll(self, *objects: Any, **kwargs: Any) -> None:
         """Print into scrollback, above the live region."""
@@ -351,8 +352,9 @@ class AnswerView:
             return head + (text_lines(console, options, recent, STYLE_THINK, rows - 1) if recent else [])
         fence = self._blocks.fence
         if fence is not None and not self._splitter.undecided:  # inside a code block: no markdown needed
-            code = last_lines(self._blocks.tail[fence.content_start :], rows, budget)
-            return code_lines(console, options, code.rstrip(), fence.lexer, CODE_THEME)
+            code = last_lines(self._blocks.tail[fence.content_start :], rows, budget).rstrip()
+            widest = self._widest(fence, code, width)
+            return code_lines(console, options, code, fence.lexer, CODE_THEME, widest)
         if self._splitter.undecided:
             held = self._splitter.held.lstrip()
             if THINK_OPEN.startswith(held):  # may still become `<think>`: show nothing yet
@@ -372,12 +374,22 @@ class AnswerView:
             pad = Segment(" " * cut.indent)
             narrow = options.update(width=max(1, width - cut.indent))
             body = last_lines(cut.code.rstrip(), rows, budget)
-            code = code_lines(console, narrow, body, cut.lexer, CODE_THEME)
+            widest = self._widest(cut.done, body, width)
+            code = code_lines(console, narrow, body, cut.lexer, CODE_THEME, widest)
             return self._preview_lines + [[pad, *line] for line in code]
         lines = self._markdown_lines(console, options, cut.live)
         if lines and not lines[0]:
             lines = lines[1:]  # rich opens every list with a blank line
         return self._preview_lines + lines
+
+    def _widest(self, block: object, code: str, width: int) -> int:
+        """The widest line the code block being previewed has shown so far: the box it is drawn in only
+        grows, so its cached lines stay valid while the long lines scroll out of view."""
+        widest = widest_line(code)
+        if self._box_key == (block, width):
+            widest = max(widest, self._box_widest)
+        self._box_key, self._box_widest = (block, width), widest
+        return widest
 
     @staticmethod
     def _markdown_lines(console: Console, options: ConsoleOptions, src: str) -> list[list[Segment]]:

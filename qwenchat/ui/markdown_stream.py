@@ -27,6 +27,7 @@ from markdown_it.token import Token
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markdown import CodeBlock, Markdown, MarkdownElement, UnknownElement
 from rich.segment import Segment
@@ -47,7 +48,8 @@ _TABLE_DELIMITER = re.compile(r"^ {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 
 
 class AnswerMarkdown(Markdown):
-    """rich's Markdown with HTML read as text, so `<answer>` and friends stay visible.
+    """rich's Markdown with HTML read as text, so `<answer>` and friends stay visible, and a single newline
+    kept as a line break (as chat UIs show it: poems, logs and addresses keep their lines).
 
     Links show their real target: no OSC 8 hyperlinks (`[https://safe.example/](http://evil.example/x)`
     would hide where it goes), rich writes "text (url)" instead, or the text alone when it is the url.
@@ -60,6 +62,7 @@ class AnswerMarkdown(Markdown):
         self.parsed = _RENDER_PARSER.parse(markup)
         if not hyperlinks:
             _unlink_self_links(self.parsed)
+        _hard_breaks(self.parsed)
         self.code_theme = code_theme
         self.justify = None
         self.style = "none"
@@ -80,6 +83,14 @@ def _unlink_self_links(tokens: list[Token]) -> None:
                 href = str(opening.attrs.get("href", ""))
                 if text.content in (href, href.removeprefix("mailto:")):
                     kids[i - 1 : i + 2] = [text]
+
+
+def _hard_breaks(tokens: list[Token]) -> None:
+    """Soft line breaks become hard ones (rich renders a soft break as a space)."""
+    for token in tokens:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
 
 
 # -- the live preview ------------------------------------------------------------------------------------
@@ -150,10 +161,19 @@ def _code_line(console: Console, line: str, lexer: Lexer | None, theme: SyntaxTh
     return out
 
 
-def code_lines(console: Console, options: ConsoleOptions, code: str, lexer_name: str, theme: str) -> Lines:
+def widest_line(code: str) -> int:
+    """Cells of the widest line of `code` as a code block shows it (tabs are 4)."""
+    return max(map(cell_len, code.expandtabs(4).split("\n")), default=0)
+
+
+def code_lines(
+    console: Console, options: ConsoleOptions, code: str, lexer_name: str, theme: str, widest: int = 0
+) -> Lines:
     """A code block as rich's CodeBlock draws it (theme background, one cell of padding), line by line;
-    finished lines come from the cache."""
-    width = options.max_width
+    finished lines come from the cache. Only as wide as its widest line (or `widest`, what the block had so
+    far), not the whole row: a live row that does not reach the edge does not re-wrap when the window narrows
+    a little (see `terminal.LiveRegion`)."""
+    width = min(options.max_width, max(widest, widest_line(code)) + 2)
     lexer = _lexer(lexer_name)
     syntax_theme = _theme(theme)
     blank = LINE_CACHE.get(

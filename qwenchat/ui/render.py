@@ -11,8 +11,8 @@ Streaming an answer (`Renderer.answer()` -> `AnswerView`):
   `Live(transient=True)` without its cost), never taller than the terminal less two lines, redrawn from
   `feed()` at most every `refresh_interval` (12.5 Hz; rarer when a redraw is expensive) and once at `end()`.
   The work per token does not grow with the length of the answer.
-* `markdown=False`, or a plain console (a pipe, NO_COLOR): the text is written as it arrives, no live
-  region. A plain console gets no escape codes at all.
+* `markdown=False`, or a plain console (a pipe): the text is written as it arrives, no live region. A plain
+  console gets no escape codes at all. (NO_COLOR and --no-color drop colours and styles, not the layout.)
 * `<think>…</think>` (see `think.py`): dimmed plain text while it streams. think="fold" replaces it by one
   line ("▸ thought for 212 tokens, 9.8 s"; tokens = stream chunks that carried thinking, which the engine
   sends one per token; seconds from the block's opening to its close), think="show" keeps the dimmed text in
@@ -71,8 +71,8 @@ class Renderer:
                 file=io.StringIO(),
                 record=True,
                 force_terminal=not self.plain,
-                color_system="truecolor" if not self.plain else None,
-                no_color=self.plain,
+                color_system="truecolor" if self.console.color_system else None,
+                no_color=self.console.no_color,
                 width=self.console.width,
                 highlight=False,
                 emoji=False,
@@ -80,7 +80,8 @@ class Renderer:
 
     @property
     def plain(self) -> bool:
-        return self.console.no_color or not self.console.is_terminal
+        """No escape codes at all: not a terminal. (NO_COLOR and --no-color drop colours, not the layout.)"""
+        return not self.console.is_terminal
 
     def _print(self, *objects: Any, **kwargs: Any) -> None:
         self.console.print(*objects, **kwargs)

@@ -125,11 +125,11 @@ class Repl:
 
     def _continuation_prime(self, answer: str) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
-        from qwenchat.text import open_fence
+        from qwenchat.text import reopening_fence
 
         if self.renderer.plain or not self.renderer.markdown:
             return ""
-        fence = open_fence(answer)
+        fence = reopening_fence(answer)
         return fence + "\n" if fence else ""
 
     # -- the loop --------------------------------------------------------------------------

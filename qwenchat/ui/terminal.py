@@ -29,14 +29,15 @@ def make_console(
     height: int | None = None,
     record: bool = False,
 ) -> Console:
-    """A console that emits no escape codes when plain (pipe, NO_COLOR, --no-color).
+    """A console for `file`: no escape codes at all when it is not a terminal (a pipe, a file).
 
-    `record=True` keeps what goes into scrollback for `Renderer.export_svg()`.
+    `plain=True` (--no-color) or `NO_COLOR` in a terminal: no colours and no styles, but the layout stays
+    (markdown structure, code blocks, the live region and spinners move the cursor). `record=True` keeps
+    what goes into scrollback for `Renderer.export_svg()`.
     """
     file = file or sys.stdout
-    if plain is None:
-        plain = not (hasattr(file, "isatty") and file.isatty()) or "NO_COLOR" in os.environ
-    if plain:
+    tty = hasattr(file, "isatty") and file.isatty()
+    if not tty:
         return Console(
             file=file,
             force_terminal=False,
@@ -49,7 +50,16 @@ def make_console(
             soft_wrap=True,
             record=record,
         )
-    return Console(file=file, highlight=False, emoji=False, width=width, height=height, record=record)
+    colourless = bool(plain) or bool(os.environ.get("NO_COLOR"))
+    return Console(
+        file=file,
+        highlight=False,
+        emoji=False,
+        width=width,
+        height=height,
+        record=record,
+        **({"color_system": None, "no_color": True} if colourless else {}),
+    )
 
 
 _COLOR_SYSTEMS = {
@@ -68,12 +78,18 @@ class LiveRegion:
     one), so a redraw writes a few hundred bytes. The region is cleared before anything goes to scrollback and
     on `clear()`, which leaves the cursor where the region began. Never taller than the caller makes it: lines
     that scrolled off the screen could not be erased.
+
+    Between redraws the (hidden) cursor rests at the start of the region's first line, not after its last:
+    a terminal keeps the cursor's cell when a resize re-wraps the lines (tmux, VTE, kitty, iTerm2) and, when
+    the window gets shorter, drops the rows below the cursor before it pushes rows above it into scrollback.
+    So after any resize the region is exactly what lies below the cursor: `ESC[J` erases it, whatever the
+    old lines became at the new width, and nothing of it is left in scrollback.
     """
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.lines: list[str] = []  # what is on screen now, with escape codes; the cursor ends the last one
-        self._width = 0
+        self.lines: list[str] = []  # on screen now, with escape codes; the cursor starts the first one
+        self._size: tuple[int, int] = (0, 0)  # the terminal size they were drawn for
         self._cursor_hidden = False
 
     def _write(self, data: str, lines: list[str]) -> None:
@@ -84,47 +100,54 @@ class LiveRegion:
         finally:  # a Ctrl-C lands between bytecodes, so the bookkeeping stays true to the screen
             self.lines = lines
 
-    def _home(self) -> str:
-        """Back to the start of the region's first line."""
-        n = len(self.lines)
-        return "\r" + (f"\x1b[{n - 1}A" if n > 1 else "")
-
-    def update(self, lines: list[str], width: int) -> None:
+    def update(self, lines: list[str], width: int, height: int | None = None) -> None:
+        """Show `lines`, rendered for a terminal of `width` x `height` (each line at most `width` cells: one
+        row), rewriting from the first change; everything after the terminal changed size."""
+        size = (width, height if height is not None else self.console.height)
+        if tuple(self.console.size) != size:
+            # Resized while the lines were being rendered: they are wrong already, the next update is right.
+            self._size = (0, 0)
+            return
         old = self.lines
         if not self._cursor_hidden:
             self.console.show_cursor(False)
             self._cursor_hidden = True
         first = 0
-        if width == self._width:  # after a resize the old lines may have re-wrapped: redraw all
+        if size == self._size:  # after a resize rows may have re-wrapped or been dropped: redraw all
             while first < len(old) and first < len(lines) and old[first] == lines[first]:
                 first += 1
-        self._width = width
+        self._size = size
         if first == len(old) == len(lines):
             return
         if not lines:
             self.clear()
             return
-        if first == len(lines):  # shorter: the cursor has to end on the new last line, so rewrite that one
-            first -= 1
-        if not old:
-            data = "\n".join(lines)
-        elif first == len(old):
-            data = "\n" + "\n".join(lines[first:])
-        else:
-            up = len(old) - 1 - first
-            data = "\r" + (f"\x1b[{up}A" if up else "") + "\x1b[J" + "\n".join(lines[first:])
-        self._write(data, list(lines))
+        if first < len(old) or not old:  # erase from the first changed row down
+            data = _down(first) + "\r\x1b[J"
+        else:  # only new lines: after the last old one, which stays
+            data = _down(len(old) - 1) + "\r\n\x1b[J"
+        data += "\n".join(lines[first:])
+        last = max(first, len(lines) - 1)  # the row the cursor ends on
+        self._write(data + "\r" + _up(last), list(lines))
 
     def clear(self) -> None:
         """Erase the region; the cursor is left at the start of its first line."""
         if self.lines:
-            self._write(self._home() + "\x1b[J", [])
+            self._write("\r\x1b[J", [])
 
     def close(self) -> None:
         self.clear()
         if self._cursor_hidden:
             self._cursor_hidden = False
             self.console.show_cursor(True)
+
+
+def _down(n: int) -> str:
+    return f"\x1b[{n}B" if n > 0 else ""
+
+
+def _up(n: int) -> str:
+    return f"\x1b[{n}A" if n > 0 else ""
 
 
 def _has_background(seg: Segment) -> bool:
