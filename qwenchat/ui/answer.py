@@ -18,14 +18,11 @@ from qwenchat.think import ThinkEvent, ThinkSplitter
 from qwenchat.ui.markdown_stream import (
     AnswerMarkdown,
     BlockStream,
-    PreviewMarkdown,
     blank_line_flags,
-    code_lines,
     last_lines,
     split_preview,
-    text_lines,
-    widest_line,
 )
+from qwenchat.ui.preview import PreviewMarkdown, code_lines, text_lines, widest_line
 from qwenchat.ui.terminal import STYLE_HEADER, STYLE_THINK, LiveRegion, ansi_lines
 from qwenchat.visible import VisibleStream, visible_controls
 
