@@ -345,4 +345,4 @@ def test_system_removed_names_the_template_default(app, monkeypatch):
     assert "inserts its own" not in said(app)  # the fake engine's template inserts nothing
     monkeypatch.setattr(engine, "render_prompt", qwen_like)
     app.handle_line(":system -")
-    assert "the chat template then inserts its own system prompt: You are Qwen." in said(app)  # no repr quotes
+    assert "the chat template then inserts its own system prompt: You are Qwen." in said(app)
