@@ -235,6 +235,18 @@ class Pty:
 
 
 # -- a terminal emulator -------------------------------------------------------------------------
+def typed(*args: str, lines: tuple[str, ...], **kw: Any) -> Pty:
+    """Start qwenchat in a pty, type `lines` one prompt at a time, quit (exit status 0), return the pty."""
+    t = Pty(*args, **kw)
+    try:
+        for line in lines:
+            t.command(line)
+        assert t.quit() == 0
+    finally:
+        t.kill()
+    return t
+
+
 def terminal(cols: int, rows: int) -> Any:
     """A pyte screen with scrollback that resizes as tmux, VTE, kitty or iTerm2 do: lines that wrapped are
     re-wrapped at the new width (reflow), and rows above the cursor go to the scrollback when the screen

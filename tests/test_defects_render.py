@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.defects_harness import ACCEPTED, READY, Pty, answers, screen_lines, scripted_server
+from tests.defects_harness import ACCEPTED, READY, Pty, answers, screen_lines, scripted_server, typed
 
 server = pytest.fixture(scripted_server)
 
@@ -19,14 +19,7 @@ COLOUR_SGR = re.compile(rb"\x1b\[(?:[0-9;]*;)?(?:3[0-7]|38|4[0-7]|48)[;m]")
 
 
 def session(server, *lines: str, cols: int = 100, rows: int = 40, env: dict[str, str] | None = None) -> Pty:
-    t = Pty("--endpoint", server.url, "--no-autosave", cols=cols, rows=rows, env=env)
-    try:
-        for line in lines:
-            t.command(line)
-        assert t.quit() == 0
-    finally:
-        t.kill()
-    return t
+    return typed("--endpoint", server.url, "--no-autosave", lines=lines, cols=cols, rows=rows, env=env)
 
 
 def answer_bytes(t: Pty) -> list[bytes]:

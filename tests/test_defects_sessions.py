@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.defects_harness import Pty, echo, run_pipe, scripted_server, session_files, session_texts
+from tests.defects_harness import Pty, echo, run_pipe, scripted_server, session_files, session_texts, typed
 
 server = pytest.fixture(scripted_server)
 
@@ -19,14 +19,7 @@ SECRET = "Remember the code word PINEAPPLE."
 def chat(server, *lines: str, args: tuple[str, ...] = ()) -> Pty:
     """An interactive session that types `lines` and quits."""
     server.script = echo
-    t = Pty("--endpoint", server.url, *args)
-    try:
-        for line in lines:
-            t.command(line)
-        assert t.quit() == 0
-    finally:
-        t.kill()
-    return t
+    return typed("--endpoint", server.url, *args, lines=lines)
 
 
 def holding(word: str) -> dict[str, str]:
