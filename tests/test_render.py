@@ -706,3 +706,12 @@ def test_links_show_their_real_target_not_a_hidden_hyperlink():
     assert answer_part(visible(out)) == [
         "See https://safe.example/ (http://evil.example/x) and https://same.example/p."
     ]
+
+
+def test_stats_leave_out_a_decode_rate_without_two_tokens(out):
+    """An answer that failed before its second token has no decode speed ("decode 0.0 tok/s" said nothing)."""
+    out.stats(TurnStats(prompt_tokens=154, reused_tokens=153, generated_tokens=0, finish_reason="error"))
+    out.stats(TurnStats(prompt_tokens=10, generated_tokens=5, decode_tps=8.0, finish_reason="stop"))
+    first, second = out.buf.getvalue().splitlines()
+    assert "decode" not in first and first.endswith("0 tok · error")
+    assert "decode 8.0 tok/s" in second

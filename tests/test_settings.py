@@ -289,3 +289,16 @@ def test_seed_refuses_huge_and_non_ascii_numbers_in_one_short_line():
             s.set_seed(bad)
         assert len(str(info.value)) < 100
     assert s.seed == 7
+
+
+def test_transformers_engine_refuses_beam_search():
+    """Found by hand: num_beams=2 was accepted, then every turn failed inside generate (a streamer and a
+    one-sequence KV cache cannot do beam search)."""
+    pytest.importorskip("transformers")
+    from qwenchat.engines.generation_config import generation_defaults, generation_schema
+
+    s = Settings(generation_defaults(), schema=generation_schema())
+    with pytest.raises(ConfigError, match="num_beams: beam search cannot stream"):
+        s.apply("num_beams=2")
+    assert s.overrides == {}
+    assert s.apply("num_beams=1") == {"num_beams": 1}

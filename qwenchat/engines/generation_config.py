@@ -79,6 +79,9 @@ def validate_combination(merged: Mapping[str, Any]) -> None:
     from transformers import GenerationConfig
 
     check_min_max(merged)
+    if (merged.get("num_beams") or 1) > 1:
+        # generate cannot stream beam search, and the kept KV cache holds one sequence, not num_beams.
+        raise ConfigError("num_beams: beam search cannot stream an answer; this engine keeps num_beams=1")
     log = logging.getLogger("transformers.generation.configuration_utils")
     level = log.level
     log.setLevel(logging.ERROR)  # minor-issue warnings are noise for a chat user

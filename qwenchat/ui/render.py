@@ -169,7 +169,7 @@ class Renderer:
             f"TTFT {s.ttft_s:.2f}s",
             # A rate over a handful of tokens measures the request's overhead, not the prefill.
             f"prefill {s.prefill_tps:.0f} tok/s" if s.prefilled_tokens >= MIN_RATE_TOKENS else "",
-            f"decode {s.decode_tps:.1f} tok/s",
+            f"decode {s.decode_tps:.1f} tok/s" if s.generated_tokens > 1 else "",  # a rate needs two tokens
             f"{s.generated_tokens} tok",
             s.finish_reason,
         ]
