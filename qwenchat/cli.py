@@ -186,16 +186,9 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return 1
     finally:
         if env.stdout_isatty:
-            _restore_terminal(env.stdout)
+            from qwenchat.ui.terminal import restore_terminal
 
-
-def _restore_terminal(stream: Any) -> None:
-    """Whatever ended the program, the terminal gets its cursor back and bracketed paste off."""
-    try:
-        stream.write("\x1b[?25h\x1b[?2004l")
-        stream.flush()
-    except (OSError, ValueError):  # a closed or broken stream: nothing left to restore
-        pass
+            restore_terminal(env.stdout)
 
 
 def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[str, Any] | None:

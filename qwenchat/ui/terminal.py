@@ -183,3 +183,12 @@ def ansi_lines(console: Console, lines: list[list[Segment]]) -> list[str]:
             _ANSI_CACHE.clear()
         _ANSI_CACHE[id(line)] = (line, system, out[-1])
     return out
+
+
+def restore_terminal(stream: IO[str]) -> None:
+    """Whatever ended the program, the terminal gets its cursor back and bracketed paste off."""
+    try:
+        stream.write("\x1b[?25h\x1b[?2004l")
+        stream.flush()
+    except (OSError, ValueError):  # a closed or broken stream: nothing left to restore
+        pass
