@@ -346,6 +346,8 @@ def _chat(
         )
     else:
         repl.run_lines(env.stdin_lines())
+        if repl.interrupted:  # Ctrl-C: what was answered is kept; the status says the run was cut short
+            return 130
         if repl.failed:  # every line ran; a script still learns that one of them failed
             return 1
     return 0

@@ -206,3 +206,26 @@ def test_ctrl_c_at_the_end_of_a_demo_model_answer(tmp_path, demo_dir) -> None:
             t.send(b"\x04")
         rc = t.finish(60)
     assert not failures and rc == 0, (failures, rc, visible(t.out[-600:]))
+
+
+def test_ctrl_c_in_a_pipe_run_stops_the_answer_and_the_run(tmp_path: Path) -> None:
+    """A script of prompts is stopped as a whole: the answer so far is kept and saved, the rest of the input
+    is not run, and the exit status says so (130). Before, the answer stopped and the next line ran."""
+    import signal
+
+    from tests.cli_harness import PipeSession, saved_texts
+
+    slow = " ".join(f"word{j}" for j in range(60))
+    with ChatServer(text_reply(slow, chunks=60, step=0.1), text_reply("SECOND ANSWER")) as server:
+        run = PipeSession(["--endpoint", server.url], cli_env(tmp_path))
+        run.send_line("first question")
+        run.send_line("second question")
+        run.wait_for("word3")
+        run.proc.send_signal(signal.SIGINT)
+        rc = run.close(timeout=10)
+    text = run.text
+    assert rc == 130, text
+    assert "the rest of the input was not run" in text and TRACEBACK not in text
+    assert "SECOND ANSWER" not in text and len(server.requests) == 1
+    kept = [t for t in saved_texts(tmp_path) if t.startswith("word0")]
+    assert kept and "word59" not in kept[0], saved_texts(tmp_path)  # the partial answer, saved

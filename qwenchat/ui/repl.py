@@ -41,6 +41,7 @@ class Repl:
         self.should_exit = False
         self.failed = False  # a command or a turn failed: a pipe run ends with a non-zero status
         self._cap_told = False  # the input-limit notice was shown at this prompt
+        self.interrupted = False  # Ctrl-C came: a pipe run stops after the line it was running
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:
@@ -117,11 +118,15 @@ class Repl:
         if old is signal.SIG_IGN:  # started with SIGINT ignored (nohup, a background job): keep it so
             yield
             return
-        signal.signal(signal.SIGINT, lambda signum, frame: self.session.interrupt())
+        signal.signal(signal.SIGINT, lambda signum, frame: self._on_sigint())
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
+
+    def _on_sigint(self) -> None:
+        self.interrupted = True
+        self.session.interrupt()
 
     def _continuation_prime(self, answer: str) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
@@ -145,6 +150,9 @@ class Repl:
             if line.strip().startswith(MULTILINE):
                 line = _read_block(line, (x.rstrip("\r\n") for x in it))
             self.handle_line(line)
+            if self.interrupted:  # a script is stopped as a whole: its answer so far is kept and saved
+                self.renderer.notice("interrupted: the rest of the input was not run")
+                break
 
     def run_interactive(
         self, *, history_file: Path | None = None, input: Any = None, output: Any = None
