@@ -17,10 +17,10 @@ from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len
 
-# The prefill schedule that makes a turn's tokens independent of what was cached: the prompt but its last token
-# in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last token alone
-# (generate does it). bf16 matmuls round differently for different batch shapes, so every position must always be
-# computed in the same shape; only whole aligned chunks are kept for the next, longer prompt.
+# The prefill schedule that makes a turn's tokens independent of what was cached: the prompt but its last
+# token in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last
+# token alone (generate does it). bf16 matmuls round differently for different batch shapes, so every
+# position must always be computed in the same shape; only whole aligned chunks are kept for a longer prompt.
 PREFILL_CHUNK = 64
 
 
@@ -163,7 +163,7 @@ class TransformersEngine:
         """Keep the part of the cache this prompt's schedule would compute the same way; return its length.
 
         That is the whole aligned chunks of the common prefix, or, for the very same prompt (a retry), all
-        but its last token. Tokens decoded one at a time are never kept: a fresh prompt computes them in chunks.
+        but its last token. Tokens decoded one at a time are never kept: a new prompt computes them in chunks.
         """
         if not self.reuse_cache or self._cache is None:
             return self._new_cache()
