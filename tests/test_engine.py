@@ -61,7 +61,7 @@ def test_cache_reuse_gives_identical_greedy_answers(tiny_engines):
     assert a == b
     assert finals[0].stats.reused_tokens == 0
     size = reuse.prefill_chunk
-    for prev, f in zip(finals, finals[1:]):  # every later turn reuses the last prompt's whole aligned chunks
+    for prev, f in zip(finals[:-1], finals[1:], strict=True):  # later turns: the last prompt's whole chunks
         assert f.stats.reused_tokens == (prev.stats.prompt_tokens - 1) // size * size
         # ... so it prefills what is new and at most one chunk more
         assert f.stats.prefilled_tokens <= size + f.stats.prompt_tokens - prev.stats.prompt_tokens
