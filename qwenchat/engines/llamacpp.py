@@ -122,7 +122,7 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         *,
         n_batch: int = 256,
-        prefill_chunk: int = 64,
+        prefill_chunk: int = 128,
         n_gpu_layers: int = 0,
         repack: bool | None = None,
         reuse_cache: bool = True,

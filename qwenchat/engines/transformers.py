@@ -21,7 +21,7 @@ from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len
 # token in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last
 # token alone (generate does it). bf16 matmuls round differently for different batch shapes, so every
 # position must always be computed in the same shape; only whole aligned chunks are kept for a longer prompt.
-PREFILL_CHUNK = 64
+PREFILL_CHUNK = 128
 
 
 class _CancelCriteria(StoppingCriteria):
