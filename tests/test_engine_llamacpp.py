@@ -227,3 +227,24 @@ def test_prompt_too_long_for_the_context(gguf_path) -> None:
         assert end.finish_reason == "length" and st.prompt_tokens + st.generated_tokens == 128, st
     finally:
         small.llm.close()
+
+
+def test_cancel_during_prefill_keeps_the_computed_batches(engine) -> None:
+    engine.reset()
+    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "word " * 600}]
+    cancel = threading.Event()
+    chunks, progress = [], []
+    t_cancel = None
+    for chunk in engine.stream(req(msgs), cancel):
+        chunks.append(chunk)
+        if chunk.prefill and t_cancel is None:
+            progress.append(chunk.prefill)
+            cancel.set()  # Ctrl-C once the first batch is in
+            t_cancel = time.perf_counter()
+    assert time.perf_counter() - t_cancel < 1.5  # at most one more batch
+    end = final(chunks)
+    size = engine.prefill_chunk
+    assert end.finish_reason == "interrupted" and end.stats.generated_tokens == 0
+    assert progress[0] == (size, end.stats.prompt_tokens - 1)
+    again = final(ask(engine, req(msgs, max_new_tokens=2))).stats  # sending it again does not start over
+    assert again.reused_tokens >= size and again.reused_tokens % size == 0
