@@ -235,13 +235,15 @@ def test_cancel_during_prefill_keeps_the_computed_batches(engine) -> None:
     cancel = threading.Event()
     chunks, progress = [], []
     t_cancel = None
+    t0 = time.perf_counter()
     for chunk in engine.stream(req(msgs), cancel):
         chunks.append(chunk)
         if chunk.prefill and t_cancel is None:
             progress.append(chunk.prefill)
             cancel.set()  # Ctrl-C once the first batch is in
             t_cancel = time.perf_counter()
-    assert time.perf_counter() - t_cancel < 1.5  # at most one more batch
+    batch_s = t_cancel - t0  # what one batch took here
+    assert time.perf_counter() - t_cancel < 1.5 * batch_s + 0.5  # at most one more batch
     end = final(chunks)
     size = engine.prefill_chunk
     assert end.finish_reason == "interrupted" and end.stats.generated_tokens == 0
