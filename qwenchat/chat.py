@@ -377,6 +377,8 @@ class ChatSession:
             parts.append(chunk.text)  # the history gets what the engine sent, whatever the UI managed
             if sink is None:  # opened on the first chunk, which may say whether a think block is open
                 sink = self.observer.answer(think_open=chunk.think_open, continues=continues)
+            if chunk.prefill is not None and hasattr(sink, "prefill"):
+                sink.prefill(*chunk.prefill)  # a progress line while a long prompt is prefilled
             sink.feed(chunk.text)
             if chunk.finish_reason:
                 final = chunk

@@ -82,6 +82,14 @@ class Outcome:
     stop_hit: bool = False  # set by the turn when a stop string was seen; a job may end early on it
 
 
+@dataclass(frozen=True)
+class PrefillProgress:
+    """Emitted by a job between prefill chunks: prompt tokens computed so far out of those to compute."""
+
+    done: int
+    total: int
+
+
 def _nothing() -> None:
     pass
 
@@ -160,6 +168,9 @@ class Turns:
         finished = False
         try:
             for item in _items(q, done, cancel, job):
+                if isinstance(item, PrefillProgress):
+                    yield Chunk(prefill=(item.done, item.total))
+                    continue
                 if t_first is None:
                     t_first = time.perf_counter()
                 items.append(item)

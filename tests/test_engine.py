@@ -60,9 +60,11 @@ def test_cache_reuse_gives_identical_greedy_answers(tiny_engines):
     b, _ = converse(fresh)
     assert a == b
     assert finals[0].stats.reused_tokens == 0
-    for f in finals[1:]:  # every later turn prefills only what is new
-        assert f.stats.reused_tokens > 0
-        assert f.stats.prefilled_tokens < f.stats.prompt_tokens / 2
+    size = reuse.prefill_chunk
+    for prev, f in zip(finals[:-1], finals[1:], strict=True):  # later turns: the last prompt's whole chunks
+        assert f.stats.reused_tokens == (prev.stats.prompt_tokens - 1) // size * size
+        # ... so it prefills what is new and at most one chunk more
+        assert f.stats.prefilled_tokens <= size + f.stats.prompt_tokens - prev.stats.prompt_tokens
 
 
 def test_identical_after_reset_and_cancel(tiny_engines):
@@ -183,6 +185,7 @@ def test_demo_answers_a_coding_question(demo_loaded):
 def test_demo_greedy_same_with_and_without_reuse(demo_loaded):
     reuse = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, "demo")
     fresh = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, "demo", reuse_cache=False)
+    reuse.prefill_chunk = fresh.prefill_chunk = 32  # these short prompts still have whole chunks to keep
     settings = {"do_sample": False, "max_new_tokens": 16}
     a, fa = converse(reuse, turns=3, settings=settings)
     b, _ = converse(fresh, turns=3, settings=settings)
@@ -192,6 +195,7 @@ def test_demo_greedy_same_with_and_without_reuse(demo_loaded):
 def test_stats_are_sane(tiny_model):
     model, tok = tiny_model
     engine = TransformersEngine(model, tok, "tiny")
+    engine.prefill_chunk = 8  # a short prompt still has whole chunks to keep
     msgs = [{"role": "user", "content": "hello"}]
     _, first = run(engine, msgs, {"do_sample": False, "max_new_tokens": 6, "min_new_tokens": 6})
     s = first.stats
@@ -213,3 +217,22 @@ def test_demo_stop_strings_end_the_answer_before_them(demo_loaded):
     assert final.error is None and final.finish_reason == "stop"
     assert text == full[: full.index("5")]  # the same greedy answer, cut before the stop string
     assert final.stats.generated_tokens < 40
+
+
+def test_cancel_during_prefill_keeps_the_computed_chunks(tiny_model):
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "tiny")
+    engine.prefill_chunk = 16
+    msgs = [{"role": "user", "content": "word " * 400}]
+    cancel = threading.Event()
+    progress, chunks = [], []
+    for chunk in engine.stream(GenerationRequest(msgs, GREEDY), cancel):
+        chunks.append(chunk)
+        if chunk.prefill:
+            progress.append(chunk.prefill)
+            cancel.set()  # Ctrl-C once the first chunk is in
+    prompt = chunks[-1].stats.prompt_tokens
+    assert chunks[-1].finish_reason == "interrupted" and chunks[-1].stats.generated_tokens == 0
+    assert progress[0] == (16, prompt - 1) and len(progress) < prompt // 16 / 2  # stopped between chunks
+    _, again = run(engine, msgs)  # sending it again does not start over
+    assert again.stats.reused_tokens >= 16 and again.stats.reused_tokens % 16 == 0

@@ -191,15 +191,18 @@ def test_continue_final(engine) -> None:
 
 def test_multiturn_reuses_the_prefix(engine) -> None:
     engine.reset()
-    long_system = SYSTEM + " " + " ".join(f"Rule {i}: be brief." for i in range(14))
+    long_system = SYSTEM + " " + " ".join(f"Rule {i}: be brief." for i in range(40))
     msgs = [{"role": "system", "content": long_system}, {"role": "user", "content": "Name a prime number."}]
     first = final(ask(engine, req(msgs, max_new_tokens=12)))
     assert first.stats.reused_tokens == 0 and first.stats.prompt_tokens > 100
     answer = text_of(ask(engine, req(msgs, max_new_tokens=12)))  # same turn again, to get its text
     msgs += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And another one?"}]
     warm = final(ask(engine, req(msgs, max_new_tokens=4))).stats
-    assert warm.reused_tokens >= first.stats.prompt_tokens  # the first turn and its answer were cached
-    assert warm.prefilled_tokens < 30
+    # The first prompt's whole aligned batches were kept; its partial last batch and the answer, sampled one
+    # token at a time, are evaluated again in batches, as a fresh start would (bit-identical turns).
+    size = engine.prefill_chunk
+    assert warm.reused_tokens == (first.stats.prompt_tokens - 1) // size * size > warm.prompt_tokens / 2
+    assert warm.prefilled_tokens < size + 30
     engine.reset()
     cold = final(ask(engine, req(msgs, max_new_tokens=4))).stats
     assert cold.reused_tokens == 0 and cold.prefilled_tokens == warm.prompt_tokens
@@ -224,3 +227,26 @@ def test_prompt_too_long_for_the_context(gguf_path) -> None:
         assert end.finish_reason == "length" and st.prompt_tokens + st.generated_tokens == 128, st
     finally:
         small.llm.close()
+
+
+def test_cancel_during_prefill_keeps_the_computed_batches(engine) -> None:
+    engine.reset()
+    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "word " * 600}]
+    cancel = threading.Event()
+    chunks, progress = [], []
+    t_cancel = None
+    t0 = time.perf_counter()
+    for chunk in engine.stream(req(msgs), cancel):
+        chunks.append(chunk)
+        if chunk.prefill and t_cancel is None:
+            progress.append(chunk.prefill)
+            cancel.set()  # Ctrl-C once the first batch is in
+            t_cancel = time.perf_counter()
+    batch_s = t_cancel - t0  # what one batch took here
+    assert time.perf_counter() - t_cancel < 1.5 * batch_s + 0.5  # at most one more batch
+    end = final(chunks)
+    size = engine.prefill_chunk
+    assert end.finish_reason == "interrupted" and end.stats.generated_tokens == 0
+    assert progress[0] == (size, end.stats.prompt_tokens - 1)
+    again = final(ask(engine, req(msgs, max_new_tokens=2))).stats  # sending it again does not start over
+    assert again.reused_tokens >= size and again.reused_tokens % size == 0

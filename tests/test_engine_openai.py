@@ -330,6 +330,19 @@ def test_cancel_before_the_server_answers(fake: Scripted) -> None:
     assert time.perf_counter() - t0 < 1.5 and end.finish_reason == "interrupted"
 
 
+def test_cancel_while_the_server_prefills_after_the_headers(fake: Scripted) -> None:
+    def script(h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        start_stream(h)  # the stream is open; the server is still computing the prompt
+        fake.release.wait(10)
+
+    fake.script = script
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    t0 = time.perf_counter()
+    end = final(run(OpenAIEngine(fake.url, model="m"), cancel=cancel))
+    assert time.perf_counter() - t0 < 1.3 and end.finish_reason == "interrupted" and end.error is None
+
+
 def test_read_timeout_is_a_clean_error(fake: Scripted) -> None:
     fake.script = lambda h, b: fake.release.wait(10)
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.turn import Job, Outcome, PromptError, StopMatcher, Turns
+from qwenchat.turn import Job, Outcome, PrefillProgress, PromptError, StopMatcher, Turns
 
 END_OF_TEXT = "<eos>"
 
@@ -222,3 +222,12 @@ def test_stop_matcher_holds_back_a_possible_stop_string() -> None:
     assert m.feed("xxab") == ("xx", False) and m.flush() == "ab"
     plain = StopMatcher([])
     assert plain.feed("anything") == ("anything", False)
+
+
+def test_prefill_progress_becomes_chunks_not_tokens() -> None:
+    engine = ScriptedEngine([PrefillProgress(64, 100), PrefillProgress(99, 100), "a", "b", END_OF_TEXT])
+    chunks = turn(engine)
+    assert [c.prefill for c in chunks if c.prefill] == [(64, 100), (99, 100)]
+    end = final(chunks)
+    assert text_of(chunks) == "ab" and end.tokens == 2 and end.stats.generated_tokens == 2
+    assert engine.committed == ["a", "b"]  # the cache's bookkeeping sees generated tokens only

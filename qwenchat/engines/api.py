@@ -96,6 +96,8 @@ class Chunk:
     # Set on a turn's first chunk by engines that know the prompt: True when the template left a
     # `<think>` open, so the answer starts inside a think block.
     think_open: bool | None = None
+    # Set while the prompt is prefilled in chunks: (prompt tokens computed, prompt tokens to compute).
+    prefill: tuple[int, int] | None = None
 
 
 @dataclass

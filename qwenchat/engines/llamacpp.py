@@ -20,7 +20,7 @@ from typing import Any
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
-from qwenchat.turn import Job, Outcome, PromptError, Turns, common_prefix_len, error_line
+from qwenchat.turn import Job, Outcome, PrefillProgress, PromptError, Turns, common_prefix_len, error_line
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
@@ -122,6 +122,7 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         *,
         n_batch: int = 256,
+        prefill_chunk: int = 128,
         n_gpu_layers: int = 0,
         repack: bool | None = None,
         reuse_cache: bool = True,
@@ -158,6 +159,9 @@ class LlamaCppEngine:
         self._turns = Turns("qwenchat-llamacpp")
         self.name = name or path.stem
         self.n_batch = n_batch
+        self.prefill_chunk = min(prefill_chunk, n_batch)  # prefill batches start at its multiples
+        self._aligned = 0  # leading cached positions evaluated in whole aligned batches
+        self._tail_prompt: list[int] | None = None  # the prompt whose partial last batch the cache holds
         source = self.llm.metadata.get("tokenizer.chat_template")
         if not source:
             raise EngineError(f"{path.name} has no chat template (tokenizer.chat_template)")
@@ -200,7 +204,11 @@ class LlamaCppEngine:
 
     def reset(self) -> None:
         with self._turns.lock:
-            self.llm.reset()
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self.llm.reset()
+        self._aligned, self._tail_prompt = 0, None
 
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.template.render(request.messages, continue_final=request.continue_final)
@@ -251,7 +259,7 @@ class LlamaCppEngine:
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             if request.seed is not None:
                 self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
-            if self._prefill(ids, outcome, cancel):
+            if self._prefill(ids, outcome, cancel, emit):
                 self._sample(ids, sampling, max_new, emit, outcome, cancel)
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -263,22 +271,39 @@ class LlamaCppEngine:
             stop_strings=request.settings.get("stop_strings"),
             decode=lambda token: decoder.decode(self.llm.detokenize([token])),
             flush=lambda: decoder.decode(b"", final=True),
-            invalidate=self.llm.reset,  # n_tokens = 0: the next turn evaluates its whole prompt
+            invalidate=self._invalidate,  # n_tokens = 0: the next turn evaluates its whole prompt
         )
 
-    def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event) -> bool:
-        """Keep the longest cached prefix (at least one token left for generate to decode), then evaluate
-        the rest in batches so a cancel is seen between them. False when cancelled."""
-        llm = self.llm
+    def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event, emit: Callable) -> bool:
+        """Keep what this prompt's schedule would compute the same way, then evaluate the rest but the last
+        token in batches aligned to multiples of prefill_chunk (absolute positions), checking `cancel` between
+        them; generate() then evaluates the last token alone. False when cancelled.
+
+        A position's numbers depend on the batch it was evaluated in, so only whole aligned batches are kept
+        for a longer prompt (tokens sampled one at a time are evaluated again, in batches), and the same
+        prompt (a retry) keeps all but its last token: then first answer, retry and resend are identical."""
+        llm, size = self.llm, self.prefill_chunk
         cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
-        keep = min(common_prefix_len(cached, ids), len(ids) - 1)
-        if keep < llm.n_tokens:
-            llm.n_tokens = keep  # eval() drops the cache entries from here on
+        common = common_prefix_len(cached, ids)
+        if self._tail_prompt == ids and common >= len(ids) - 1:
+            keep = len(ids) - 1
+        else:
+            keep = min(common, self._aligned) // size * size
+        llm.n_tokens = min(llm.n_tokens, keep)  # eval() drops the cache entries from here on
+        self._aligned, self._tail_prompt = min(self._aligned, keep), None
         outcome.reused_tokens = keep
-        for start in range(keep, len(ids) - 1, self.n_batch):
+        end = len(ids) - 1
+        pos = keep
+        while pos < end:
             if cancel.is_set():
                 return False
-            llm.eval(ids[start : min(start + self.n_batch, len(ids) - 1)])
+            stop = min((pos // size + 1) * size, end)
+            llm.eval(ids[pos:stop])
+            if stop % size == 0:
+                self._aligned = stop
+            pos = stop
+            emit(PrefillProgress(stop - keep, end - keep))
+        self._tail_prompt = ids
         return not cancel.is_set()
 
     def _sample(

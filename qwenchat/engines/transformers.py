@@ -15,7 +15,13 @@ from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
-from qwenchat.turn import Job, Outcome, common_prefix_len
+from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len
+
+# The prefill schedule that makes a turn's tokens independent of what was cached: the prompt but its last
+# token in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last
+# token alone (generate does it). bf16 matmuls round differently for different batch shapes, so every
+# position must always be computed in the same shape; only whole aligned chunks are kept for a longer prompt.
+PREFILL_CHUNK = 128
 
 
 class _CancelCriteria(StoppingCriteria):
@@ -69,6 +75,9 @@ class TransformersEngine:
         self.reuse_cache = reuse_cache
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
+        self._aligned = 0  # leading cached positions computed in whole aligned chunks
+        self._tail_prompt: list[int] | None = None  # the prompt whose partial last chunk the cache holds
+        self.prefill_chunk = PREFILL_CHUNK
         self._turns = turn.Turns("qwenchat-generate", error_line=error_line)
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
@@ -113,8 +122,7 @@ class TransformersEngine:
 
     def reset(self) -> None:
         with self._turns.lock:
-            self._cache = None
-            self._cached_ids = []
+            self._forget()
 
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.tokenizer.apply_chat_template(
@@ -146,12 +154,24 @@ class TransformersEngine:
         merged.pop("transformers_version", None)
         return GenerationConfig(**merged)
 
+    def _new_cache(self) -> int:
+        self._cache, self._cached_ids = DynamicCache(config=self.model.config), []
+        self._aligned, self._tail_prompt = 0, None
+        return 0
+
     def _prepare_cache(self, ids: list[int]) -> int:
-        """Keep the longest cached prefix of `ids` (at least one token left to prefill); return its length."""
+        """Keep the part of the cache this prompt's schedule would compute the same way; return its length.
+
+        That is the whole aligned chunks of the common prefix, or, for the very same prompt (a retry), all
+        but its last token. Tokens decoded one at a time are never kept: a new prompt computes them in chunks.
+        """
         if not self.reuse_cache or self._cache is None:
-            self._cache, self._cached_ids = DynamicCache(config=self.model.config), []
-            return 0
-        keep = min(common_prefix_len(self._cached_ids, ids), len(ids) - 1)
+            return self._new_cache()
+        common = common_prefix_len(self._cached_ids, ids)
+        if self._tail_prompt == ids and common >= len(ids) - 1:
+            keep = len(ids) - 1
+        else:
+            keep = min(common, self._aligned) // self.prefill_chunk * self.prefill_chunk
         drop = self._cache.get_seq_length() - keep
         try:
             if drop > 0:
@@ -159,16 +179,45 @@ class TransformersEngine:
             elif drop < 0:  # bookkeeping out of step with the cache: trust neither
                 raise RuntimeError("cache shorter than its ids")
         except (RuntimeError, ValueError):  # sliding windows, static caches: start over
-            self._cache, self._cached_ids = DynamicCache(config=self.model.config), []
-            return 0
+            return self._new_cache()
         self._cached_ids = self._cached_ids[:keep]
+        self._aligned = min(self._aligned, keep)
+        self._tail_prompt = None
         return keep
+
+    def _prefill(
+        self, ids: list[int], start: int, emit: Callable[[Any], None], cancel: threading.Event
+    ) -> bool:
+        """Compute ids[start:-1] into the cache chunk by chunk (boundaries at multiples of the chunk size),
+        checking `cancel` between chunks; False when cancelled. What was computed stays cached."""
+        end, size = len(ids) - 1, self.prefill_chunk
+        pos = start
+        while pos < end:
+            if cancel.is_set():
+                return False
+            stop = min((pos // size + 1) * size, end)
+            chunk = torch.tensor([ids[pos:stop]], dtype=torch.long, device=self.device)
+            self.model(
+                input_ids=chunk,
+                past_key_values=self._cache,
+                use_cache=True,
+                cache_position=torch.arange(pos, stop, device=self.device),
+                logits_to_keep=1,  # the logits are not needed; the vocabulary projection is costly
+            )
+            self._cached_ids = ids[:stop]
+            if stop % size == 0:
+                self._aligned = stop
+            pos = stop
+            emit(PrefillProgress(stop - start, end - start))
+        self._tail_prompt = ids
+        return not cancel.is_set()
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         return self._turns.stream(self._prepare, request, cancel)
 
     def _forget(self) -> None:
         self._cache, self._cached_ids = None, []
+        self._aligned, self._tail_prompt = 0, None
 
     def _prepare(self, request: GenerationRequest) -> Job:
         """This engine's part of a turn: the prompt's ids, a GenerationConfig, generate on the worker."""
@@ -181,6 +230,9 @@ class TransformersEngine:
             outcome.reused_tokens = self._prepare_cache(ids)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.device)
+            with torch.inference_mode():
+                if not self._prefill(ids, outcome.reused_tokens, emit, cancel):
+                    return
             if request.seed is not None:
                 torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -203,9 +255,13 @@ class TransformersEngine:
                 outcome.finish = "stop"
 
         def commit(generated: list[int]) -> None:
-            # The cache holds every token but the last sampled one.
-            self._cached_ids = ids + generated[:-1] if generated else ids[:-1]
-            if self._cache is not None and self._cache.get_seq_length() != len(self._cached_ids):
+            # The cache holds every token but the last sampled one (or the chunks computed before a Ctrl-C).
+            if generated:
+                self._cached_ids = ids + generated[:-1]
+            held = self._cache.get_seq_length() if self._cache is not None else 0
+            if held > len(self._cached_ids):  # generate began on the last token, then Ctrl-C
+                self._cache.crop(len(self._cached_ids))
+            elif held < len(self._cached_ids):
                 self._forget()
 
         return Job(

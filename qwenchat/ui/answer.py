@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from rich.console import Console, ConsoleOptions
 from rich.control import Control
@@ -22,6 +22,7 @@ from qwenchat.ui.markdown_stream import (
     last_lines,
     split_preview,
 )
+from qwenchat.ui.prefill_line import PrefillLine
 from qwenchat.ui.preview import PreviewMarkdown, code_lines, text_lines, widest_line
 from qwenchat.ui.terminal import STYLE_HEADER, STYLE_THINK, LiveRegion, ansi_lines
 from qwenchat.visible import VisibleStream, visible_controls
@@ -31,6 +32,7 @@ class Host(Protocol):
     """What an answer view needs of the renderer that opened it (the Renderer facade is one)."""
 
     console: Console
+    side: Console | None
     think: str
     plain: bool
     markdown: bool
@@ -107,6 +109,7 @@ class AnswerView:
         self._feeds = 0
         self._t_first: float | None = None
         self._ended = False
+        self._prefill = PrefillLine(_progress_file(renderer), self._clock)
 
     # -- public ---------------------------------------------------------------------------
     @property
@@ -121,9 +124,15 @@ class AnswerView:
         if self.styled:
             self.r._print(Text("● " + self.model_name, style=STYLE_HEADER))
 
+    def prefill(self, done: int, total: int) -> None:
+        """The engine computed `done` of the `total` prompt tokens it prefills this turn."""
+        if not self._ended and self._t_first is None:
+            self._prefill.update(done, total)
+
     def feed(self, text: str) -> None:
         if not text or self._ended:
             return
+        self._prefill.clear()
         self._chunks.append(text)
         self._text = None
         now = self._clock()
@@ -144,6 +153,7 @@ class AnswerView:
         if self._ended:
             return
         self._ended = True
+        self._prefill.clear()
         try:
             now = self._clock()
             for ev in self._splitter.feed(self._visible.flush()) + self._splitter.finish():
@@ -410,6 +420,12 @@ class AnswerView:
             if self.r._recorder is not None:
                 self.r._recorder.print(Text(text), end="", soft_wrap=True)
         self._raw_at_line_start = text.endswith("\n")
+
+
+def _progress_file(renderer: Host) -> TextIO | None:
+    """Where the prefill line can be drawn in place: the terminal, or stderr when stdout is a pipe."""
+    console = renderer.side if renderer.plain and renderer.side is not None else renderer.console
+    return console.file if console.is_terminal and not console.is_dumb_terminal else None
 
 
 def _tail_of(chunks: list[str], n: int) -> str:
