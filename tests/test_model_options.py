@@ -169,8 +169,11 @@ def test_engine_runs_a_peft_model_with_cache_reuse(with_first: loader.LoadedMode
             messages.append({"role": "user", "content": follow_up})
         return answers, reused
 
-    answers, reused = converse(TransformersEngine(model, loaded.tokenizer, loaded.name, reuse_cache=True))
-    fresh, _ = converse(TransformersEngine(model, loaded.tokenizer, loaded.name, reuse_cache=False))
+    kept = TransformersEngine(model, loaded.tokenizer, loaded.name, reuse_cache=True)
+    fresh_engine = TransformersEngine(model, loaded.tokenizer, loaded.name, reuse_cache=False)
+    kept.prefill_chunk = fresh_engine.prefill_chunk = 8  # these short prompts still have whole chunks to keep
+    answers, reused = converse(kept)
+    fresh, _ = converse(fresh_engine)
     assert reused[0] == 0 and reused[1] > 0  # the second turn reused the kept KV cache
     assert answers == fresh
 
