@@ -140,11 +140,16 @@ def chat_session(engine, settings: dict) -> ChatSession:
     return session
 
 
-def session_turn(session: ChatSession, query: str) -> TurnStats:
+def session_turn(session: ChatSession, query: str, warm: bool) -> tuple[TurnStats, float | None]:
+    """One turn; with `warm`, then the typing pause as the REPL has it: the engine computes the answer
+    just given into its cache, and the seconds that took are returned (the pause it needs)."""
     result = session.send(query)
     if result.error or result.stats is None:
         raise SystemExit(f"{session.engine.name}: {result.error}")
-    return result.stats
+    if not warm:
+        return result.stats, None
+    session.warm()
+    return result.stats, round(session.engine.idle(), 4)
 
 
 def llamacpp_engine(args, threads: int):
@@ -216,6 +221,13 @@ def main() -> None:
     )
     ap.add_argument("--gguf", help="the GGUF for the llama.cpp engine (default: the demo's, or -c FILE.gguf)")
     ap.add_argument("--n-ctx", type=int, default=4096, help="llama.cpp context size")
+    ap.add_argument(
+        "--warm",
+        choices=["on", "off"],
+        default="on",
+        help="between qwenchat's turns, let the engine compute the last answer into its cache as the REPL "
+        "does while the user types (the seconds it takes are reported as warm_s); off: turns back to back",
+    )
     args = ap.parse_args()
 
     loaded = load(resolve(args.checkpoint, demo=args.checkpoint == "demo"), LoadOptions(dtype=args.dtype))
@@ -245,13 +257,13 @@ def main() -> None:
     seed_history: list[tuple[str, str]] = []
     for turn, q in enumerate(QUESTIONS[: args.turns], 1):
         # (a) qwenchat's transformers engine
-        st = session_turn(chat, q)
-        rows["qwenchat"].append(engine_row("qwenchat", turn, st))
+        st, warm_s = session_turn(chat, q, args.warm == "on")
+        rows["qwenchat"].append({**engine_row("qwenchat", turn, st), "warm_s": warm_s})
         print(json.dumps(rows["qwenchat"][-1]), flush=True)
         # (a') qwenchat's llama.cpp engine
         if llama_chat is not None:
-            st = session_turn(llama_chat, q)
-            rows.setdefault("llamacpp", []).append(engine_row("llamacpp", turn, st))
+            st, warm_s = session_turn(llama_chat, q, args.warm == "on")
+            rows.setdefault("llamacpp", []).append({**engine_row("llamacpp", turn, st), "warm_s": warm_s})
             print(json.dumps(rows["llamacpp"][-1]), flush=True)
         # (b) the seed's loop
         text, m = seed_turn(model, tok, seed_history, q, gen)
@@ -298,6 +310,8 @@ def main() -> None:
         "dtype": loaded.dtype,
         "threads": torch.get_num_threads(),
         "new_tokens_per_turn": n,
+        "warm_between_turns": args.warm == "on",
+        "qwenchat_warm_s_max": max((r["warm_s"] or 0.0 for r in rows["qwenchat"]), default=None),
         "turns": len(rows["qwenchat"]),
         "qwenchat_ttft_turn_last_over_first": round(ttft("qwenchat", -1) / ttft("qwenchat", 0), 3),
         "seed_ttft_turn_last_over_first": round(ttft("seed", -1) / ttft("seed", 0), 3),
@@ -328,6 +342,7 @@ def main() -> None:
                 "llamacpp_decode_vs_plain": round(
                     statistics.median(r["decode_tps"] for r in rows["llamacpp"]) / plain_tps, 3
                 ),
+                "llamacpp_warm_s_max": max((r["warm_s"] or 0.0 for r in rows["llamacpp"]), default=None),
             }
         )
     print(json.dumps(summary), flush=True)

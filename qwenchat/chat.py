@@ -26,6 +26,11 @@ OVERFLOW_POLICIES = ("drop-oldest", "error")
 _PROBE = "qwenchat-system-probe-5f1c"  # a system message no template writes by itself
 
 
+# Stand-ins for the message not yet typed: the tokens every rendering shares are what the next prompt
+# surely starts with (a message may merge with the tokens before it, so two unlike ones are compared).
+WARM_PROBES = ("a", "\n\n1. ")
+
+
 class ChatError(UserError):
     """The session refused a change (nothing to undo, a context overflow, ...); the history is unchanged."""
 
@@ -193,6 +198,17 @@ class ChatSession:
             seed=self.settings.seed,
             continue_final=continue_final,
         )
+
+    def warm(self) -> bool:
+        """Between turns (the user is typing): let the engine compute what the next prompt surely starts
+        with: the conversation so far, the answer included. A best effort that never changes an answer."""
+        warm = getattr(self.engine, "warm", None)
+        if warm is None or self.last_role() != "assistant":
+            return False
+        try:
+            return bool(warm([self.request(extra_user=probe) for probe in WARM_PROBES]))
+        except Exception:  # a template error shows on the next turn, where it belongs
+            return False
 
     def fit_context(self, request: GenerationRequest) -> GenerationRequest:
         """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)

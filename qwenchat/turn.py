@@ -145,6 +145,34 @@ class Turns:
         self.lock = threading.Lock()
         self.error_line = error_line
         self._submit = own_thread(name) if own_threads else GenerateWorker(name).submit
+        self._warm: tuple[threading.Event, threading.Event] | None = None  # (cancel, done) of background work
+
+    def warm(self, work: Callable[[threading.Event], None]) -> None:
+        """Run `work(cancel)` on the worker between turns: the engine computing, while the user types, what
+        the next prompt surely starts with. The next turn (or `settle`) cancels it and waits for the piece in
+        flight, so `work` must leave the engine consistent wherever it stops; its errors are its own."""
+        self.settle()
+        cancel = threading.Event()
+
+        def job() -> None:
+            try:
+                work(cancel)
+            except Exception:  # pragma: no cover - the engine's work handles its own; never kill the worker
+                pass
+
+        self._warm = (cancel, self._submit(job))
+
+    def settle(self, *, finish: bool = False) -> float:
+        """Stop background work (or, with `finish`, let it end) and wait for it; the seconds waited."""
+        if self._warm is None:
+            return 0.0
+        cancel, done = self._warm
+        t0 = time.perf_counter()
+        if not finish:
+            cancel.set()
+        wait_for(done)
+        self._warm = None
+        return time.perf_counter() - t0
 
     def stream(
         self, prepare: Prepare, request: GenerationRequest, cancel: threading.Event
@@ -153,6 +181,7 @@ class Turns:
 
     def _turn(self, prepare: Prepare, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         t0 = time.perf_counter()
+        self.settle()  # background work stops at its next step; what it computed stays cached
         try:
             job = prepare(request)
         except Exception as exc:  # a template that rejects the roles, a bad setting, no server
@@ -309,6 +338,14 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def shared_prefix(seqs: list[list[int]]) -> list[int]:
+    """The leading tokens all of `seqs` share."""
+    if not seqs:
+        return []
+    n = min(common_prefix_len(seqs[0], s) for s in seqs)
+    return seqs[0][:n]
 
 
 def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Chunk]) -> Iterator[Chunk]:

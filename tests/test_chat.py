@@ -324,3 +324,28 @@ def test_a_session_open_in_another_process_is_forked_not_overwritten(tmp_path):
     texts = {s.id: [m.content for m in s.conversation.messages] for s in SessionStore(tmp_path).list()}
     assert texts[saved.id] == ["from first", "a1"]
     assert texts[second.session_id] == ["from first", "a1", "from second", "b1"]
+
+
+def test_warm_asks_the_engine_for_the_next_prompt_only_after_an_answer() -> None:
+    """ChatSession.warm hands the engine the next prompt with stand-ins for the message not yet typed; with
+    no answer to build on it does nothing, and an engine without warm is fine."""
+    from qwenchat.chat import WARM_PROBES
+
+    class Warmable(FakeEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[list[GenerationRequest]] = []
+
+        def warm(self, requests: list[GenerationRequest]) -> bool:
+            self.calls.append(requests)
+            return True
+
+    engine = Warmable().enqueue(["an answer"])
+    session = ChatSession(engine)
+    assert session.warm() is False and engine.calls == []  # nothing said yet
+    session.send("a question")
+    assert session.warm() is True
+    (requests,) = engine.calls
+    assert [r.messages[-1]["content"] for r in requests] == list(WARM_PROBES)
+    assert all(r.messages[:-1] == session.request().messages for r in requests)
+    assert ChatSession(FakeEngine().enqueue(["x"])).warm() is False

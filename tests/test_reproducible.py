@@ -95,3 +95,43 @@ def test_transformers_turns_are_bit_identical(transformers_engine, sampled):
 @pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
 def test_llamacpp_turns_are_bit_identical(llamacpp_engine, sampled):
     check(llamacpp_engine, sampled)
+
+
+def warmed_turns(engine: Any, sampled: bool, mode: str) -> tuple[list[str], list[int]]:
+    """The three turns, with the engine warmed between them as the REPL does while the user types: "finish"
+    lets the background work end before the next message, "cut" has the next message cut it short, "off"
+    does not warm."""
+    session = _session(engine, sampled)
+    answers, reused = [], []
+    for question in QUESTIONS:
+        result = session.send(question)
+        answers.append(result.text)
+        reused.append(result.stats.reused_tokens)
+        if mode != "off":
+            session.warm()
+        if mode == "finish":
+            engine.idle()
+    return answers, reused
+
+
+def check_warm(engine: Any, sampled: bool) -> None:
+    chunk, engine.prefill_chunk = engine.prefill_chunk, 16  # short turns: whole chunks to warm
+    try:
+        firsts, cold_reused = warmed_turns(engine, sampled, "off")
+        for mode in ("finish", "cut"):
+            answers, reused = warmed_turns(engine, sampled, mode)
+            assert answers == firsts, mode
+            if mode == "finish":
+                assert all(w >= c for w, c in zip(reused, cold_reused, strict=True)), (reused, cold_reused)
+                assert sum(reused) > sum(cold_reused), (reused, cold_reused)
+    finally:
+        engine.prefill_chunk = chunk
+
+
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
+def test_transformers_warming_between_turns_changes_no_token(transformers_engine, sampled):
+    check_warm(transformers_engine, sampled)
+
+
+def test_llamacpp_warming_between_turns_changes_no_token(llamacpp_engine):
+    check_warm(llamacpp_engine, False)

@@ -231,3 +231,37 @@ def test_prefill_progress_becomes_chunks_not_tokens() -> None:
     end = final(chunks)
     assert text_of(chunks) == "ab" and end.tokens == 2 and end.stats.generated_tokens == 2
     assert engine.committed == ["a", "b"]  # the cache's bookkeeping sees generated tokens only
+
+
+def test_background_work_is_cut_short_by_the_next_turn_and_runs_before_it() -> None:
+    """Warming between turns: the next turn cancels the work, waits for its step in flight, then runs; the
+    work and the turn never overlap (they share the engine's cache)."""
+    engine = ScriptedEngine(["a", "b"])
+    events: list[str] = []
+    steps = threading.Event()
+
+    def work(cancel: threading.Event) -> None:
+        for i in range(200):
+            if cancel.is_set():
+                events.append("work stopped")
+                return
+            steps.set()
+            time.sleep(0.01)
+            events.append(f"step {i}")
+
+    engine._turns.warm(work)
+    assert steps.wait(5)
+    t0 = time.perf_counter()
+    chunks = list(engine.stream(GenerationRequest([{"role": "user", "content": "hi"}]), threading.Event()))
+    assert time.perf_counter() - t0 < 1.0  # not the 2 s the work would have taken
+    assert "".join(c.text for c in chunks) == "ab"
+    assert events[-1] == "work stopped" and len(events) < 200
+
+
+def test_settle_finish_waits_for_background_work_and_says_how_long() -> None:
+    turns = Turns("warm-test")
+    done: list[bool] = []
+    turns.warm(lambda cancel: (time.sleep(0.2), done.append(not cancel.is_set())))
+    waited = turns.settle(finish=True)
+    assert done == [True] and waited > 0.1
+    assert turns.settle() == 0.0  # nothing left to wait for

@@ -20,7 +20,16 @@ from typing import Any
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
-from qwenchat.turn import Job, Outcome, PrefillProgress, PromptError, Turns, common_prefix_len, error_line
+from qwenchat.turn import (
+    Job,
+    Outcome,
+    PrefillProgress,
+    PromptError,
+    Turns,
+    common_prefix_len,
+    error_line,
+    shared_prefix,
+)
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
@@ -204,7 +213,34 @@ class LlamaCppEngine:
 
     def reset(self) -> None:
         with self._turns.lock:
+            self._turns.settle()
             self._invalidate()
+
+    def warm(self, requests: list[GenerationRequest]) -> bool:
+        """While the user types: evaluate the whole aligned batches every one of `requests` starts with (the
+        next prompt with stand-ins for the message not yet typed), as the transformers engine does."""
+        self._turns.settle()
+        if not self.reuse_cache:
+            return False
+        known = shared_prefix([self.encode(r) for r in requests])
+        target = len(known) // self.prefill_chunk * self.prefill_chunk
+        if target <= self._aligned or target >= (self.context_window or 0):
+            return False
+        ids = known[:target] + [0]  # the last token is never evaluated here: a placeholder
+
+        def work(cancel: threading.Event) -> None:
+            try:
+                self._evaluate(ids, self._keep(ids), cancel, lambda _: None)
+                self._tail_prompt = None  # ids is no prompt: a retry must not take its tail as its own
+            except Exception:  # a best effort: the next turn evaluates it, from scratch if need be
+                self._invalidate()
+
+        self._turns.warm(work)
+        return True
+
+    def idle(self) -> float:
+        """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
+        return self._turns.settle(finish=True)
 
     def _invalidate(self) -> None:
         self.llm.reset()
@@ -282,6 +318,11 @@ class LlamaCppEngine:
         A position's numbers depend on the batch it was evaluated in, so only whole aligned batches are kept
         for a longer prompt (tokens sampled one at a time are evaluated again, in batches), and the same
         prompt (a retry) keeps all but its last token: then first answer, retry and resend are identical."""
+        outcome.reused_tokens = keep = self._keep(ids)
+        return self._evaluate(ids, keep, cancel, emit)
+
+    def _keep(self, ids: list[int]) -> int:
+        """Drop the cached positions this prompt's schedule would not compute the same way; how many stay."""
         llm, size = self.llm, self.prefill_chunk
         cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
         common = common_prefix_len(cached, ids)
@@ -291,7 +332,11 @@ class LlamaCppEngine:
             keep = min(common, self._aligned) // size * size
         llm.n_tokens = min(llm.n_tokens, keep)  # eval() drops the cache entries from here on
         self._aligned, self._tail_prompt = min(self._aligned, keep), None
-        outcome.reused_tokens = keep
+        return keep
+
+    def _evaluate(self, ids: list[int], keep: int, cancel: threading.Event, emit: Callable) -> bool:
+        """Evaluate ids[keep:-1] in aligned batches, checking `cancel` between them; False when cancelled."""
+        llm, size = self.llm, self.prefill_chunk
         end = len(ids) - 1
         pos = keep
         while pos < end:

@@ -15,7 +15,7 @@ from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
-from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len
+from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len, shared_prefix
 
 # The prefill schedule that makes a turn's tokens independent of what was cached: the prompt but its last
 # token in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last
@@ -122,7 +122,37 @@ class TransformersEngine:
 
     def reset(self) -> None:
         with self._turns.lock:
+            self._turns.settle()
             self._forget()
+
+    def warm(self, requests: list[GenerationRequest]) -> bool:
+        """While the user types: compute the whole aligned chunks that every one of `requests` (the next
+        prompt, each with another stand-in for the message not yet typed) starts with, so the next turn finds
+        them cached. They are what that turn's schedule would compute, so its tokens stay the same; only a
+        retry of the last prompt then recomputes its partial last chunk. True when work was started."""
+        self._turns.settle()
+        if not self.reuse_cache or self._cache is None:
+            return False
+        known = shared_prefix([self.encode(r) for r in requests])
+        target = len(known) // self.prefill_chunk * self.prefill_chunk
+        if target <= self._aligned:
+            return False
+        ids = known[:target] + [0]  # _prefill computes all but the last token: a placeholder
+
+        def work(cancel: threading.Event) -> None:
+            try:
+                with torch.inference_mode():
+                    self._prefill(ids, self._prepare_cache(ids), lambda _: None, cancel)
+                self._tail_prompt = None  # ids is no prompt: a retry must not take its tail as its own
+            except Exception:  # a best effort: the next turn computes it, from scratch if need be
+                self._forget()
+
+        self._turns.warm(work)
+        return True
+
+    def idle(self) -> float:
+        """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
+        return self._turns.settle(finish=True)
 
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.tokenizer.apply_chat_template(

@@ -190,6 +190,7 @@ class Repl:
             except EOFError:
                 break
             self.handle_line(line)
+            self.session.warm()  # while the user types the next line
 
 
 MULTILINE = '"""'
