@@ -175,7 +175,9 @@ def parse_k(text: str) -> int:
     return parse_index(text, "k", MAX_TOP_K)
 
 
-def answer_prefix(prefix_ids: list[int] | None, prefix_text: str, tokenize: Callable[[str], list[int]]) -> list[int]:
+def answer_prefix(
+    prefix_ids: list[int] | None, prefix_text: str, tokenize: Callable[[str], list[int]]
+) -> list[int]:
     """The ids `:branch` puts at the start of the answer: the kept tokens, then the forced text's."""
     ids = list(prefix_ids or [])
     if prefix_text:

@@ -24,7 +24,9 @@ from qwenchat.probs import Alt, TokenProb
 class ProbsCapture(LogitsProcessor):
     """Records one TokenProb per generated token into `records` (ends of sequence left out)."""
 
-    def __init__(self, tokenizer: Any, k: int, *, warpers: LogitsProcessorList | None, skip_ids: set[int]) -> None:
+    def __init__(
+        self, tokenizer: Any, k: int, *, warpers: LogitsProcessorList | None, skip_ids: set[int]
+    ) -> None:
         self.tokenizer = tokenizer
         self.k = k
         self.warpers = warpers  # None: greedy, the choice is the first of the processed scores

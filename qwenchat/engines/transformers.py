@@ -143,6 +143,10 @@ class TransformersEngine:
     def count_tokens(self, request: GenerationRequest) -> int:
         return len(self.encode(request))
 
+    def detokenize(self, ids: list[int]) -> str:
+        """Answer tokens as text (`:branch` shows the kept part of an answer with it)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     # -- generation --------------------------------------------------------------------------
     def _generation_config(self, settings: dict[str, Any]) -> GenerationConfig:
         merged = {**self.model.generation_config.to_dict(), **settings}
