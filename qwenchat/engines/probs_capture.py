@@ -3,7 +3,8 @@
 The raw distribution comes from a forward hook on the model's output projection (the logits before any
 logits processor). The sampled one: generate runs a custom logits processor after its own processors
 (repetition penalty, ...) but before its sampling warpers (temperature, top-k, top-p, min-p, typical-p,
-epsilon, eta), so the capture applies the same warpers, built from the same GenerationConfig, to a copy. The record of a step is finished when the streamer hands on its token. With
+epsilon, eta), so the capture applies the same warpers, built from the same GenerationConfig, to a copy.
+The record of a step is finished when the streamer hands on its token. With
 probabilities off none of this is attached, so decoding runs exactly as without the feature.
 """
 
@@ -73,7 +74,9 @@ class ProbsCapture(LogitsProcessor):
         if self.sampled and self._processed is not None:
             proc = torch.log_softmax(self._processed.float(), dim=-1)
             s_lp, s_ids = proc.topk(self.k)
-            keep = [(i, lp) for i, lp in zip(s_ids.tolist(), s_lp.tolist()) if lp > float("-inf")]
+            keep = [
+                (i, lp) for i, lp in zip(s_ids.tolist(), s_lp.tolist(), strict=True) if lp > float("-inf")
+            ]
             sampled_lp = float(proc[tok])
             sampled_top = self._alts([i for i, _ in keep], [lp for _, lp in keep])
         return TokenProb(
@@ -89,7 +92,7 @@ class ProbsCapture(LogitsProcessor):
         return self.tokenizer.batch_decode([[i] for i in ids], skip_special_tokens=False)
 
     def _alts(self, ids: list[int], lps: list[float]) -> list[Alt]:
-        return [Alt(t, i, lp) for t, i, lp in zip(self._texts(ids), ids, lps)]
+        return [Alt(t, i, lp) for t, i, lp in zip(self._texts(ids), ids, lps, strict=True)]
 
 
 def for_request(
