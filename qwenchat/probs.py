@@ -44,8 +44,8 @@ class TokenProb:
     """One answer token: what was chosen and what else the model considered.
 
     `logprob`/`top` are from the distribution named by `source`; `sampled_logprob`/`sampled_top` from the
-    distribution actually sampled from, when the engine sampled (None under greedy decoding, where the
-    choice is the raw distribution's first). `logprob` is None for a token forced by `:branch "text"`."""
+    distribution the token was actually chosen from (after temperature, top-k, top-p, repetition penalty),
+    when the engine can tell and it differs from the raw one (None under plain greedy decoding). `logprob` is None for a token forced by `:branch "text"`."""
 
     id: int
     text: str
@@ -61,10 +61,11 @@ class TokenProb:
         return None if self.logprob is None else math.exp(self.logprob)
 
     def rank(self) -> int | None:
-        """1 when the chosen token is the most likely candidate; None when it is not among the top-k."""
-        for i, alt in enumerate(self.top, start=1):
+        """1 when no candidate is more likely than the chosen token (ties share a rank: bf16 logits tie
+        often); None when it is not among the top-k."""
+        for alt in self.top:
             if (alt.id == self.id and alt.id >= 0) or (alt.id < 0 and alt.text == self.text):
-                return i
+                return 1 + sum(1 for a in self.top if a.logprob > alt.logprob)
         return None
 
     def to_dict(self) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def cmd_retry(ctx: CommandContext, args: str) -> None:
 @command("undo", help="Remove the last exchange (your message and its answer).", example=":undo")
 def cmd_undo(ctx: CommandContext, args: str) -> None:
     removed = ctx.session.undo()
+    if len(removed) == 1 and removed[0].replaces is not None:
+        ctx.renderer.info("removed the :branch answer; the answer it replaced is back")
+        return
     first = next((m.content for m in removed if m.role == "user"), "")
     ctx.renderer.info(f"removed the last exchange: {one_line(first)}")
 

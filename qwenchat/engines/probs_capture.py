@@ -31,7 +31,6 @@ class ProbsCapture(LogitsProcessor):
         self.tokenizer = tokenizer
         self.k = k
         self.warpers = warpers  # None: greedy, the choice is the first of the processed scores
-        self.sampled = warpers is not None
         self.skip_ids = skip_ids
         self.records: list[TokenProb] = []
         self._raw: torch.Tensor | None = None
@@ -39,8 +38,8 @@ class ProbsCapture(LogitsProcessor):
 
     # generate calls this last among its processors: the scores it samples from
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.warpers is not None:
-            self._processed = self.warpers(input_ids, scores.clone())[0]
+        processed = scores if self.warpers is None else self.warpers(input_ids, scores.clone())
+        self._processed = processed[0]
         return scores
 
     def _hook(self, module: Any, args: Any, output: torch.Tensor) -> None:
@@ -71,7 +70,9 @@ class ProbsCapture(LogitsProcessor):
         chosen = float(raw[tok])
         sampled_lp: float | None = None
         sampled_top: list[Alt] | None = None
-        if self.sampled and self._processed is not None:
+        if self._processed is not None and (
+            self.warpers is not None or not torch.equal(self._processed, self._raw.float())
+        ):
             proc = torch.log_softmax(self._processed.float(), dim=-1)
             s_lp, s_ids = proc.topk(self.k)
             keep = [
