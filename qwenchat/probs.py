@@ -45,7 +45,8 @@ class TokenProb:
 
     `logprob`/`top` are from the distribution named by `source`; `sampled_logprob`/`sampled_top` from the
     distribution the token was actually chosen from (after temperature, top-k, top-p, repetition penalty),
-    when the engine can tell and it differs from the raw one (None under plain greedy decoding). `logprob` is None for a token forced by `:branch "text"`."""
+    when the engine can tell and it differs from the raw one (None under plain greedy decoding).
+    `logprob` is None for a token forced by `:branch "text"`."""
 
     id: int
     text: str
