@@ -424,6 +424,9 @@ class ChatSession:
         except KeyboardInterrupt:
             cancel.set()  # the engine stops at its next decode step
             _drain(stream, take)
+        if probs == [] and any(parts) and final is not None and not final.error:
+            probs = None
+            self.observer.notice("no token probabilities came with this answer: the server sends no logprobs")
         if sink is None:
             sink = self.observer.answer(think_open=None, continues=continues)
         reason = (final.finish_reason if final is not None else None) or "interrupted"
