@@ -137,17 +137,13 @@ def branch_vs_retry(engine, long: int, at: list[int]) -> list[dict]:
                 "answer_tokens": len(base.probs),
                 "branch_at": n,
                 "branch_first_new_token_s": round(first, 3),
-                "retry_first_token_s": round(obs_first_retry(t0, st), 3),
+                "retry_first_token_s": round(st.ttft_s, 3),
                 "retry_reaches_token_s": round(st.ttft_s + per_token * (n - 1), 3),
                 "retry_total_s": round(t_end - t0, 3),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
     return rows
-
-
-def obs_first_retry(t0: float, st) -> float:
-    return st.ttft_s
 
 
 def main() -> None:
