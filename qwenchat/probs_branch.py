@@ -61,7 +61,16 @@ def plan_branch(engine: Any, probs: list[TokenProb] | None, n_text: str, choice:
         if not alts:
             raise BranchError(f"token {n} has no alternatives recorded")
         alt = alts[parse_index(choice, "alternative", len(alts)) - 1]
-        forced = dataclasses.replace(probs[n - 1], id=alt.id, text=alt.text, logprob=alt.logprob, forced=True)
+        at = probs[n - 1]  # the same position, the same distributions: only the choice differs
+        sampled = next((a for a in at.sampled_top or [] if a.id == alt.id and a.id >= 0), None)
+        forced = dataclasses.replace(
+            at,
+            id=alt.id,
+            text=alt.text,
+            logprob=alt.logprob,
+            sampled_logprob=sampled.logprob if sampled is not None else None,
+            forced=True,
+        )
         forced_ids = [alt.id]
         by_ids = by_ids and alt.id >= 0
         text = "" if by_ids else alt.text
