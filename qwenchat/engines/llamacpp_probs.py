@@ -27,17 +27,17 @@ class LlamaProbs:
     def take(self, token: int) -> None:
         """Record `token`, just sampled from the logits the context holds now."""
         ptr = self.llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
-        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).astype(np.float64)
-        shifted = logits - logits.max()
-        logp = shifted - np.log(np.exp(shifted).sum())
-        top = np.argpartition(-logp, self.k)[: self.k]
-        top = top[np.argsort(-logp[top], kind="stable")]
+        logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))  # a view: llama.cpp's own buffer
+        peak = float(logits.max())
+        lse = peak + float(np.log(np.exp(logits - peak).sum(dtype=np.float64)))  # one pass, no log_softmax
+        top = np.argpartition(logits, -self.k)[-self.k :]
+        top = top[np.argsort(-logits[top], kind="stable")]
         self.records.append(
             TokenProb(
                 id=token,
                 text=self._text(token),
-                logprob=float(logp[token]),
-                top=[Alt(self._text(int(i)), int(i), float(logp[i])) for i in top],
+                logprob=float(logits[token]) - lse,
+                top=[Alt(self._text(int(i)), int(i), float(logits[i]) - lse) for i in top],
             )
         )
 

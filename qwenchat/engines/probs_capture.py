@@ -65,26 +65,22 @@ class ProbsCapture(LogitsProcessor):
         return emit_with_probs
 
     def record(self, tok: int) -> TokenProb:
-        raw = torch.log_softmax(self._raw.float(), dim=-1)  # type: ignore[union-attr]
-        top_lp, top_ids = raw.topk(self.k)
-        chosen = float(raw[tok])
+        # Three passes over the vocabulary (cast, logsumexp, top-k) rather than a whole log_softmax.
+        raw = self._raw.float()  # type: ignore[union-attr]
+        top_ids, lps = _top(raw, self.k, tok)
         sampled_lp: float | None = None
         sampled_top: list[Alt] | None = None
-        if self._processed is not None and (
-            self.warpers is not None or not torch.equal(self._processed, self._raw.float())
-        ):
-            proc = torch.log_softmax(self._processed.float(), dim=-1)
-            s_lp, s_ids = proc.topk(self.k)
-            keep = [
-                (i, lp) for i, lp in zip(s_ids.tolist(), s_lp.tolist(), strict=True) if lp > float("-inf")
-            ]
-            sampled_lp = float(proc[tok])
+        proc = self._processed
+        if proc is not None and (self.warpers is not None or not torch.equal(proc, raw)):
+            s_ids, s_lps = _top(proc.float(), self.k, tok)
+            sampled_lp = s_lps[-1]
+            keep = [(i, lp) for i, lp in zip(s_ids, s_lps, strict=False) if lp > float("-inf")]
             sampled_top = self._alts([i for i, _ in keep], [lp for _, lp in keep])
         return TokenProb(
             id=tok,
             text=self._texts([tok])[0],
-            logprob=chosen,
-            top=self._alts(top_ids.tolist(), top_lp.tolist()),
+            logprob=lps[-1],
+            top=self._alts(top_ids, lps[:-1]),
             sampled_logprob=sampled_lp,
             sampled_top=sampled_top,
         )
@@ -94,6 +90,13 @@ class ProbsCapture(LogitsProcessor):
 
     def _alts(self, ids: list[int], lps: list[float]) -> list[Alt]:
         return [Alt(t, i, lp) for t, i, lp in zip(self._texts(ids), ids, lps, strict=True)]
+
+
+def _top(scores: torch.Tensor, k: int, tok: int) -> tuple[list[int], list[float]]:
+    """The top-k ids and their logprobs, and `tok`'s logprob last; one transfer to Python."""
+    values, ids = scores.topk(k)
+    lps = torch.cat([values, scores[tok : tok + 1]]) - torch.logsumexp(scores, dim=-1)
+    return ids.tolist(), lps.tolist()
 
 
 def for_request(
