@@ -69,7 +69,7 @@ def legend(*, color: bool, source: str) -> Text:
         return Text(f"⟨#N p⟩ marks token N when its probability is below {LOW_MARK:.0%}; {label}")
     out = Text("legend: ")
     for _, style, name in BANDS:
-        out.append(f" {name} ", style=style or "reverse")
+        out.append(f" {name} " if style else f"{name} plain", style=style)
         out.append(" ")
     out.append(" forced ", style=FORCED_STYLE)
     out.append(f"  · {label}")
@@ -86,7 +86,7 @@ def summary_lines(probs: Sequence[TokenProb], least: int = 5) -> list[str]:
     if sampled:
         mean = sum(sampled) / len(sampled)
         lines.append(
-            f"in the sampled distribution (after temperature, top-k, top-p): mean logprob {mean:.3f}"
+            f"in the distribution chosen from (after temperature, top-k, top-p, ...): mean logprob {mean:.3f}"
         )
     worst = " · ".join(f"#{i} {visible_token(p.text)} {percent(p.prob)}" for i, p in s.least)
     lines.append(f"least confident: {worst}")

@@ -194,7 +194,8 @@ class Renderer:
 
         headers, rows = heatmap.alt_rows(prob)
         kind = "forced by :branch; " if prob.forced else ""
-        self.table(rows, headers, title=f"token {index}: {kind}{heatmap.SOURCE_LABELS.get(prob.source, '')}")
+        self.info(f"token {index}: {kind}{heatmap.SOURCE_LABELS.get(prob.source, '')}")
+        self.table(rows, headers)
 
     def clear_screen(self) -> None:
         self.console.clear()
