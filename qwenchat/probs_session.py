@@ -24,6 +24,8 @@ def extras_to_dict(msg: Any) -> dict[str, Any]:
 
 def read_extras(m: dict[str, Any], where: str, message_cls: Any, error: type[Exception]) -> tuple[Any, Any]:
     """(probs, replaces) of message dict `m`; `replaces` is a chain of earlier answers, read iteratively."""
+    if m.get("role") != "assistant":
+        raise error(f"{where}: only an answer can carry token data or a replaced answer")
     head: Any = None
     tail: Any = None
     probs: Any = None

@@ -167,8 +167,9 @@ def _deep(n):
         (_bad(replaces=_deep(150)), "more than 100 replaced answers"),
         (
             {"version": 2, "messages": [{"role": "user", "content": "x", "replaces": {"content": "y"}}]},
-            "'replaces' must be an earlier answer",
+            "only an answer can carry",
         ),
+        ({"version": 2, "messages": [{"role": "user", "content": "x", "probs": []}]}, "only an answer"),
     ],
 )
 def test_hostile_token_data_is_one_format_error(data, error):
