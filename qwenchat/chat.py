@@ -8,6 +8,7 @@ The session builds each answer from the engine's chunks and never prints: a UI w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from typing import Any
 from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
 from qwenchat.errors import UserError, first_line
 from qwenchat.observer import AnswerSink, ChatObserver, Headless, TurnResult
+from qwenchat.probs_branch import BranchPlan, joined_probs
 from qwenchat.session import Conversation, Message
 from qwenchat.session_file import SavedSession, now_stamp
 from qwenchat.settings import ConfigError, Settings
@@ -66,6 +68,7 @@ class ChatSession:
         self.session_id, self.created, self.piped = "", "", piped
         self._saved_state: Any = None
         self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
+        self.probs_k = 0  # `:probs on K`: record K alternatives per answer token; 0: off
         self.new_autosave_session()
 
     @property
@@ -111,11 +114,30 @@ class ChatSession:
             raise ChatError("there is no answer to continue")
         return self._transaction(lambda: None, continue_final=True)
 
+    def branch(self, plan: BranchPlan) -> TurnResult:
+        """Regenerate the last answer from a token on (`:branch`, planned by qwenchat.probs_branch): the
+        answer so far is the plan's prefix, the model goes on from there. The old answer is kept behind the
+        new one (`replaces`): `:undo` brings it back."""
+        msgs = self.conversation.messages
+        if self.last_role() != "assistant":
+            raise ChatError("there is no answer to branch from")
+        old = msgs[-1]
+
+        def change() -> None:
+            msgs[-1] = Message("assistant", plan.shown, True, list(plan.kept), replaces=old)
+
+        return self._transaction(change, continue_final=True, branch=plan)
+
     def undo(self) -> list[Message]:
-        """Remove the last exchange (the answer, if any, and the user message); returns what was removed."""
+        """Remove the last exchange (the answer, if any, and the user message); returns what was removed.
+        An answer made by `:branch` gives way to the one it replaced instead."""
         msgs = self.conversation.messages
         if not msgs:
             raise ChatError("nothing to undo")
+        if msgs[-1].role == "assistant" and msgs[-1].replaces is not None:
+            branched = msgs[-1]
+            msgs[-1] = branched.replaces
+            return [branched]
         removed = []
         if msgs[-1].role == "assistant":
             removed.append(msgs.pop())
@@ -197,6 +219,7 @@ class ChatSession:
             settings=self.settings.effective(),
             seed=self.settings.seed,
             continue_final=continue_final,
+            probs_k=self.probs_k,
         )
 
     def warm(self) -> bool:
@@ -243,7 +266,7 @@ class ChatSession:
                 )
             del msgs[head:end]
             dropped += 1
-            request = GenerationRequest(msgs, request.settings, request.seed, request.continue_final)
+            request = dataclasses.replace(request, messages=msgs)
             used = self.engine.count_tokens(request)
         self.observer.notice(
             f"context full: the oldest {dropped} exchange{'s' if dropped > 1 else ''} not sent this turn "
@@ -343,13 +366,15 @@ class ChatSession:
         msgs = self.conversation.messages
         return next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i].role == "user"), None)
 
-    def _transaction(self, change: Callable[[], Any], continue_final: bool = False) -> TurnResult:
+    def _transaction(
+        self, change: Callable[[], Any], continue_final: bool = False, branch: BranchPlan | None = None
+    ) -> TurnResult:
         """Apply `change` to the history and run a turn; put the history back when nothing was answered
         or anything escaped (a refusal, a Ctrl-C outside the stream)."""
         before = list(self.conversation.messages)  # Message objects are replaced, never edited in place
         try:
             change()
-            result = self._turn(continue_final)
+            result = self._turn(continue_final, branch)
         except BaseException:
             self.conversation.messages[:] = before
             raise
@@ -357,17 +382,24 @@ class ChatSession:
             self.conversation.messages[:] = before
         return result
 
-    def _turn(self, continue_final: bool) -> TurnResult:
+    def _turn(self, continue_final: bool, branch: BranchPlan | None = None) -> TurnResult:
         request = self.fit_context(self.request(continue_final))
+        if branch is not None:
+            request = branch.request(request)
         msgs = self.conversation.messages
         continues = msgs[-1].content if continue_final and msgs and msgs[-1].role == "assistant" else None
         result = self._stream(request, continues)
         if result.finish_reason == "error" and not result.text:
             result.kept = False
         elif continues is not None:
-            msgs[-1] = Message("assistant", continues + result.text, result.finish_reason != "stop")
+            last = msgs[-1]
+            probs = joined_probs(last.probs, result.probs)
+            msgs[-1] = Message(
+                "assistant", continues + result.text, result.finish_reason != "stop", probs, last.replaces
+            )
         else:
             self.conversation.add_assistant(result.text, interrupted=result.finish_reason != "stop")
+            msgs[-1].probs = result.probs
         self.observer.turn_done(result)
         return result
 
@@ -385,12 +417,15 @@ class ChatSession:
     ) -> TurnResult:
         stream = self.engine.stream(request, cancel)
         parts: list[str] = []
+        probs: list[Any] | None = [] if request.probs_k else None
         sink: AnswerSink | None = None
         final: Chunk | None = None
 
         def take(chunk: Chunk) -> None:
             nonlocal sink, final
             parts.append(chunk.text)  # the history gets what the engine sent, whatever the UI managed
+            if probs is not None and chunk.probs:
+                probs.extend(chunk.probs)
             if sink is None:  # opened on the first chunk, which may say whether a think block is open
                 sink = self.observer.answer(think_open=chunk.think_open, continues=continues)
             if chunk.prefill is not None and hasattr(sink, "prefill"):
@@ -405,6 +440,9 @@ class ChatSession:
         except KeyboardInterrupt:
             cancel.set()  # the engine stops at its next decode step
             _drain(stream, take)
+        if probs == [] and any(parts) and final is not None and not final.error:
+            probs = None
+            self.observer.notice("no token probabilities came with this answer: the server sends no logprobs")
         if sink is None:
             sink = self.observer.answer(think_open=None, continues=continues)
         reason = (final.finish_reason if final is not None else None) or "interrupted"
@@ -413,7 +451,7 @@ class ChatSession:
         sink.end(reason, stats, error)
         if stats is not None:
             self.last_stats = stats
-        return TurnResult("".join(parts), reason, stats, error)
+        return TurnResult("".join(parts), reason, stats, error, probs=probs)
 
 
 def _drain(stream: Iterable[Chunk], take: Callable[[Chunk], None]) -> None:

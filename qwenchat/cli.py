@@ -123,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-autosave", action="store_true", help="do not autosave this session")
     o = p.add_argument_group("output")
     o.add_argument("--stats", action="store_true", help="print speed and cache figures after every answer")
+    o.add_argument(
+        "--probs",
+        nargs="?",
+        type=int,
+        choices=range(1, 21),
+        const=5,
+        default=0,
+        metavar="K",
+        help="record each answer token's probability and top-K alternatives (:probs; K=5)",
+    )
     o.add_argument("--no-markdown", action="store_true", help="print answers as raw text")
     o.add_argument(
         "--think",
@@ -324,6 +334,7 @@ def _chat(
             overflow=args.overflow,
             piped=not env.stdin_isatty,
         )
+        session.probs_k = args.probs
         repl = Repl(session, out, show_stats=args.stats or bool(chat_file.get("stats", False)))
         saved = prepared["saved"]
         if env.stdin_isatty:

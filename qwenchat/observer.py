@@ -18,6 +18,7 @@ class TurnResult:
     stats: TurnStats | None = None
     error: str | None = None
     kept: bool = True
+    probs: list | None = None  # per-token records (qwenchat.probs.TokenProb) with `:probs on`, else None
 
 
 class AnswerSink(Protocol):

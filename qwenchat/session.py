@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwenchat.errors import UserError
 
+if TYPE_CHECKING:
+    from qwenchat.probs import TokenProb
+
 DEFAULT_SYSTEM = "You are a helpful assistant."
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an answer may carry its token probabilities and the answer a :branch replaced
 ROLES = ("user", "assistant")
 
 
@@ -21,11 +24,17 @@ class Message:
     role: str
     content: str
     interrupted: bool = False  # the answer was cut by Ctrl-C, an error or max_new_tokens
+    probs: list[TokenProb] | None = None  # per-token data, recorded with `:probs on` (qwenchat.probs)
+    replaces: Message | None = None  # the answer a `:branch` replaced; `:undo` brings it back
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.interrupted:
             d["interrupted"] = True
+        if self.probs is not None or self.replaces is not None:
+            from qwenchat.probs_session import extras_to_dict
+
+            d.update(extras_to_dict(self))
         return d
 
 
@@ -89,5 +98,10 @@ class Conversation:
             interrupted = m.get("interrupted", False)
             if not isinstance(interrupted, bool):
                 raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
-            messages.append(Message(role, content, interrupted))
+            msg = Message(role, content, interrupted)
+            if "probs" in m or "replaces" in m:
+                from qwenchat.probs_session import read_extras
+
+                msg.probs, msg.replaces = read_extras(m, f"message {i + 1}", Message, SessionFormatError)
+            messages.append(msg)
         return cls(system=system, messages=messages)

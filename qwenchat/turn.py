@@ -111,6 +111,9 @@ class Job:
     invalidate: Callable[[], None] = _nothing  # the engine's cache cannot be trusted after this turn
     commit: Callable[[list[Any]], None] = lambda items: None  # a clean end: keep the cache for the next turn
     wait: bool = True  # after a cancel, wait for the job (False: it holds nothing the next turn uses)
+    # Token records (qwenchat.probs.TokenProb) the job appends as it goes, each before its token is emitted;
+    # the turn hands them on with the chunks. None: probabilities are off.
+    probs: list[Any] | None = None
 
 
 class PromptError(EngineError):
@@ -192,6 +195,7 @@ class Turns:
         outcome = Outcome()
         done = self._submit(self._guarded(job, q, outcome, cancel))
         stopper = StopMatcher(job.stop_strings)
+        sent = [0]  # job.probs handed on so far
         items: list[Any] = []
         t_first: float | None = None
         finished = False
@@ -207,7 +211,7 @@ class Turns:
                     continue  # past the stop string; the job has been told
                 text, outcome.stop_hit = stopper.feed(job.decode(item))
                 if text:
-                    yield Chunk(text=text, tokens=len(items))
+                    yield Chunk(text=text, tokens=len(items), probs=_new_probs(job, sent))
             finished = True
         finally:
             _stop(job, done, cancel)
@@ -221,7 +225,9 @@ class Turns:
             job.invalidate()  # half-written: do not trust it
         else:
             job.commit(items)
-        yield _final(job, outcome, cancel, len(items), generated, t0, t_first)
+        final = _final(job, outcome, cancel, len(items), generated, t0, t_first)
+        final.probs = _new_probs(job, sent)
+        yield final
 
     def _guarded(
         self, job: Job, q: queue.Queue, outcome: Outcome, cancel: threading.Event
@@ -266,6 +272,15 @@ def _final(
         peak_gpu_mem_bytes=outcome.peak_gpu_mem_bytes,
     )
     return Chunk(tokens=generated, finish_reason=reason, stats=stats, error=outcome.error)
+
+
+def _new_probs(job: Job, sent: list[int]) -> list[Any] | None:
+    """The token records the job appended since the last call (the job may append meanwhile)."""
+    if job.probs is None:
+        return None
+    new = job.probs[sent[0] :]
+    sent[0] += len(new)
+    return new
 
 
 def finish_reason(outcome: Outcome, cancel: threading.Event, generated: int, max_new: int | None) -> str:

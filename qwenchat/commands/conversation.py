@@ -72,6 +72,9 @@ def cmd_retry(ctx: CommandContext, args: str) -> None:
 @command("undo", help="Remove the last exchange (your message and its answer).", example=":undo")
 def cmd_undo(ctx: CommandContext, args: str) -> None:
     removed = ctx.session.undo()
+    if len(removed) == 1 and removed[0].replaces is not None:
+        ctx.renderer.info("removed the :branch answer; the answer it replaced is back")
+        return
     first = next((m.content for m in removed if m.role == "user"), "")
     ctx.renderer.info(f"removed the last exchange: {one_line(first)}")
 
@@ -200,22 +203,31 @@ def cmd_export_over(ctx: CommandContext, args: str) -> None:
 
 def _export(ctx: CommandContext, args: str, *, overwrite: bool) -> None:
     from qwenchat.export import to_markdown
+    from qwenchat.probs_export import tokens_json, tokens_path
     from qwenchat.store import atomic_write_text, check_target
 
     s = ctx.session
     path = _user_path(args, ":export file.md")
-    try:
-        check_target(path, overwrite=overwrite)
-    except TargetExists:
-        raise _refused_overwrite(path, f":export! {args}") from None
-    text = to_markdown(
-        s.conversation, model=s.model, settings_overrides=s.settings.overrides, seed=s.settings.seed
+    tokens = tokens_json(s.conversation, model=s.model)  # None unless an answer has token data
+    files = [(path, None), *([(tokens_path(path), tokens)] if tokens is not None else [])]
+    for target, _ in files:
+        try:
+            check_target(target, overwrite=overwrite)
+        except TargetExists:
+            raise _refused_overwrite(target, f":export! {args}") from None
+    files[0] = (
+        path,
+        to_markdown(
+            s.conversation, model=s.model, settings_overrides=s.settings.overrides, seed=s.settings.seed
+        ),
     )
-    try:
-        atomic_write_text(path, text)
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-    ctx.renderer.info(f"exported to {path}")
+    for target, text in files:
+        try:
+            atomic_write_text(target, text)
+        except OSError as exc:
+            raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from None
+    beside = f" (token data in {files[1][0].name})" if len(files) > 1 else ""
+    ctx.renderer.info(f"exported to {path}{beside}")
 
 
 @command(

@@ -98,6 +98,9 @@ class Chunk:
     think_open: bool | None = None
     # Set while the prompt is prefilled in chunks: (prompt tokens computed, prompt tokens to compute).
     prefill: tuple[int, int] | None = None
+    # With token probabilities on (`:probs on`): the records (qwenchat.probs.TokenProb) of the answer
+    # tokens that arrived since the previous chunk.
+    probs: list[Any] | None = None
 
 
 @dataclass
@@ -109,6 +112,12 @@ class GenerationRequest:
     seed: int | None = None
     # Continue the last assistant message instead of opening a new one (`:continue`).
     continue_final: bool = False
+    # Record this many alternatives per answer token (`:probs on K`); 0: record nothing.
+    probs_k: int = 0
+    # `:branch`: the answer starts with these token ids, then this text (tokenized by the engine), and the
+    # model goes on from there. An engine without token ids (a server) gets the text only.
+    prefix_ids: list[int] | None = None
+    prefix_text: str = ""
 
     def __post_init__(self) -> None:
         self.settings = request_settings(self.settings)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.probs import answer_prefix
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import (
@@ -259,6 +260,10 @@ class LlamaCppEngine:
     def count_tokens(self, request: GenerationRequest) -> int:
         return len(self.encode(request))
 
+    def detokenize(self, ids: list[int]) -> str:
+        """Answer tokens as text (`:branch` shows the kept part of an answer with it)."""
+        return self.llm.detokenize(ids).decode("utf-8", errors="replace")
+
     def _is_end(self, token: int) -> bool:
         return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
@@ -281,8 +286,9 @@ class LlamaCppEngine:
     def _prepare(self, request: GenerationRequest) -> Job:
         """This engine's part of a turn: the prompt's tokens, the sampler's settings, eval + sample."""
         prompt = self.render_prompt(request)
-        ids = self._tokenize(prompt)
+        ids = self._tokenize(prompt) + answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
         sampling = self._sampling(request.settings)
+        probs = self._probs(request.probs_k)
         n_ctx = self.context_window or 0
         if not ids or len(ids) >= n_ctx:
             raise PromptError(
@@ -296,7 +302,7 @@ class LlamaCppEngine:
             if request.seed is not None:
                 self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
             if self._prefill(ids, outcome, cancel, emit):
-                self._sample(ids, sampling, max_new, emit, outcome, cancel)
+                self._sample(ids, sampling, max_new, emit, outcome, cancel, probs)
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return Job(
@@ -308,7 +314,16 @@ class LlamaCppEngine:
             decode=lambda token: decoder.decode(self.llm.detokenize([token])),
             flush=lambda: decoder.decode(b"", final=True),
             invalidate=self._invalidate,  # n_tokens = 0: the next turn evaluates its whole prompt
+            probs=probs.records if probs else None,
         )
+
+    def _probs(self, k: int) -> Any:
+        """A recorder of token probabilities (`:probs on`), or None: then no logits are read at all."""
+        if not k:
+            return None
+        from qwenchat.engines.llamacpp_probs import LlamaProbs
+
+        return LlamaProbs(self.llm, self._llama_cpp, k)
 
     def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event, emit: Callable) -> bool:
         """Keep what this prompt's schedule would compute the same way, then evaluate the rest but the last
@@ -359,12 +374,15 @@ class LlamaCppEngine:
         emit: Callable[[int], None],
         outcome: Outcome,
         cancel: threading.Event,
+        probs: Any = None,
     ) -> None:
         """Sample one token at a time; generate() finds all but the last prompt token cached."""
         for n, token in enumerate(self.llm.generate(ids, reset=True, **sampling), start=1):
             if self._is_end(token):
                 outcome.finish = "stop"
                 return
+            if probs is not None:
+                probs.take(token)  # before emit: the turn reads the record once the token arrives
             emit(token)
             if cancel.is_set() or n >= max_new or outcome.stop_hit:
                 return

@@ -204,6 +204,9 @@ class OpenAIEngine:
         stop = s.get("stop_strings")
         if stop:
             body["stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if request.probs_k:  # optional: a server that refuses them gets them dropped and the turn resent
+            body["logprobs"] = True
+            body["top_logprobs"] = request.probs_k
         if request.continue_final:
             # vLLM and SGLang continue the last assistant message with these; other servers ignore them.
             body["add_generation_prompt"] = False
@@ -233,6 +236,7 @@ class OpenAIEngine:
             abort=exchange.abort,
             stop_strings=None,  # the server cuts them
             wait=False,  # a reader stuck in connect holds nothing the next turn needs
+            probs=exchange.probs,
         )
 
 

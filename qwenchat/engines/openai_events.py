@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from qwenchat.engines.openai_logprobs import BadLogprobs, parse_logprobs
+
 _SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads has paired the valid ones already: these are lone
 
 
@@ -51,6 +53,7 @@ class Choice:
     reasoning: str | None = None
     content: str | None = None
     finish_reason: str | None = None
+    logprobs: list[Any] | None = None  # qwenchat.probs.TokenProb records, when asked for and sent
 
 
 @dataclass
@@ -107,7 +110,11 @@ def _choice(choice: Any) -> Choice:
     if finish is not None and not isinstance(finish, str):
         raise MalformedEvent("finish_reason is not a string")
     reasoning = _text(delta, "reasoning_content") or _text(delta, "reasoning")  # vLLM, then others
-    return Choice(reasoning, _text(delta, "content"), finish)
+    try:
+        logprobs = parse_logprobs(choice.get("logprobs"))
+    except BadLogprobs as exc:
+        raise MalformedEvent(str(exc)) from None
+    return Choice(reasoning, _text(delta, "content"), finish, logprobs)
 
 
 def _text(delta: dict[str, Any], key: str) -> str | None:

@@ -117,6 +117,7 @@ class Exchange:
         self.closed = self.aborted = False
         self.in_reasoning = False  # consumer side: inside a <think> block made of reasoning deltas
         self.done = False
+        self.probs: list[Any] | None = [] if request.probs_k else None  # token records, as they come
 
     # -- the consumer's side ----------------------------------------------------------------------
     def decode(self, item: tuple[str, str]) -> str:
@@ -229,6 +230,8 @@ class Exchange:
         if event.usage is not None:
             _usage(event.usage, outcome)
         for choice in event.choices:
+            if self.probs is not None and choice.logprobs:
+                self.probs.extend(choice.logprobs)  # before the text: the turn hands both on together
             if choice.reasoning or choice.content:
                 emit((choice.reasoning, choice.content))
             if choice.finish_reason:

@@ -11,8 +11,10 @@ from transformers import DynamicCache, GenerationConfig, StoppingCriteria, Stopp
 from transformers.generation.streamers import BaseStreamer
 
 from qwenchat import turn
+from qwenchat.engines import probs_capture
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
+from qwenchat.probs import answer_prefix
 from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len, shared_prefix
@@ -171,6 +173,10 @@ class TransformersEngine:
     def count_tokens(self, request: GenerationRequest) -> int:
         return len(self.encode(request))
 
+    def detokenize(self, ids: list[int]) -> str:
+        """Answer tokens as text (`:branch` shows the kept part of an answer with it)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     # -- generation --------------------------------------------------------------------------
     def _generation_config(self, settings: dict[str, Any]) -> GenerationConfig:
         merged = {**self.model.generation_config.to_dict(), **settings}
@@ -252,9 +258,10 @@ class TransformersEngine:
     def _prepare(self, request: GenerationRequest) -> Job:
         """This engine's part of a turn: the prompt's ids, a GenerationConfig, generate on the worker."""
         prompt = self.render_prompt(request)
-        ids = self._tokenize(prompt)
+        ids = self._tokenize(prompt) + answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
         config = self._generation_config(request.settings)
         cuda = self.device.type == "cuda"
+        capture = probs_capture.for_request(request, self.tokenizer, config, self.eos_ids)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             outcome.reused_tokens = self._prepare_cache(ids)
@@ -266,9 +273,9 @@ class TransformersEngine:
             if request.seed is not None:
                 torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-            streamer = _QueueStreamer(emit)
+            streamer = _QueueStreamer(capture.wrap(emit) if capture else emit)
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), probs_capture.attached(capture, self.model) as processors:
                     self.model.generate(
                         input_ids=input_ids,
                         attention_mask=torch.ones_like(input_ids),
@@ -276,6 +283,7 @@ class TransformersEngine:
                         past_key_values=self._cache,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                        logits_processor=processors,
                         tokenizer=self.tokenizer,  # generate matches stop_strings with it
                     )
             finally:
@@ -304,6 +312,7 @@ class TransformersEngine:
             decode=self._new_decoder(),
             invalidate=self._forget,
             commit=commit,
+            probs=capture.records if capture else None,
         )
 
     def _new_decoder(self):

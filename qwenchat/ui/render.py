@@ -177,6 +177,26 @@ class Renderer:
             parts.append(f"peak GPU {s.peak_gpu_mem_bytes / 2**30:.2f} GiB")
         self.hint(" · ".join(p for p in parts if p))
 
+    def token_probs(self, probs: Sequence[Any]) -> None:
+        """`:probs`: the last answer as a heat map of its token probabilities, a legend and a summary."""
+        from qwenchat.ui import heatmap
+
+        color = not self.plain and not self.console.no_color and self.console.color_system is not None
+        source = next((p.source for p in probs if not p.forced), "raw")
+        self._say(heatmap.heat_text(probs, color=color), soft_wrap=True)
+        self._say(heatmap.legend(color=color, source=source), style=STYLE_HINT if color else "")
+        for line in heatmap.summary_lines(probs):
+            self.info(line)
+
+    def token_alternatives(self, index: int, prob: Any) -> None:
+        """`:alt N`: the candidates at one position of the last answer."""
+        from qwenchat.ui import heatmap
+
+        headers, rows = heatmap.alt_rows(prob)
+        kind = "forced by :branch; " if prob.forced else ""
+        self.info(f"token {index}: {kind}{heatmap.SOURCE_LABELS.get(prob.source, '')}")
+        self.table(rows, headers)
+
     def clear_screen(self) -> None:
         self.console.clear()
 

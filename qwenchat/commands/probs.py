@@ -1,0 +1,75 @@
+"""Token probabilities: `:probs` (record, heat map), `:alt N` (the candidates at a token), `:branch N K`."""
+
+from __future__ import annotations
+
+from qwenchat.commands.registry import CommandContext, CommandError, command
+from qwenchat.numbers import parse_index
+from qwenchat.probs import DEFAULT_TOP_K, MAX_TOP_K, TokenProb, parse_k
+from qwenchat.probs_branch import plan_branch
+
+
+def _last_probs(ctx: CommandContext) -> list[TokenProb]:
+    msgs = ctx.session.conversation.messages
+    last = next((m for m in reversed(msgs) if m.role == "assistant"), None)
+    if last is None:
+        raise CommandError("there is no answer yet")
+    if last.probs is None:
+        state = "on" if ctx.session.probs_k else "off (:probs on turns it on)"
+        raise CommandError(f"the last answer has no token probabilities; recording is {state}, then :retry")
+    if not last.probs:
+        raise CommandError("the last answer has no tokens with probabilities (the engine sent none)")
+    return last.probs
+
+
+@command(
+    "probs",
+    usage=":probs [on [K]|off]",
+    help="Record each answer token's probability and its top-K alternatives (on/off, K 5 by default), "
+    "or show the last answer as a heat map with a summary.",
+    arg_words=lambda ctx: ["on", "off"],
+    example=":probs on 10",
+)
+def cmd_probs(ctx: CommandContext, args: str) -> None:
+    words = args.split()
+    s = ctx.session
+    if not words:
+        ctx.renderer.token_probs(_last_probs(ctx))
+        return
+    if words[0] == "off" and len(words) == 1:
+        s.probs_k = 0
+        ctx.renderer.info("token probabilities off")
+        return
+    if words[0] != "on" or len(words) > 2:
+        raise CommandError(f"usage: :probs [on [K]|off] (K from 1 to {MAX_TOP_K})")
+    s.probs_k = parse_k(words[1]) if len(words) == 2 else DEFAULT_TOP_K
+    ctx.renderer.info(f"token probabilities on: the top {s.probs_k} alternatives of every answer token")
+
+
+@command(
+    "alt",
+    usage=":alt N",
+    help="Show the alternatives the model had at token N of the last answer (:probs shows the numbers).",
+    example=":alt 12",
+)
+def cmd_alt(ctx: CommandContext, args: str) -> None:
+    probs = _last_probs(ctx)
+    if not args:
+        raise CommandError(f"usage: :alt N (N from 1 to {len(probs)})")
+    n = parse_index(args, "token", len(probs))
+    ctx.renderer.token_alternatives(n, probs[n - 1])
+
+
+@command(
+    "branch",
+    usage=':branch N K | :branch N "text"',
+    help="Regenerate the last answer from token N with its K-th alternative (or the text) there; "
+    "the tokens before N are kept as they were. :undo brings the old answer back.",
+    example=":branch 12 2",
+)
+def cmd_branch(ctx: CommandContext, args: str) -> None:
+    n_text, _, choice = args.partition(" ")
+    if not choice.strip():
+        raise CommandError('usage: :branch N K or :branch N "text"')
+    plan = plan_branch(ctx.session.engine, _last_probs(ctx), n_text, choice)
+    ctx.renderer.hint(plan.shown)  # the kept part, dimmed; the new part streams after it
+    ctx.session.branch(plan)
