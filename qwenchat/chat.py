@@ -61,6 +61,7 @@ class ChatSession:
         self.session_id, self.created, self.piped = "", "", piped
         self._saved_state: Any = None
         self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
+        self.interrupts = 0  # Ctrl-Cs so far: a run of several turns (:compare) stops at one between them
         self.new_autosave_session()
 
     @property
@@ -71,6 +72,7 @@ class ChatSession:
     def interrupt(self) -> None:
         """Stop the running turn as Ctrl-C does (the partial answer is kept); nothing when none runs.
         Safe from a signal handler: it only sets an event."""
+        self.interrupts += 1
         cancel = self._cancel
         if cancel is not None:
             cancel.set()
@@ -321,6 +323,10 @@ class ChatSession:
             )
         if saved.model and saved.model != self.model:
             self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")
+
+    def answer_request(self, request: GenerationRequest) -> TurnResult:
+        """Stream an answer to `request` through the observer without touching the history (:compare)."""
+        return self._stream(self.fit_context(request), None)
 
     # -- one turn ----------------------------------------------------------------------------
     def _last_user_index(self) -> int | None:

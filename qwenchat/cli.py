@@ -255,7 +255,11 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
     from qwenchat.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(
-        loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse
+        loaded.model,
+        loaded.tokenizer,
+        loaded.name,
+        reuse_cache=not args.no_cache_reuse,
+        adapters=loaded.adapters,
     )
     banner = {
         "model": loaded.name,

@@ -8,7 +8,7 @@ from typing import Any
 from qwenchat.errors import UserError
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optional per-message fields (alternatives); a version 1 file reads as before
 ROLES = ("user", "assistant")
 
 
@@ -21,11 +21,15 @@ class Message:
     role: str
     content: str
     interrupted: bool = False  # the answer was cut by Ctrl-C, an error or max_new_tokens
+    # Other answers to the same message (`:compare` variants; see alternatives.py): never in the prompt.
+    alternatives: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.interrupted:
             d["interrupted"] = True
+        if self.alternatives:
+            d["alternatives"] = [a.to_dict() for a in self.alternatives]
         return d
 
 
@@ -89,5 +93,10 @@ class Conversation:
             interrupted = m.get("interrupted", False)
             if not isinstance(interrupted, bool):
                 raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
-            messages.append(Message(role, content, interrupted))
+            alternatives: tuple[Any, ...] = ()
+            if "alternatives" in m:
+                from qwenchat.alternatives import parse_alternatives
+
+                alternatives = parse_alternatives(m["alternatives"], f"message {i + 1}")
+            messages.append(Message(role, content, interrupted, alternatives))
         return cls(system=system, messages=messages)

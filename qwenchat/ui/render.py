@@ -177,6 +177,24 @@ class Renderer:
             parts.append(f"peak GPU {s.peak_gpu_mem_bytes / 2**30:.2f} GiB")
         self.hint(" · ".join(p for p in parts if p))
 
+    def answers(self, items: Sequence[tuple[str, str]]) -> None:
+        """Finished answers, (title, text) each: side by side when the terminal is wide enough, else one
+        after another. A pipe already has them on stdout, as they streamed: nothing is repeated there."""
+        from qwenchat.ui.columns import fits_side_by_side, one_after_another, side_by_side
+
+        if self.plain or not items:
+            return
+        if fits_side_by_side(len(items), self.console.width):
+            self._print(side_by_side(items, markdown=self.markdown))
+        else:
+            self._print(one_after_another(items, markdown=self.markdown))
+
+    def word_diff(self, pieces: Sequence[tuple[str, str]]) -> None:
+        """A word diff: deleted words red, inserted green; [-…-] and {+…+} without colours."""
+        from qwenchat.ui.columns import diff_text
+
+        self._say(diff_text(pieces, marks=self.plain or self.console.no_color), soft_wrap=False)
+
     def clear_screen(self) -> None:
         self.console.clear()
 
