@@ -58,7 +58,7 @@ def parse_alternatives(raw: Any, where: str) -> tuple[Alternative, ...]:
             raise SessionFormatError(f"{here}: 'settings' must be an object")
         for key, value in settings.items():
             if not isinstance(key, str) or len(key) > 100 or not _json_value(value):
-                raise SessionFormatError(f"{here}: setting {key!r:.40} must be a number, string, boolean or list")
+                raise SessionFormatError(f"{here}: setting {key!r:.40} must be a number, string or list")
             if isinstance(value, str) and len(value) > MAX_ALTERNATIVE_CHARS:
                 raise SessionFormatError(f"{here}: setting {key!r:.40} is too long")
         interrupted = alt.get("interrupted", False)

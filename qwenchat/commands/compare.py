@@ -160,7 +160,7 @@ def adapter_line(ctx: CommandContext) -> str | None:
 def cmd_adapter(ctx: CommandContext, args: str) -> None:
     engine = ctx.session.engine
     if not hasattr(engine, "set_adapter"):
-        raise CommandError("this engine cannot switch adapters (only the transformers engine can, with --adapter)")
+        raise CommandError("this engine cannot switch adapters (the transformers engine can, with --adapter)")
     if args:
         if len(args.split()) != 1:
             raise CommandError("usage: :adapter [off|on|NAME]")

@@ -148,7 +148,7 @@ class TransformersEngine:
     def set_adapter(self, name: str | None) -> str | None:
         """Switch adapters ("off"/None, "on", a name); the kept cache goes: other weights, other keys."""
         if self._adapters is None:
-            raise AdapterError("no switchable LoRA adapter is loaded (--adapter DIR, without --merge-adapter)")
+            raise AdapterError("no switchable LoRA adapter is loaded (--adapter DIR, not merged)")
         with self._turns.lock:
             canonical = self._adapters.resolve(name)
             if canonical != self._adapters.active:

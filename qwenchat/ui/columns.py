@@ -68,4 +68,3 @@ def diff_text(pieces: Sequence[tuple[str, str]], *, marks: bool) -> Text:
         else:
             out.append(words, style=DIFF_STYLES[op])
     return out
-
