@@ -41,7 +41,7 @@ def demo_engine(demo_loaded) -> TransformersEngine:
 def demo_app(demo_engine, out) -> Repl:
     demo_engine.reset()
     app = Repl(ChatSession(demo_engine), out)
-    app.handle_line(":conf do_sample=False max_new_tokens=12")
+    app.handle_line(":conf do_sample=False max_new_tokens=6")
     app.handle_line("Name three colours.")
     assert not app.failed
     return app
@@ -70,7 +70,7 @@ def test_from_a_cold_cache_the_prefix_is_computed_once(demo_app):
 
 def test_sampled_variants_with_other_seeds_differ_and_pick_keeps_the_right_text(demo_app):
     app, s = demo_app, demo_app.session
-    app.handle_line(":conf max_new_tokens=24")
+    app.handle_line(":conf max_new_tokens=10")
     before = dict(s.settings.overrides)
     app.handle_line(":compare do_sample=True temperature=1.5 seed=11,22")
     alts = s.conversation.messages[-1].alternatives
