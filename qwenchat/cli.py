@@ -361,5 +361,7 @@ def loaded_extra(loaded: Any) -> list[str]:
     extra = []
     adapters = getattr(loaded, "adapters", None)
     if adapters:
-        extra.append("adapter: " + ", ".join(adapters))
+        switchable = not any(a.endswith(" (merged)") for a in adapters)
+        note = " active (:adapter switches)" if switchable else ""
+        extra.append("adapter: " + ", ".join(adapters) + note)
     return extra

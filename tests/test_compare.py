@@ -119,7 +119,8 @@ def lora_engine(base_dir, tmp_path_factory) -> TransformersEngine:
     root = tmp_path_factory.mktemp("adapters")
     first = _make_adapter(base_dir, root / "first", 1, ["q_proj", "v_proj"])
     second = _make_adapter(base_dir, root / "second", 2, ["k_proj", "o_proj"])
-    loaded = loader.load(loader.resolve(str(base_dir)), LoadOptions(adapters=[str(first), str(second)], **F32))
+    options = LoadOptions(adapters=[str(first), str(second)], **F32)
+    loaded = loader.load(loader.resolve(str(base_dir)), options)
     engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, adapters=loaded.adapters)
     engine.prefill_chunk = 8  # short prompts still have whole chunks to keep
     return engine

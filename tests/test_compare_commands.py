@@ -40,7 +40,8 @@ def test_compare_runs_each_variant_and_leaves_the_settings_alone(app):
     assert (s.settings.overrides, s.settings.seed) == (overrides, seed)
     last = s.conversation.messages[-1]
     assert last.content == "the first answer"  # the history keeps its answer until :pick
-    assert [(a.label, a.content) for a in last.alternatives] == [("A", "cold answer"), ("B", "warm answer here")]
+    kept = [(a.label, a.content) for a in last.alternatives]
+    assert kept == [("A", "cold answer"), ("B", "warm answer here")]
     assert last.alternatives[1].settings == {"temperature": 1.0, "seed": 2}
     text = transcript(app)
     assert "A · temperature=0.2 seed=1" in text and "B · temperature=1.0 seed=2" in text
@@ -152,7 +153,9 @@ def test_a_version_1_file_still_loads_and_bad_alternatives_are_one_line():
     bad = {
         "version": 2,
         "system": None,
-        "messages": [{"role": "assistant", "content": "x", "alternatives": [{"label": "\x1b[2J", "content": "y"}]}],
+        "messages": [
+            {"role": "assistant", "content": "x", "alternatives": [{"label": "\x1b[2J", "content": "y"}]}
+        ],
     }
     with pytest.raises(SessionFormatError, match="^message 1, alternative 1: 'label' must be a short"):
         Conversation.from_dict(bad)
