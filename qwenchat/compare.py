@@ -13,19 +13,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from qwenchat.alternatives import MAX_ALTERNATIVES, Alternative
 from qwenchat.engines.api import GenerationRequest, TurnStats
 from qwenchat.errors import UserError
+from qwenchat.observer import TurnResult
 from qwenchat.paths import expand_user
-from qwenchat.session import Message
+from qwenchat.session import Conversation, Message
 from qwenchat.settings import ConfigError, Settings
 from qwenchat.variants import Variant, parse_variants
 from qwenchat.worddiff import DiffSummary, summarize
-
-if TYPE_CHECKING:
-    from qwenchat.chat import ChatSession
 
 MAX_SYSTEM_FILE_BYTES = 1_000_000
 ORIGINAL = "orig"  # the label of the answer a :pick replaced
@@ -35,6 +33,19 @@ ENGINE_REFUSAL = (
     "a chat runs on one engine, and no second engine or endpoint can be configured yet; "
     "compare engines with two batch runs (--batch) and --diff"
 )
+
+
+class ChatSession(Protocol):
+    """What a compare needs of `chat.ChatSession` (named here, so that nothing below chat imports it)."""
+
+    engine: Any
+    conversation: Conversation
+    settings: Settings
+    interrupts: int
+
+    def answer_request(self, request: GenerationRequest) -> TurnResult: ...
+
+    def autosave(self) -> None: ...
 
 
 class CompareError(UserError):
