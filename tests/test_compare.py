@@ -80,8 +80,10 @@ def test_sampled_variants_with_other_seeds_differ_and_pick_keeps_the_right_text(
     assert s.settings.overrides == before  # do_sample is off again for the chat
     app.handle_line(":pick B")
     assert s.conversation.messages[-1].content == alts[1].content
+    seen = len(app.renderer.buf.getvalue())
     app.handle_line(":his")
-    assert app.renderer.buf.getvalue().rstrip().endswith(alts[1].content.strip().splitlines()[-1])
+    shown = app.renderer.buf.getvalue()[seen:].rstrip()
+    assert shown.endswith(alts[1].content.strip() + "\n(alternatives kept in the session: A, B, orig)")
 
 
 # --- a tiny Qwen2 with LoRA adapters -------------------------------------------------------------------

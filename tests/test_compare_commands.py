@@ -111,7 +111,7 @@ def test_pick_puts_the_variant_in_the_history_and_keeps_the_rest(app):
     assert [a.label for a in last.alternatives] == ["A", "B", "orig"]  # the replaced answer is kept
     assert s.conversation.to_chat()[-1] == {"role": "assistant", "content": "answer B"}  # no alternatives
     app.handle_line(":his")
-    assert transcript(app).rstrip().endswith("answer B")
+    assert transcript(app).rstrip().endswith("answer B\n(alternatives kept in the session: A, B, orig)")
     app.handle_line(":pick orig")
     assert s.conversation.messages[-1].content == "the first answer"
     app.handle_line(":pick Z")

@@ -153,6 +153,10 @@ class Renderer:
             self.hint("(no history)")
         for m in messages:
             self._history_entry(m.role, m.content, m.interrupted)
+            alternatives = getattr(m, "alternatives", ())
+            if alternatives:  # :compare variants kept beside this answer
+                labels = ", ".join(dict.fromkeys(a.label for a in alternatives))
+                self.hint(f"(alternatives kept in the session: {labels})")
 
     def _history_entry(self, role: str, content: str, interrupted: bool) -> None:
         mark = " (interrupted)" if interrupted else ""
