@@ -83,7 +83,9 @@ def test_sampled_variants_with_other_seeds_differ_and_pick_keeps_the_right_text(
     seen = len(app.renderer.buf.getvalue())
     app.handle_line(":his")
     shown = app.renderer.buf.getvalue()[seen:].rstrip()
-    assert shown.endswith(alts[1].content.strip() + "\n(alternatives kept in the session: A, B, orig)")
+    answer, hint = shown.rsplit("\n", 1)
+    assert hint == "(alternatives kept in the session: A, B, orig)"
+    assert answer.rstrip().endswith(alts[1].content.strip().splitlines()[-1].strip())
 
 
 # --- a tiny Qwen2 with LoRA adapters -------------------------------------------------------------------
