@@ -69,6 +69,7 @@ class ChatSession:
         self._saved_state: Any = None
         self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
         self.probs_k = 0  # `:probs on K`: record K alternatives per answer token; 0: off
+        self.interrupts = 0  # Ctrl-Cs so far: a run of several turns (:compare) stops at one between them
         self.new_autosave_session()
 
     @property
@@ -79,6 +80,7 @@ class ChatSession:
     def interrupt(self) -> None:
         """Stop the running turn as Ctrl-C does (the partial answer is kept); nothing when none runs.
         Safe from a signal handler: it only sets an event."""
+        self.interrupts += 1
         cancel = self._cancel
         if cancel is not None:
             cancel.set()
@@ -361,6 +363,10 @@ class ChatSession:
         if saved.model and saved.model != self.model:
             self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")
 
+    def answer_request(self, request: GenerationRequest) -> TurnResult:
+        """Stream an answer to `request` through the observer without touching the history (:compare)."""
+        return self._stream(self.fit_context(request), None)
+
     # -- one turn ----------------------------------------------------------------------------
     def _last_user_index(self) -> int | None:
         msgs = self.conversation.messages
@@ -395,7 +401,12 @@ class ChatSession:
             last = msgs[-1]
             probs = joined_probs(last.probs, result.probs)
             msgs[-1] = Message(
-                "assistant", continues + result.text, result.finish_reason != "stop", probs, last.replaces
+                "assistant",
+                continues + result.text,
+                result.finish_reason != "stop",
+                probs,
+                last.replaces,
+                last.alternatives,
             )
         else:
             self.conversation.add_assistant(result.text, interrupted=result.finish_reason != "stop")

@@ -265,7 +265,11 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
     from qwenchat.engines.transformers import TransformersEngine
 
     engine = TransformersEngine(
-        loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse
+        loaded.model,
+        loaded.tokenizer,
+        loaded.name,
+        reuse_cache=not args.no_cache_reuse,
+        adapters=loaded.adapters,
     )
     banner = {
         "model": loaded.name,
@@ -368,5 +372,7 @@ def loaded_extra(loaded: Any) -> list[str]:
     extra = []
     adapters = getattr(loaded, "adapters", None)
     if adapters:
-        extra.append("adapter: " + ", ".join(adapters))
+        switchable = not any(a.endswith(" (merged)") for a in adapters)
+        note = " active (:adapter switches)" if switchable else ""
+        extra.append("adapter: " + ", ".join(adapters) + note)
     return extra

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from qwenchat.probs import TokenProb
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
-FORMAT_VERSION = 2  # 2: an answer may carry its token probabilities and the answer a :branch replaced
+# 2: optional per-message fields: an answer's token probabilities, the answer a :branch replaced, the
+# :compare variants (alternatives); a version 1 file reads as before.
+FORMAT_VERSION = 2
 ROLES = ("user", "assistant")
 
 
@@ -26,6 +28,8 @@ class Message:
     interrupted: bool = False  # the answer was cut by Ctrl-C, an error or max_new_tokens
     probs: list[TokenProb] | None = None  # per-token data, recorded with `:probs on` (qwenchat.probs)
     replaces: Message | None = None  # the answer a `:branch` replaced; `:undo` brings it back
+    # Other answers to the same message (`:compare` variants; see alternatives.py): never in the prompt.
+    alternatives: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content}
@@ -35,6 +39,8 @@ class Message:
             from qwenchat.probs_session import extras_to_dict
 
             d.update(extras_to_dict(self))
+        if self.alternatives:
+            d["alternatives"] = [a.to_dict() for a in self.alternatives]
         return d
 
 
@@ -99,6 +105,10 @@ class Conversation:
             if not isinstance(interrupted, bool):
                 raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
             msg = Message(role, content, interrupted)
+            if "alternatives" in m:
+                from qwenchat.alternatives import parse_alternatives
+
+                msg.alternatives = parse_alternatives(m["alternatives"], f"message {i + 1}")
             if "probs" in m or "replaces" in m:
                 from qwenchat.probs_session import read_extras
 

@@ -100,6 +100,10 @@ def cmd_conf(ctx: CommandContext, args: str) -> None:
         for k, v in sorted(s.effective().items())
     ]
     ctx.renderer.table(rows, headers=("setting", "value", "from"), title="Generation settings")
+    from qwenchat.commands.compare import adapter_line  # the active LoRA adapter, when there are any
+
+    if (line := adapter_line(ctx)) is not None:
+        ctx.renderer.info(line)
     changed = s.changed()
     ctx.renderer.hint(
         (f"changed by you: {', '.join(changed)}. " if changed else "")

@@ -11,6 +11,7 @@ from transformers import DynamicCache, GenerationConfig, StoppingCriteria, Stopp
 from transformers.generation.streamers import BaseStreamer
 
 from qwenchat import turn
+from qwenchat.adapters import AdapterError, AdapterSwitch
 from qwenchat.engines import probs_capture
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
@@ -70,8 +71,17 @@ def error_line(exc: BaseException) -> str:
 class TransformersEngine:
     """One model, one conversation at a time; the REPL talks to it only through `stream`."""
 
-    def __init__(self, model: Any, tokenizer: Any, name: str, *, reuse_cache: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        name: str,
+        *,
+        reuse_cache: bool = True,
+        adapters: list[str] | None = None,
+    ) -> None:
         self.model = model
+        self._adapters = AdapterSwitch.of(model, adapters)  # None without switchable LoRA adapters
         self.tokenizer = tokenizer
         self.name = name
         self.reuse_cache = reuse_cache
@@ -155,6 +165,28 @@ class TransformersEngine:
     def idle(self) -> float:
         """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
         return self._turns.settle(finish=True)
+
+    # -- LoRA adapters at run time (adapters.py) ---------------------------------------------
+    def adapters(self) -> list[str]:
+        return self._adapters.names() if self._adapters is not None else []
+
+    def active_adapter(self) -> str | None:
+        """The active adapter's name, "on" for all of them together, None for the base model."""
+        return self._adapters.active if self._adapters is not None else None
+
+    def describe_adapter(self) -> str | None:
+        return self._adapters.describe() if self._adapters is not None else None
+
+    def set_adapter(self, name: str | None) -> str | None:
+        """Switch adapters ("off"/None, "on", a name); the kept cache goes: other weights, other keys."""
+        if self._adapters is None:
+            raise AdapterError("no switchable LoRA adapter is loaded (--adapter DIR, not merged)")
+        with self._turns.lock:
+            canonical = self._adapters.resolve(name)
+            if canonical != self._adapters.active:
+                self._adapters.set(canonical)
+                self._forget()
+            return canonical
 
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.tokenizer.apply_chat_template(

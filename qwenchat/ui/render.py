@@ -153,6 +153,10 @@ class Renderer:
             self.hint("(no history)")
         for m in messages:
             self._history_entry(m.role, m.content, m.interrupted)
+            alternatives = getattr(m, "alternatives", ())
+            if alternatives:  # :compare variants kept beside this answer
+                labels = ", ".join(dict.fromkeys(a.label for a in alternatives))
+                self.hint(f"(alternatives kept in the session: {labels})")
 
     def _history_entry(self, role: str, content: str, interrupted: bool) -> None:
         mark = " (interrupted)" if interrupted else ""
@@ -196,6 +200,24 @@ class Renderer:
         kind = "forced by :branch; " if prob.forced else ""
         self.info(f"token {index}: {kind}{heatmap.SOURCE_LABELS.get(prob.source, '')}")
         self.table(rows, headers)
+
+    def answers(self, items: Sequence[tuple[str, str]]) -> None:
+        """Finished answers, (title, text) each: side by side when the terminal is wide enough, else one
+        after another. A pipe already has them on stdout, as they streamed: nothing is repeated there."""
+        from qwenchat.ui.columns import fits_side_by_side, one_after_another, side_by_side
+
+        if self.plain or not items:
+            return
+        if fits_side_by_side(len(items), self.console.width):
+            self._print(side_by_side(items, markdown=self.markdown))
+        else:
+            self._print(one_after_another(items, markdown=self.markdown))
+
+    def word_diff(self, pieces: Sequence[tuple[str, str]]) -> None:
+        """A word diff: deleted words red, inserted green; [-…-] and {+…+} without colours."""
+        from qwenchat.ui.columns import diff_text
+
+        self._say(diff_text(pieces, marks=self.plain or self.console.no_color), soft_wrap=False)
 
     def clear_screen(self) -> None:
         self.console.clear()
