@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, metavar="P")
     g.add_argument("--top-k", type=int, metavar="K")
     g.add_argument("--repetition-penalty", type=float, metavar="R")
+    g.add_argument(
+        "--lookup",
+        type=int,
+        metavar="N",
+        dest="prompt_lookup_num_tokens",
+        help="speculative decoding: draft N tokens per step from the conversation (prompt lookup)",
+    )
     g.add_argument("--system", help='system prompt (default: "You are a helpful assistant."; "-" for none)')
     g.add_argument(
         "--overflow",

@@ -52,6 +52,8 @@ COMMON: dict[str, Spec] = {
     "eta_cutoff": Spec(float, "unit0"),
     "length_penalty": Spec(float),
     "num_beams": Spec(int, "pos"),
+    # Speculative decoding by prompt lookup: tokens drafted per step from the conversation (0 or None: off).
+    "prompt_lookup_num_tokens": Spec(int, "nonneg", nullable=True),
 }
 
 
@@ -362,7 +364,14 @@ _MISSING = object()
 
 
 # -- defaults from the config file and the command line ------------------------------------------
-FLAG_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+FLAG_KEYS = (
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "prompt_lookup_num_tokens",
+)
 
 # The [chat] table: the session's display and prompt defaults, checked by the same code as [generation].
 CHAT_TABLE: dict[str, Spec] = {

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.llamacpp_lookup import lookup_sample
+from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import Job, Outcome, PrefillProgress, PromptError, Turns, common_prefix_len, error_line
@@ -50,6 +52,7 @@ SUPPORTED_SETTINGS = (
     "repetition_penalty",
     "max_new_tokens",
     "stop_strings",
+    "prompt_lookup_num_tokens",
 )
 SCHEMA = SettingsSchema("the llama.cpp engine", {k: COMMON[k] for k in SUPPORTED_SETTINGS})
 
@@ -247,6 +250,7 @@ class LlamaCppEngine:
         prompt = self.render_prompt(request)
         ids = self._tokenize(prompt)
         sampling = self._sampling(request.settings)
+        lookup = lookup_tokens({**self._defaults, **request.settings})
         n_ctx = self.context_window or 0
         if not ids or len(ids) >= n_ctx:
             raise PromptError(
@@ -260,7 +264,7 @@ class LlamaCppEngine:
             if request.seed is not None:
                 self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
             if self._prefill(ids, outcome, cancel, emit):
-                self._sample(ids, sampling, max_new, emit, outcome, cancel)
+                self._sample(ids, sampling, max_new, emit, outcome, cancel, lookup)
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return Job(
@@ -314,8 +318,12 @@ class LlamaCppEngine:
         emit: Callable[[int], None],
         outcome: Outcome,
         cancel: threading.Event,
+        lookup: int | None = None,
     ) -> None:
         """Sample one token at a time; generate() finds all but the last prompt token cached."""
+        if lookup:  # speculative: drafts from the conversation, checked in one batch (llamacpp_lookup.py)
+            lookup_sample(self.llm, ids, sampling, max_new, lookup, self._is_end, emit, outcome, cancel)
+            return
         for n, token in enumerate(self.llm.generate(ids, reset=True, **sampling), start=1):
             if self._is_end(token):
                 outcome.finish = "stop"
