@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, metavar="P")
     g.add_argument("--top-k", type=int, metavar="K")
     g.add_argument("--repetition-penalty", type=float, metavar="R")
+    g.add_argument(
+        "--draft-model",
+        metavar="SPEC",
+        help="speculative decoding: a small model of the same tokenizer drafts, the model checks (transformers)",
+    )
     g.add_argument(
         "--lookup",
         type=int,
@@ -264,6 +270,15 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
     engine = TransformersEngine(
         loaded.model, loaded.tokenizer, loaded.name, reuse_cache=not args.no_cache_reuse
     )
+    if args.draft_model:
+        from qwenchat.engines.speculative import check_same_vocab
+
+        with err.status(f"loading the draft model {args.draft_model} …") as update:
+            plain = dataclasses.replace(options, adapters=[], merge_adapter=False)  # the draft as published
+            spec = args.draft_model
+            draft = load(resolve(spec, demo=spec == "demo"), plain, progress=update)
+        check_same_vocab(loaded.tokenizer, draft.tokenizer, args.draft_model)
+        engine.draft_model = draft.model
     banner = {
         "model": loaded.name,
         "device": loaded.device,
