@@ -111,3 +111,17 @@ def test_llamacpp_lookup_gives_the_same_answer() -> None:
     assert stats.drafted_tokens and stats.accepted_tokens
     sampled, _ = ask(engine, REWRITE, max_new_tokens=30, temperature=0.7)
     assert ask(engine, REWRITE, max_new_tokens=30, temperature=0.7, prompt_lookup_num_tokens=6)[0] == sampled
+
+
+@pytest.mark.slow
+def test_lookup_and_self_draft_are_exact_on_the_demo_model_in_float32(demo_dir) -> None:
+    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.models.loader import LoadOptions, load, resolve
+
+    loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))
+    engine = TransformersEngine(loaded.model, loaded.tokenizer, "demo")
+    plain, _ = ask(engine, REWRITE, do_sample=False, max_new_tokens=40)
+    fast, stats = ask(engine, REWRITE, do_sample=False, max_new_tokens=40, prompt_lookup_num_tokens=10)
+    assert fast == plain and stats.accepted_tokens
+    engine.draft_model = loaded.model  # the demo model drafting for itself
+    assert ask(engine, REWRITE, do_sample=False, max_new_tokens=40)[0] == plain
