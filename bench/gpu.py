@@ -60,8 +60,9 @@ def static_decode(model, tokenizer, messages, new_tokens: int) -> dict:
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     ids = ids.to(model.device)
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
-    kwargs["cache_implementation"] = "static"
+    kwargs = dict(
+        max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, cache_implementation="static"
+    )
     out = {}
     for label in ("warmup", "timed"):
         sync()

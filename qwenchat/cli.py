@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--draft-model",
         metavar="SPEC",
-        help="speculative decoding: a small model of the same tokenizer drafts, the model checks (transformers)",
+        help="speculative decoding: a small model with the same tokenizer drafts (transformers)",
     )
     g.add_argument(
         "--lookup",
