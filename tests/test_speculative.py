@@ -125,3 +125,34 @@ def test_lookup_and_self_draft_are_exact_on_the_demo_model_in_float32(demo_dir) 
     assert fast == plain and stats.accepted_tokens
     engine.draft_model = loaded.model  # the demo model drafting for itself
     assert ask(engine, REWRITE, do_sample=False, max_new_tokens=40)[0] == plain
+
+
+def test_lookup_honours_stop_strings_and_ctrl_c(tiny_engine) -> None:
+    plain, _ = ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=48)
+    stop = plain[len(plain) // 2 : len(plain) // 2 + 3]  # a random model's text; met mid-answer
+    assert len(stop) == 3
+    cut = plain[: plain.find(stop)]  # the answer ends before the first stop string in it
+    fast, stats = ask(
+        tiny_engine,
+        REWRITE,
+        do_sample=False,
+        max_new_tokens=48,
+        stop_strings=[stop],
+        prompt_lookup_num_tokens=6,
+    )
+    assert fast == cut and stop not in fast and stats.finish_reason == "stop"
+
+    cancel = threading.Event()
+    request = GenerationRequest(
+        REWRITE, {"do_sample": False, "max_new_tokens": 400, "prompt_lookup_num_tokens": 6}
+    )
+    chunks = []
+    for chunk in tiny_engine.stream(request, cancel):
+        chunks.append(chunk)
+        if chunk.tokens >= 5:
+            cancel.set()
+    assert chunks[-1].finish_reason == "interrupted" and chunks[-1].tokens < 400
+    # the engine is usable after the interruption, and the next answer is still exact
+    assert (
+        ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=48, prompt_lookup_num_tokens=6)[0] == plain
+    )
