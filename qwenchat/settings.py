@@ -52,8 +52,7 @@ COMMON: dict[str, Spec] = {
     "eta_cutoff": Spec(float, "unit0"),
     "length_penalty": Spec(float),
     "num_beams": Spec(int, "pos"),
-    # Speculative decoding by prompt lookup: tokens drafted per step from the conversation (0 or None: off).
-    "prompt_lookup_num_tokens": Spec(int, "nonneg", nullable=True),
+    "prompt_lookup_num_tokens": Spec(int, "nonneg", nullable=True),  # drafts per step; 0/None: off
 }
 
 
