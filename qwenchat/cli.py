@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-p", type=float, metavar="P")
     g.add_argument("--top-k", type=int, metavar="K")
     g.add_argument("--repetition-penalty", type=float, metavar="R")
+    g.add_argument(
+        "--draft-model",
+        metavar="SPEC",
+        help="speculative decoding: a small model with the same tokenizer drafts (transformers)",
+    )
+    g.add_argument(
+        "--lookup",
+        type=int,
+        metavar="N",
+        dest="prompt_lookup_num_tokens",
+        help="speculative decoding: draft N tokens per step from the conversation (prompt lookup)",
+    )
     g.add_argument("--system", help='system prompt (default: "You are a helpful assistant."; "-" for none)')
     g.add_argument(
         "--overflow",
@@ -271,6 +284,15 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
         reuse_cache=not args.no_cache_reuse,
         adapters=loaded.adapters,
     )
+    if args.draft_model:
+        from qwenchat.engines.speculative import check_same_vocab
+
+        with err.status(f"loading the draft model {args.draft_model} …") as update:
+            plain = dataclasses.replace(options, adapters=[], merge_adapter=False)  # the draft as published
+            spec = args.draft_model
+            draft = load(resolve(spec, demo=spec == "demo"), plain, progress=update)
+        check_same_vocab(loaded.tokenizer, draft.tokenizer, args.draft_model)
+        engine.draft_model = draft.model
     banner = {
         "model": loaded.name,
         "device": loaded.device,

@@ -52,6 +52,7 @@ COMMON: dict[str, Spec] = {
     "eta_cutoff": Spec(float, "unit0"),
     "length_penalty": Spec(float),
     "num_beams": Spec(int, "pos"),
+    "prompt_lookup_num_tokens": Spec(int, "nonneg", nullable=True),  # drafts per step; 0/None: off
 }
 
 
@@ -362,7 +363,8 @@ _MISSING = object()
 
 
 # -- defaults from the config file and the command line ------------------------------------------
-FLAG_KEYS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty")
+_FLAGS = "max_new_tokens temperature top_p top_k repetition_penalty prompt_lookup_num_tokens"
+FLAG_KEYS = tuple(_FLAGS.split())
 
 # The [chat] table: the session's display and prompt defaults, checked by the same code as [generation].
 CHAT_TABLE: dict[str, Spec] = {

@@ -79,6 +79,8 @@ class Outcome:
     prompt_tokens: int | None = None  # counts the job has from elsewhere (a server's usage)
     generated_tokens: int | None = None
     peak_gpu_mem_bytes: int | None = None
+    drafted_tokens: int | None = None  # speculative decoding's counts, when it was on
+    accepted_tokens: int | None = None
     stop_hit: bool = False  # set by the turn when a stop string was seen; a job may end early on it
 
 
@@ -270,6 +272,8 @@ def _final(
         t_end=time.perf_counter(),
         finish_reason=reason,
         peak_gpu_mem_bytes=outcome.peak_gpu_mem_bytes,
+        drafted_tokens=outcome.drafted_tokens,
+        accepted_tokens=outcome.accepted_tokens,
     )
     return Chunk(tokens=generated, finish_reason=reason, stats=stats, error=outcome.error)
 

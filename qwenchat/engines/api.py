@@ -48,6 +48,15 @@ class TurnStats:
     total_s: float = 0.0
     finish_reason: str = "stop"
     peak_gpu_mem_bytes: int | None = None
+    # Speculative decoding (prompt lookup, a draft model): tokens drafted and accepted; None when off.
+    drafted_tokens: int | None = None
+    accepted_tokens: int | None = None
+
+    @property
+    def acceptance(self) -> float | None:
+        if not self.drafted_tokens:
+            return None
+        return (self.accepted_tokens or 0) / self.drafted_tokens
 
     @classmethod
     def timed(
@@ -61,6 +70,8 @@ class TurnStats:
         t_end: float,
         finish_reason: str,
         peak_gpu_mem_bytes: int | None = None,
+        drafted_tokens: int | None = None,
+        accepted_tokens: int | None = None,
     ) -> TurnStats:
         """A turn's stats from its clock readings: the call, the first generated token (None when none
         came) and the end. Without a first token there is no prefill speed: the prefill may have been cut."""
@@ -78,6 +89,8 @@ class TurnStats:
             total_s=t_end - t0,
             finish_reason=finish_reason,
             peak_gpu_mem_bytes=peak_gpu_mem_bytes,
+            drafted_tokens=drafted_tokens,
+            accepted_tokens=accepted_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -50,7 +50,6 @@ BLOCKED = frozenset(
         "num_assistant_tokens",
         "num_assistant_tokens_schedule",
         "assistant_ensemble_weight",
-        "prompt_lookup_num_tokens",
         "max_matching_ngram_size",
     }
 )

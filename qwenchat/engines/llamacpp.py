@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.llamacpp_lookup import lookup_sample
+from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.probs import answer_prefix
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
@@ -60,6 +62,7 @@ SUPPORTED_SETTINGS = (
     "repetition_penalty",
     "max_new_tokens",
     "stop_strings",
+    "prompt_lookup_num_tokens",
 )
 SCHEMA = SettingsSchema("the llama.cpp engine", {k: COMMON[k] for k in SUPPORTED_SETTINGS})
 
@@ -289,6 +292,8 @@ class LlamaCppEngine:
         ids = self._tokenize(prompt) + answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
         sampling = self._sampling(request.settings)
         probs = self._probs(request.probs_k)
+        # Probabilities are read one decode step at a time: no speculation (checked batches) with them.
+        lookup = None if probs else lookup_tokens({**self._defaults, **request.settings})
         n_ctx = self.context_window or 0
         if not ids or len(ids) >= n_ctx:
             raise PromptError(
@@ -302,7 +307,7 @@ class LlamaCppEngine:
             if request.seed is not None:
                 self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
             if self._prefill(ids, outcome, cancel, emit):
-                self._sample(ids, sampling, max_new, emit, outcome, cancel, probs)
+                self._sample(ids, sampling, max_new, emit, outcome, cancel, probs, lookup)
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return Job(
@@ -375,8 +380,12 @@ class LlamaCppEngine:
         outcome: Outcome,
         cancel: threading.Event,
         probs: Any = None,
+        lookup: int | None = None,
     ) -> None:
         """Sample one token at a time; generate() finds all but the last prompt token cached."""
+        if lookup:  # speculative: drafts from the conversation, checked in one batch (llamacpp_lookup.py)
+            lookup_sample(self.llm, ids, sampling, max_new, lookup, self._is_end, emit, outcome, cancel)
+            return
         for n, token in enumerate(self.llm.generate(ids, reset=True, **sampling), start=1):
             if self._is_end(token):
                 outcome.finish = "stop"

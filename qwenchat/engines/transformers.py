@@ -12,7 +12,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from qwenchat import turn
 from qwenchat.adapters import AdapterError, AdapterSwitch
-from qwenchat.engines import probs_capture
+from qwenchat.engines import probs_capture, speculative
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.probs import answer_prefix
@@ -100,6 +100,7 @@ class TransformersEngine:
         if self.pad_id is None and self.eos_ids:
             self.pad_id = min(self.eos_ids)  # set quietly, so generate does not warn every turn
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.draft_model: Any = None  # --draft-model: drafts checked by this model (assisted generation)
 
     # -- facts about the model ---------------------------------------------------------------
     @property
@@ -217,6 +218,8 @@ class TransformersEngine:
                 merged.pop(key, None)
         if not merged.get("stop_strings"):  # [] or "" means none; generate refuses an empty list
             merged["stop_strings"] = None
+        if not merged.get("prompt_lookup_num_tokens"):  # 0 means off; generate would refuse it
+            merged["prompt_lookup_num_tokens"] = None
         merged["pad_token_id"] = self.pad_id
         merged["cache_implementation"] = None
         merged.pop("transformers_version", None)
@@ -306,8 +309,17 @@ class TransformersEngine:
                 torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
             streamer = _QueueStreamer(capture.wrap(emit) if capture else emit)
+            # Probabilities are recorded one decode step at a time: no speculation (checked batches) with them.
+            lookup = None if capture else speculative.lookup_tokens(request.settings)
+            draft = self.draft_model if capture is None else None
+            drafts = speculative.DraftStats() if lookup or draft is not None else None
+            extra = {"assistant_model": draft} if draft is not None and not lookup else {}
             try:
-                with torch.inference_mode(), probs_capture.attached(capture, self.model) as processors:
+                with (
+                    torch.inference_mode(),
+                    probs_capture.attached(capture, self.model) as processors,
+                    speculative.counting(self.model, drafts, lookup),
+                ):
                     self.model.generate(
                         input_ids=input_ids,
                         attention_mask=torch.ones_like(input_ids),
@@ -317,8 +329,11 @@ class TransformersEngine:
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
                         logits_processor=processors,
                         tokenizer=self.tokenizer,  # generate matches stop_strings with it
+                        **extra,
                     )
             finally:
+                if drafts is not None:
+                    outcome.drafted_tokens, outcome.accepted_tokens = drafts.drafted, drafts.accepted
                 if cuda:
                     outcome.peak_gpu_mem_bytes = torch.cuda.max_memory_allocated(self.device)
             if streamer.last in self.eos_ids:
@@ -330,7 +345,7 @@ class TransformersEngine:
                 self._cached_ids = ids + generated[:-1]
             held = self._cache.get_seq_length() if self._cache is not None else 0
             if held > len(self._cached_ids):  # generate began on the last token, then Ctrl-C
-                self._cache.crop(len(self._cached_ids))
+                self._cache.crop(len(self._cached_ids) - held)  # negative: tokens to drop
             elif held < len(self._cached_ids):
                 self._forget()
 

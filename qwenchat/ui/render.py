@@ -179,6 +179,9 @@ class Renderer:
         ]
         if s.peak_gpu_mem_bytes is not None:
             parts.append(f"peak GPU {s.peak_gpu_mem_bytes / 2**30:.2f} GiB")
+        if s.drafted_tokens is not None:
+            rate = f" ({s.acceptance:.0%})" if s.acceptance is not None else ""
+            parts.append(f"drafted {s.drafted_tokens}, accepted {s.accepted_tokens or 0}{rate}")
         self.hint(" · ".join(p for p in parts if p))
 
     def token_probs(self, probs: Sequence[Any]) -> None:

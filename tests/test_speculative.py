@@ -1,0 +1,158 @@
+"""Speculative decoding (prompt lookup, a draft model): answers stay exact, counts reach :stats."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from qwenchat.engines.api import GenerationRequest, TurnStats
+from qwenchat.engines.speculative import LOW_RATE, PAUSE_STEPS, WINDOW_DRAFTED, DraftStats, find_draft
+
+CODE = (
+    "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    result = 0\n"
+    "    for _ in range(b):\n        result = add(result, a)\n    return result\n"
+)
+REWRITE = [{"role": "user", "content": f"Rewrite this with type hints:\n```python\n{CODE}```"}]
+
+
+def ask(engine: Any, messages: list[dict[str, str]], **settings: Any) -> tuple[str, TurnStats]:
+    text, stats = "", None
+    for chunk in engine.stream(GenerationRequest(messages, settings, seed=7), threading.Event()):
+        assert chunk.error is None, chunk.error
+        text += chunk.text
+        stats = chunk.stats or stats
+    assert stats is not None
+    return text, stats
+
+
+def test_find_draft_takes_the_latest_longest_match() -> None:
+    tokens = [1, 2, 3, 9, 1, 2, 3, 7, 8, 5, 2, 3]
+    assert find_draft(tokens, 2) == [7, 8]  # "2 3" last seen before 7 8
+    assert find_draft(tokens, 10) == [7, 8, 5, 2, 3]
+    assert find_draft([4, 5, 6], 3) == []
+    assert find_draft([5, 5], 3) == [5]
+
+
+def test_auto_off_pauses_after_a_poor_window_and_comes_back() -> None:
+    stats = DraftStats()
+    for _ in range(WINDOW_DRAFTED // 8):
+        assert stats.allow()
+        stats.record(8, 0)
+    assert stats.pauses == 1
+    assert [stats.allow() for _ in range(PAUSE_STEPS)] == [False] * PAUSE_STEPS
+    assert stats.allow()
+    good = DraftStats()
+    for _ in range(10):
+        good.record(8, int(8 * LOW_RATE) + 1)
+    assert good.pauses == 0 and good.drafted == 80
+
+
+def test_stats_line_shows_drafts(out) -> None:
+    out.stats(TurnStats(generated_tokens=10, drafted_tokens=20, accepted_tokens=15))
+    assert "drafted 20, accepted 15 (75%)" in out.buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model):
+    from qwenchat.engines.transformers import TransformersEngine
+
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "tiny")
+    engine.prefill_chunk = 16  # short prompts still have whole chunks for the next turn to keep
+    return engine
+
+
+def test_lookup_is_exact_and_counted_on_a_tiny_model(tiny_engine) -> None:
+    plain, _ = ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=48)
+    fast, stats = ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=48, prompt_lookup_num_tokens=6)
+    assert fast == plain
+    assert stats.drafted_tokens is not None and stats.drafted_tokens > 0
+    # a second turn reuses the cache and still matches an answer computed from scratch
+    follow = [*REWRITE, {"role": "assistant", "content": fast}, {"role": "user", "content": "Again."}]
+    again, stats2 = ask(tiny_engine, follow, do_sample=False, max_new_tokens=32, prompt_lookup_num_tokens=6)
+    assert stats2.reused_tokens > 0
+    tiny_engine.reset()
+    assert ask(tiny_engine, follow, do_sample=False, max_new_tokens=32)[0] == again
+
+
+def test_draft_model_is_exact_and_refused_with_another_vocab(tiny_engine, tiny_model) -> None:
+    from qwenchat.engines.api import EngineError
+    from qwenchat.engines.speculative import check_same_vocab
+
+    model, tok = tiny_model
+    plain, _ = ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=24)
+    tiny_engine.draft_model = model  # the model as its own draft: every draft is accepted
+    try:
+        drafted, stats = ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=24)
+    finally:
+        tiny_engine.draft_model = None
+    assert drafted == plain
+    assert stats.drafted_tokens and stats.accepted_tokens == stats.drafted_tokens
+
+    class Other:
+        def get_vocab(self) -> dict[str, int]:
+            return {"a": 0}
+
+    with pytest.raises(EngineError, match="tokenizer differs"):
+        check_same_vocab(tok, Other(), "other/model")
+
+
+@pytest.mark.slow
+def test_llamacpp_lookup_gives_the_same_answer() -> None:
+    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.models import demo
+
+    engine = LlamaCppEngine(str(demo.ensure_gguf(lambda m: None)), n_ctx=1024)
+    plain, _ = ask(engine, REWRITE, do_sample=False, max_new_tokens=60)
+    fast, stats = ask(engine, REWRITE, do_sample=False, max_new_tokens=60, prompt_lookup_num_tokens=6)
+    assert fast == plain
+    assert stats.drafted_tokens and stats.accepted_tokens
+    sampled, _ = ask(engine, REWRITE, max_new_tokens=30, temperature=0.7)
+    assert ask(engine, REWRITE, max_new_tokens=30, temperature=0.7, prompt_lookup_num_tokens=6)[0] == sampled
+
+
+@pytest.mark.slow
+def test_lookup_and_self_draft_are_exact_on_the_demo_model_in_float32(demo_dir) -> None:
+    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.models.loader import LoadOptions, load, resolve
+
+    loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))
+    engine = TransformersEngine(loaded.model, loaded.tokenizer, "demo")
+    plain, _ = ask(engine, REWRITE, do_sample=False, max_new_tokens=40)
+    fast, stats = ask(engine, REWRITE, do_sample=False, max_new_tokens=40, prompt_lookup_num_tokens=10)
+    assert fast == plain and stats.accepted_tokens
+    engine.draft_model = loaded.model  # the demo model drafting for itself
+    assert ask(engine, REWRITE, do_sample=False, max_new_tokens=40)[0] == plain
+
+
+def test_lookup_honours_stop_strings_and_ctrl_c(tiny_engine) -> None:
+    plain, _ = ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=48)
+    stop = plain[len(plain) // 2 : len(plain) // 2 + 3]  # a random model's text; met mid-answer
+    assert len(stop) == 3
+    cut = plain[: plain.find(stop)]  # the answer ends before the first stop string in it
+    fast, stats = ask(
+        tiny_engine,
+        REWRITE,
+        do_sample=False,
+        max_new_tokens=48,
+        stop_strings=[stop],
+        prompt_lookup_num_tokens=6,
+    )
+    assert fast == cut and stop not in fast and stats.finish_reason == "stop"
+
+    cancel = threading.Event()
+    request = GenerationRequest(
+        REWRITE, {"do_sample": False, "max_new_tokens": 400, "prompt_lookup_num_tokens": 6}
+    )
+    chunks = []
+    for chunk in tiny_engine.stream(request, cancel):
+        chunks.append(chunk)
+        if chunk.tokens >= 5:
+            cancel.set()
+    assert chunks[-1].finish_reason == "interrupted" and chunks[-1].tokens < 400
+    # the engine is usable after the interruption, and the next answer is still exact
+    assert (
+        ask(tiny_engine, REWRITE, do_sample=False, max_new_tokens=48, prompt_lookup_num_tokens=6)[0] == plain
+    )
