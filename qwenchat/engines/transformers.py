@@ -309,7 +309,7 @@ class TransformersEngine:
                 torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
             streamer = _QueueStreamer(capture.wrap(emit) if capture else emit)
-            # Probabilities are recorded one decode step at a time: no speculation (checked batches) with them.
+            # Probabilities are read one decode step at a time: no speculation (checked batches) then.
             lookup = None if capture else speculative.lookup_tokens(request.settings)
             draft = self.draft_model if capture is None else None
             drafts = speculative.DraftStats() if lookup or draft is not None else None
