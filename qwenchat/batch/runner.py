@@ -80,8 +80,13 @@ def _switch_adapter(engine: Any, name: str) -> str | None:
     return target
 
 
-def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession], None]) -> dict[str, Any]:
-    """One run through a fresh headless ChatSession: its record (without extras), or a UserError."""
+class _Stopped(Exception):
+    pass
+
+
+def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession], bool]) -> dict[str, Any]:
+    """One run through a fresh headless ChatSession: its record (without extras), or a UserError.
+    `session_hook` sees the session before its turn starts and says whether to start it."""
     settings = copy.deepcopy(ctx.settings)
     settings.update(run.settings)
     settings.seed = run.seed
@@ -95,8 +100,9 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         settings=settings,
         overflow=ctx.overflow,
     )
-    session_hook(session)
     sent = session.request(extra_user=run.messages[-1]["content"]).messages
+    if not session_hook(session):  # Ctrl-C came before the turn could be cancelled: do not start it
+        raise _Stopped
     result = session.send(run.messages[-1]["content"])
     st = result.stats
     return {
@@ -175,8 +181,15 @@ def run_batch(
                 break
             progress.running(run)
             current.clear()
+
+            def hook(session: ChatSession) -> bool:
+                current.append(session)
+                return not stop.is_set()
+
             try:
-                record = answer_one(ctx, run, current.append)
+                record = answer_one(ctx, run, hook)
+            except _Stopped:
+                break
             except UserError as exc:
                 summary.failed.append((run.id, first_line(exc)))
                 progress.finished(run, None)
