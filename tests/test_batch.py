@@ -61,7 +61,11 @@ def test_batch_rerun_diff_and_edited_system(demo_engine, tmp_path):
     assert [r["id"] for r in got] == ["p1/s1", "p1/s2", "p2/s1", "p2/s2", "p3/s1", "p3/s2"]
     assert got[4]["prompt"] == "Say hello\nin French."
     for r in got:
-        assert r["answer"].strip() and r["tokens"]["generated"] == 3 and r["finish_reason"] == "length"
+        assert (
+            r["answer"].strip()
+            and 0 < r["tokens"]["generated"] <= 3
+            and r["finish_reason"] in ("stop", "length")
+        )
         assert r["model"] == demo_engine[0].name and r["engine"] == "transformers"
         assert r["settings"]["temperature"] == 0 and r["ttft_s"] > 0 and r["qwenchat_version"]
     assert [r["answer"] for r in got[0::2]] == [
