@@ -117,3 +117,24 @@ def test_diff_files_bad_input(tmp_path):
     with pytest.raises(BatchError) as exc:
         diff_files(tmp_path / "missing.jsonl", tmp_path / "a.jsonl")
     assert "no such file" in str(exc.value)
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_diff_colours_only_on_a_terminal_without_no_color(monkeypatch, no_color):
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    report = diff_records([rec(1, 1, "a cat")], [rec(1, 1, "a dog")])
+    buf = _Tty()
+    DiffView(make_console(buf)).show(report)
+    text = buf.getvalue()
+    if no_color:
+        assert "[-cat-] {+dog+}" in text and "\x1b[3" not in text
+    else:
+        assert "[-cat-]" not in text and "\x1b[" in text and "cat" in text and "dog" in text

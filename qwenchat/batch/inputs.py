@@ -234,7 +234,8 @@ def placeholders(text: str) -> list[str]:
 
 
 def fill(text: str, values: dict[str, str]) -> str:
-    return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+    # check_placeholders refused unknown names before anything ran; one left here stays as written
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
 def check_placeholders(prompts: list[Prompt], var_names: set[str], name: str = "prompts") -> None:
