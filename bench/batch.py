@@ -112,6 +112,7 @@ def main() -> None:
             base_s += time.perf_counter() - t0
             tokens += record["tokens"]["generated"] or 0
             same = same and bare.text == record["answer"]
+            print(f"{run.id}: batch {batch_s:.1f} s, bare {base_s:.1f} s so far", file=sys.stderr, flush=True)
     n = len(runs)
     print(
         json.dumps(
