@@ -134,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="reopen an autosaved session (default: the last one)",
     )
     s.add_argument("--no-autosave", action="store_true", help="do not autosave this session")
+    b = p.add_argument_group("batch runs (see README: Batch runs)")
+    b.add_argument("--batch", metavar="PROMPTS", help="run every prompt of a file (.txt, .jsonl, .csv)")
+    b.add_argument("--out", metavar="FILE.jsonl", help="where --batch appends a record per run (resumable)")
+    b.add_argument("--vars", metavar="VARS.csv", help="fill {{name}} placeholders: each row x each prompt")
+    b.add_argument(
+        "--grid", nargs="+", action="extend", metavar="KEY=V1,V2", help="variants: every combination"
+    )
+    b.add_argument("--seeds", metavar="1,2,3", help="run each prompt and variant once per seed")
+    b.add_argument(
+        "--diff", nargs=2, metavar=("OLD", "NEW"), help="compare two --out files; exit 1 if changed"
+    )
     o = p.add_argument_group("output")
     o.add_argument("--stats", action="store_true", help="print speed and cache figures after every answer")
     o.add_argument(
@@ -190,13 +201,25 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     side = None if env.stdout_isatty else err.console
     out = Renderer(make_console(env.stdout, plain=plain), side=side)  # [chat] may change markdown, think
     try:
+        if args.diff:
+            from qwenchat.batch import main as batch
+
+            return batch.diff(args, env, err)
         prepared = _prepare(args, env, err)
         if prepared is None:
             return 2
+        inputs = None
+        if args.batch or any(getattr(args, k) for k in ("out", "vars", "grid", "seeds")):
+            from qwenchat.batch import main as batch
+
+            if (inputs := batch.prepare(args, err)) is None:
+                return 2
         made = (env.engine_factory or make_engine)(args, err)
         if made is None:
             return 2
         engine, banner = made
+        if inputs is not None:
+            return batch.run(args, env, engine, banner, prepared, inputs, err)
         return _chat(args, env, engine, banner, prepared, out, err)
     except KeyboardInterrupt:
         err.error("interrupted")

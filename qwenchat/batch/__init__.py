@@ -1,0 +1,3 @@
+"""Batch runs: every prompt of a file x every variant x every seed, once each, into a resumable JSONL file,
+and `--diff` of two such files. inputs (prompt files, placeholders), plan (the runs), records (the results
+file), runner (the runs through headless ChatSessions), diff (two result files), main (the CLI's entry)."""

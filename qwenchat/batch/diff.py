@@ -1,0 +1,91 @@
+"""`--diff old.jsonl new.jsonl`: the answers of two batch runs matched by prompt, variables row, variant
+(what it overrides, not its letter) and seed. Exit status 0 when every answer is the same and both sides
+hold the same runs, 1 when something changed, 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qwenchat.batch.records import read_records
+from qwenchat.worddiff import DiffSummary, summarize
+
+
+def match_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    overrides = record.get("variant_overrides") or {}
+    return (
+        record.get("prompt_index"),
+        record.get("vars_index"),
+        json.dumps(overrides, sort_keys=True),
+        record.get("seed"),
+    )
+
+
+@dataclass
+class Pair:
+    old: dict[str, Any]
+    new: dict[str, Any]
+    summary: DiffSummary
+
+    @property
+    def prompt_changed(self) -> bool:
+        return self.old.get("messages") != self.new.get("messages")
+
+
+@dataclass
+class DiffReport:
+    changed: list[Pair] = field(default_factory=list)
+    same: list[Pair] = field(default_factory=list)
+    only_old: list[dict[str, Any]] = field(default_factory=list)
+    only_new: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # torn last lines left out
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.changed or self.only_old or self.only_new else 0
+
+    def one_line(self) -> str:
+        parts = [f"{len(self.same)} identical", f"{len(self.changed)} changed"]
+        if self.only_old:
+            parts.append(f"{len(self.only_old)} only in old")
+        if self.only_new:
+            parts.append(f"{len(self.only_new)} only in new")
+        prompts = sum(p.prompt_changed for p in self.changed + self.same)
+        if prompts:
+            parts.append(f"{prompts} with a changed prompt")
+        return ", ".join(parts)
+
+
+def diff_records(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> DiffReport:
+    report = DiffReport()
+    new_by = {match_key(r): r for r in new}
+    old_keys = set()
+    for r in old:
+        k = match_key(r)
+        old_keys.add(k)
+        other = new_by.get(k)
+        if other is None:
+            report.only_old.append(r)
+            continue
+        a, b = str(r.get("answer", "")), str(other.get("answer", ""))
+        pair = Pair(r, other, summarize(a, b))
+        (report.same if a == b else report.changed).append(pair)
+    report.only_new = [r for r in new if match_key(r) not in old_keys]
+    return report
+
+
+def diff_files(old: str | Path, new: str | Path) -> DiffReport:
+    """BatchError (one line) for a missing or malformed file."""
+    (a, torn_a), (b, torn_b) = read_records(old), read_records(new)
+    for records, path in ((a, old), (b, new)):
+        keys = [match_key(r) for r in records]
+        if len(set(keys)) != len(keys):
+            from qwenchat.batch.inputs import BatchError
+
+            raise BatchError(f"{path}: two records for the same prompt, variant and seed")
+    report = diff_records(a, b)
+    cut = [p for p, t in ((old, torn_a), (new, torn_b)) if t]
+    report.notes = [f"{p}: its last line was cut by a killed write; left out" for p in cut]
+    return report
