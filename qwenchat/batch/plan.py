@@ -103,7 +103,7 @@ def check_variants(variants: list[Variant], schema: SettingsSchema, engine: Any,
 
 def _check_adapter(engine: Any, name: str) -> None:
     switch, names = getattr(engine, "set_adapter", None), getattr(engine, "adapters", None)
-    if switch is None or names is None:
+    if switch is None or names is None or not list(names()):
         raise BatchError("adapter: this engine cannot switch adapters (needs transformers and --adapter)")
     if name not in ("off", "on") and name not in list(names()):
         have = ", ".join(names()) or "none loaded; add --adapter PATH"

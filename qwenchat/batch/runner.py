@@ -71,13 +71,9 @@ class BatchContext:
 
 
 def _switch_adapter(engine: Any, name: str) -> str | None:
-    """Activate a variant's adapter: `off` the base model, `on` the first one loaded; the name active."""
-    if name == "off":
-        engine.set_adapter(None)
-        return None
-    target = list(engine.adapters())[0] if name == "on" else name
-    engine.set_adapter(target)
-    return target
+    """Activate a variant's adapter as `:adapter` does: `off` the base model, `on` all loaded ones, or one by
+    name; returns what is active (None: the base model)."""
+    return engine.set_adapter(None if name == "off" else name)
 
 
 class _Stopped(Exception):
