@@ -8,6 +8,7 @@ The session builds each answer from the engine's chunks and never prints: a UI w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -17,10 +18,13 @@ from typing import Any
 from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
 from qwenchat.errors import UserError, first_line
 from qwenchat.observer import AnswerSink, ChatObserver, Headless, TurnResult
+from qwenchat.reasoning import Reasoning
 from qwenchat.session import Conversation, Message
 from qwenchat.session_file import SavedSession, now_stamp
 from qwenchat.settings import ConfigError, Settings
 from qwenchat.store import SessionStore, save_file
+from qwenchat.tool_turns import MAX_MOCK_ROUNDS, ToolBox, result_message, take_calls
+from qwenchat.tools import pending_calls
 
 OVERFLOW_POLICIES = ("drop-oldest", "error")
 _PROBE = "qwenchat-system-probe-5f1c"  # a system message no template writes by itself
@@ -61,6 +65,8 @@ class ChatSession:
         self.session_id, self.created, self.piped = "", "", piped
         self._saved_state: Any = None
         self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
+        self.reasoning = Reasoning()  # :reasoning, --reasoning (reasoning.py)
+        self.toolbox = ToolBox()  # :tools, --tools, --tool-mocks (tool_turns.py)
         self.new_autosave_session()
 
     @property
@@ -112,9 +118,9 @@ class ChatSession:
         if not msgs:
             raise ChatError("nothing to undo")
         removed = []
-        if msgs[-1].role == "assistant":
+        while msgs and msgs[-1].role != "user":  # the answer, with any tool calls and results
             removed.append(msgs.pop())
-        if msgs and msgs[-1].role == "user":
+        if msgs:
             removed.append(msgs.pop())
         return removed[::-1]
 
@@ -192,7 +198,27 @@ class ChatSession:
             settings=self.settings.effective(),
             seed=self.settings.seed,
             continue_final=continue_final,
+            template_kwargs=self.reasoning.template_kwargs(self.template_variables()),
+            tools=self.toolbox.definitions,
+            thinking_budget=self.reasoning.budget,
         )
+
+    def template_variables(self) -> set[str] | None:
+        """The variables the engine's chat template reads; None when unknown (a server applies it)."""
+        probe = getattr(self.engine, "template_variables", None)
+        return probe() if probe is not None else None
+
+    def tool_result(self, content: str) -> TurnResult | None:
+        """Answer the next pending tool call; once every call is answered the model goes on (a turn).
+        None while calls are still pending."""
+        pending = pending_calls(self.conversation.messages)
+        if not pending:
+            raise ChatError("no tool call is waiting for a result")
+        message = result_message(pending[0], content)
+        if len(pending) > 1:
+            self.conversation.messages.append(message)
+            return None
+        return self._transaction(lambda: self.conversation.messages.append(message))
 
     def fit_context(self, request: GenerationRequest) -> GenerationRequest:
         """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)
@@ -227,7 +253,7 @@ class ChatSession:
                 )
             del msgs[head:end]
             dropped += 1
-            request = GenerationRequest(msgs, request.settings, request.seed, request.continue_final)
+            request = dataclasses.replace(request, messages=msgs)
             used = self.engine.count_tokens(request)
         self.observer.notice(
             f"context full: the oldest {dropped} exchange{'s' if dropped > 1 else ''} not sent this turn "
@@ -341,7 +367,7 @@ class ChatSession:
             self.conversation.messages[:] = before
         return result
 
-    def _turn(self, continue_final: bool) -> TurnResult:
+    def _turn(self, continue_final: bool, rounds: int = 0) -> TurnResult:
         request = self.fit_context(self.request(continue_final))
         msgs = self.conversation.messages
         continues = msgs[-1].content if continue_final and msgs and msgs[-1].role == "assistant" else None
@@ -352,7 +378,15 @@ class ChatSession:
             msgs[-1] = Message("assistant", continues + result.text, result.finish_reason != "stop")
         else:
             self.conversation.add_assistant(result.text, interrupted=result.finish_reason != "stop")
+        if result.kept:
+            result.tool_calls = take_calls(self.conversation, self.toolbox)
         self.observer.turn_done(result)
+        mocked = self.toolbox.mock_messages(pending_calls(msgs)) if result.tool_calls else None
+        if mocked and rounds < MAX_MOCK_ROUNDS:  # --tool-mocks answers: the model goes on
+            for m in mocked:
+                self.observer.notice(f"tool {m.name} answered from {self.toolbox.mocks_source}")
+            msgs.extend(mocked)
+            return self._turn(False, rounds + 1)
         return result
 
     def _stream(self, request: GenerationRequest, continues: str | None) -> TurnResult:

@@ -3,8 +3,8 @@ notices. The session never prints; a UI implements `ChatObserver`, and `Headless
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from qwenchat.engines.api import TurnStats
 
@@ -18,6 +18,7 @@ class TurnResult:
     stats: TurnStats | None = None
     error: str | None = None
     kept: bool = True
+    tool_calls: list[Any] = field(default_factory=list)  # tools.ToolCall found in the answer (tools loaded)
 
 
 class AnswerSink(Protocol):

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwenchat.errors import UserError
+from qwenchat.tool_messages import chat_message, read_tool_fields, tool_fields
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
-FORMAT_VERSION = 1
-ROLES = ("user", "assistant")
+FORMAT_VERSION = 2  # 2: tool calls and results (v1 files load as they are)
+ROLES = ("user", "assistant", "tool")
 
 
 class SessionFormatError(UserError, ValueError):
@@ -21,12 +22,20 @@ class Message:
     role: str
     content: str
     interrupted: bool = False  # the answer was cut by Ctrl-C, an error or max_new_tokens
+    tool_calls: list[dict[str, Any]] | None = None  # assistant: [{"id", "name", "arguments"}] (tools.py)
+    tool_call_id: str | None = None  # tool: the call this result answers
+    name: str | None = None  # tool: the tool's name
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.interrupted:
             d["interrupted"] = True
+        d.update(tool_fields(self))
         return d
+
+    def to_chat(self) -> dict[str, Any]:
+        """The message in the shape chat templates take."""
+        return chat_message(self)
 
 
 @dataclass
@@ -46,10 +55,10 @@ class Conversation:
     def exchanges(self) -> int:
         return sum(1 for m in self.messages if m.role == "user")
 
-    def to_chat(self) -> list[dict[str, str]]:
+    def to_chat(self) -> list[dict[str, Any]]:
         """Messages in the shape chat templates take."""
         chat = [{"role": "system", "content": self.system}] if self.system is not None else []
-        chat.extend({"role": m.role, "content": m.content} for m in self.messages)
+        chat.extend(m.to_chat() for m in self.messages)
         return chat
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,11 +92,17 @@ class Conversation:
                 raise SessionFormatError(f"message {i + 1} is not an object")
             role, content = m.get("role"), m.get("content")
             if role not in ROLES:
-                raise SessionFormatError(f"message {i + 1} has role {role!r}; expected user or assistant")
+                raise SessionFormatError(
+                    f"message {i + 1} has role {role!r}; expected user, assistant or tool"
+                )
             if not isinstance(content, str):
                 raise SessionFormatError(f"message {i + 1} has no text content")
             interrupted = m.get("interrupted", False)
             if not isinstance(interrupted, bool):
                 raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
-            messages.append(Message(role, content, interrupted))
+            try:
+                extra = read_tool_fields(m, role, f"message {i + 1}")
+            except ValueError as exc:
+                raise SessionFormatError(str(exc)) from None
+            messages.append(Message(role, content, interrupted, **extra))
         return cls(system=system, messages=messages)

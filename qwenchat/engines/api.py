@@ -48,6 +48,7 @@ class TurnStats:
     total_s: float = 0.0
     finish_reason: str = "stop"
     peak_gpu_mem_bytes: int | None = None
+    thinking_tokens: int | None = None  # of generated_tokens, those inside a think block (None: unknown)
 
     @classmethod
     def timed(
@@ -104,11 +105,15 @@ class Chunk:
 class GenerationRequest:
     """Everything one turn needs: the chat messages and the sampling settings (already validated)."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     settings: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     # Continue the last assistant message instead of opening a new one (`:continue`).
     continue_final: bool = False
+    # Extra chat-template variables (enable_thinking, see reasoning.py); servers get chat_template_kwargs.
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None  # OpenAI-style function definitions (tools.py)
+    thinking_budget: int | None = None  # close the think block after this many tokens (reasoning.py)
 
     def __post_init__(self) -> None:
         self.settings = request_settings(self.settings)

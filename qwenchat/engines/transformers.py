@@ -13,6 +13,8 @@ from transformers.generation.streamers import BaseStreamer
 from qwenchat import turn
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
+from qwenchat.engines.transformers_budget import budget_processors
+from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len
@@ -127,10 +129,16 @@ class TransformersEngine:
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.tokenizer.apply_chat_template(
             request.messages,
+            tools=request.tools,
             tokenize=False,
             add_generation_prompt=not request.continue_final,
             continue_final_message=request.continue_final,
+            **request.template_kwargs,
         )
+
+    def template_variables(self) -> set[str] | None:
+        """What the chat template reads (reasoning.py: does it have the enable_thinking switch?)."""
+        return template_variables(self.tokenizer.chat_template)
 
     def _tokenize(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -225,6 +233,7 @@ class TransformersEngine:
         ids = self._tokenize(prompt)
         config = self._generation_config(request.settings)
         cuda = self.device.type == "cuda"
+        think_open = prompt_opens_think(prompt)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             outcome.reused_tokens = self._prepare_cache(ids)
@@ -246,6 +255,9 @@ class TransformersEngine:
                         past_key_values=self._cache,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                        logits_processor=budget_processors(
+                            self, request.thinking_budget, think_open, len(ids)
+                        ),
                         tokenizer=self.tokenizer,  # generate matches stop_strings with it
                     )
             finally:
@@ -267,7 +279,7 @@ class TransformersEngine:
         return Job(
             run,
             prompt_tokens=len(ids),
-            think_open=prompt_opens_think(prompt),
+            think_open=think_open,
             max_new_tokens=config.max_new_tokens,
             # generate stops at a stop string; the turn keeps it out of the answer, as servers do.
             stop_strings=config.stop_strings,
