@@ -4,6 +4,8 @@
 # isort: off
 from qwenchat.commands import display  # noqa: F401
 from qwenchat.commands import conversation  # noqa: F401
+from qwenchat.commands import reasoning  # noqa: F401
+from qwenchat.commands import tools  # noqa: F401
 
 # isort: on
 from qwenchat.commands.registry import (

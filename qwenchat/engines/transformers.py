@@ -70,6 +70,8 @@ def error_line(exc: BaseException) -> str:
 class TransformersEngine:
     """One model, one conversation at a time; the REPL talks to it only through `stream`."""
 
+    supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
+
     def __init__(self, model: Any, tokenizer: Any, name: str, *, reuse_cache: bool = True) -> None:
         self.model = model
         self.tokenizer = tokenizer
