@@ -136,14 +136,15 @@ def test_cache_cut_where_the_history_drops_thinking_and_answers_match_a_fresh_ru
     kept, fresh = session(qwen3, reuse=True), session(qwen3, reuse=False)
     for s in (kept, fresh):
         set_budget(s, 6)
-    prev_len = None
-    for turn, text in enumerate(["first question", "second one", "and a third"]):
+    prev_ids: list[int] = []
+    for text in ["first question", "second one", "and a third"]:
         request = kept.request(extra_user=text)
         ids = kept.engine.encode(request)
         a, b = kept.send(text), fresh.send(text)
         assert a.text == b.text and a.stats.generated_tokens == b.stats.generated_tokens
         assert b.stats.reused_tokens == 0
-        if prev_len is not None:
+        if prev_ids:
+            prev_len = len(prev_ids)
             # The previous prompt ended in "<think>\n"; this one has the answer without its thinking there,
             # so the two part where that block began: the cache keeps whole chunks before that point.
             opener = len(kept.engine._tokenize("<think>\n"))
@@ -152,7 +153,7 @@ def test_cache_cut_where_the_history_drops_thinking_and_answers_match_a_fresh_ru
             assert a.stats.reused_tokens == min(common, (prev_len - 1) // 8 * 8) // 8 * 8
             assert a.stats.reused_tokens > 0
         assert "</think>" in a.text
-        prev_len, prev_ids = len(ids), ids
+        prev_ids = ids
     history = kept.engine.render_prompt(kept.request(extra_user="x"))
     assert history.count("</think>") == 0  # earlier thinking is gone from the prompt
 
