@@ -91,17 +91,16 @@ class Conversation:
             if not isinstance(m, dict):
                 raise SessionFormatError(f"message {i + 1} is not an object")
             role, content = m.get("role"), m.get("content")
-            if role not in ROLES:
-                raise SessionFormatError(
-                    f"message {i + 1} has role {role!r}; expected user, assistant or tool"
-                )
+            if role not in ROLES or (role == "tool" and version < 2):  # tool messages came with format 2
+                expected = "user, assistant or tool" if version >= 2 else "user or assistant"
+                raise SessionFormatError(f"message {i + 1} has role {role!r}; expected {expected}")
             if not isinstance(content, str):
                 raise SessionFormatError(f"message {i + 1} has no text content")
             interrupted = m.get("interrupted", False)
             if not isinstance(interrupted, bool):
                 raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
             try:
-                extra = read_tool_fields(m, role, f"message {i + 1}")
+                extra = read_tool_fields(m, role, f"message {i + 1}") if version >= 2 else {}
             except ValueError as exc:
                 raise SessionFormatError(str(exc)) from None
             messages.append(Message(role, content, interrupted, **extra))
