@@ -34,7 +34,7 @@ def try_once(engine: TransformersEngine, seed: int | None) -> dict:
     session.toolbox.definitions = TOOLS
     session.settings.seed = seed if seed is not None else 0
     if seed is None:
-        session.settings.set("temperature", 0)
+        session.settings.update({"temperature": 0})
     result = session.send(PROMPT)
     calls = result.tool_calls
     good = [c for c in calls if c.valid and c.name == "get_weather" and "city" in (c.arguments or {})]
