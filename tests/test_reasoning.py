@@ -173,3 +173,12 @@ def test_demo_template_has_no_switch(qwen3, demo_dir):
         "reasoning off changes nothing"
     )
     assert s.request().template_kwargs == {}
+
+
+def test_stats_show_thinking_and_answer_apart(out):
+    from qwenchat.engines.api import TurnStats
+
+    out.stats(TurnStats(prompt_tokens=10, generated_tokens=20, thinking_tokens=7))
+    out.stats(TurnStats(prompt_tokens=10, generated_tokens=20, thinking_tokens=0))
+    lines = out.buf.getvalue().splitlines()
+    assert "20 tok · thinking 7 · answer 13 · stop" in lines[0] and "thinking" not in lines[1]

@@ -308,3 +308,24 @@ def test_malformed_tool_call_deltas_are_one_line():
         assert chunks[-1].error == "the server sent a malformed event: tool_calls is not a list"
     finally:
         server.close()
+
+
+def test_panel_shows_model_text_visibly_on_a_terminal():
+    import io
+
+    from qwenchat.tools import parse_call
+    from qwenchat.ui.render import Renderer
+    from qwenchat.ui.terminal import make_console
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    buf = Tty()
+    r = Renderer(make_console(buf, width=80, height=25))
+    r.tool_call(parse_call('{"name": "get_\\u001b]0;pwned\\u0007weather", "arguments": {"x": "[bold]1"}}'))
+    r.tool_call(parse_call("{nope", ["get_weather"]))
+    shown = buf.getvalue()
+    assert "\x1b]0;" not in shown and "\x07" not in shown and "␛]0;pwned␇" in shown
+    assert "[bold]1" in shown  # markup is text, never interpreted
+    assert "⚠ invalid JSON" in shown and "{nope" in shown
