@@ -375,7 +375,8 @@ class ChatSession:
         if result.finish_reason == "error" and not result.text:
             result.kept = False
         elif continues is not None:
-            msgs[-1] = Message("assistant", continues + result.text, result.finish_reason != "stop")
+            cut = result.finish_reason != "stop"
+            msgs[-1] = Message("assistant", continues + result.text, cut, tool_calls=msgs[-1].tool_calls)
         else:
             self.conversation.add_assistant(result.text, interrupted=result.finish_reason != "stop")
         if result.kept:

@@ -54,8 +54,10 @@ def take_calls(conversation: Conversation, box: ToolBox) -> list[ToolCall]:
     text, calls = split_calls(last.content, box.names)
     stored = [c for c in calls if c.name and c.arguments is not None]
     if stored:
-        base = sum(len(m.tool_calls or []) for m in msgs[:-1])
+        kept = list(last.tool_calls or [])  # a continued answer keeps the calls it had
+        base = sum(len(m.tool_calls or []) for m in msgs)  # ids unique in the conversation
         for i, c in enumerate(stored):
             c.id = f"call_{base + i}"
-        msgs[-1] = Message("assistant", text, last.interrupted, tool_calls=[c.to_message() for c in stored])
+        calls_out = kept + [c.to_message() for c in stored]
+        msgs[-1] = Message("assistant", text, last.interrupted, tool_calls=calls_out)
     return calls
