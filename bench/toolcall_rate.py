@@ -33,6 +33,7 @@ def try_once(engine: TransformersEngine, seed: int | None) -> dict:
     session = ChatSession(engine)
     session.toolbox.definitions = TOOLS
     session.settings.seed = seed if seed is not None else 0
+    session.settings.update({"max_new_tokens": 64})  # a call is ~25 tokens; prose past 64 is no call
     if seed is None:
         session.settings.update({"temperature": 0})
     result = session.send(PROMPT)
@@ -54,7 +55,11 @@ def main() -> None:
     engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name)
     t0 = time.perf_counter()
     greedy = try_once(engine, None)
-    tries = [try_once(engine, seed) for seed in range(n)]
+    print(json.dumps(greedy), file=sys.stderr, flush=True)  # progress: one line per try
+    tries = []
+    for seed in range(n):
+        tries.append(try_once(engine, seed))
+        print(json.dumps(tries[-1]), file=sys.stderr, flush=True)
     print(
         json.dumps(
             {
