@@ -19,10 +19,13 @@ from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
 from qwenchat.errors import UserError, first_line
 from qwenchat.observer import AnswerSink, ChatObserver, Headless, TurnResult
 from qwenchat.probs_branch import BranchPlan, joined_probs
+from qwenchat.reasoning import Reasoning
 from qwenchat.session import Conversation, Message
 from qwenchat.session_file import SavedSession, now_stamp
 from qwenchat.settings import ConfigError, Settings
 from qwenchat.store import SessionStore, save_file
+from qwenchat.tool_turns import MAX_MOCK_ROUNDS, ToolBox, result_message, take_calls
+from qwenchat.tools import pending_calls
 
 OVERFLOW_POLICIES = ("drop-oldest", "error")
 _PROBE = "qwenchat-system-probe-5f1c"  # a system message no template writes by itself
@@ -70,6 +73,8 @@ class ChatSession:
         self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
         self.probs_k = 0  # `:probs on K`: record K alternatives per answer token; 0: off
         self.interrupts = 0  # Ctrl-Cs so far: a run of several turns (:compare) stops at one between them
+        self.reasoning = Reasoning()  # :reasoning, --reasoning (reasoning.py)
+        self.toolbox = ToolBox()  # :tools, --tools, --tool-mocks (tool_turns.py)
         self.new_autosave_session()
 
     @property
@@ -141,9 +146,9 @@ class ChatSession:
             msgs[-1] = branched.replaces
             return [branched]
         removed = []
-        if msgs[-1].role == "assistant":
+        while msgs and msgs[-1].role != "user":  # the answer, with any tool calls and results
             removed.append(msgs.pop())
-        if msgs and msgs[-1].role == "user":
+        if msgs:
             removed.append(msgs.pop())
         return removed[::-1]
 
@@ -222,6 +227,9 @@ class ChatSession:
             seed=self.settings.seed,
             continue_final=continue_final,
             probs_k=self.probs_k,
+            template_kwargs=self.reasoning.template_kwargs(self.template_variables()),
+            tools=self.toolbox.definitions,
+            thinking_budget=self.reasoning.budget,
         )
 
     def warm(self) -> bool:
@@ -234,6 +242,23 @@ class ChatSession:
             return bool(warm([self.request(extra_user=probe) for probe in WARM_PROBES]))
         except Exception:  # a template error shows on the next turn, where it belongs
             return False
+
+    def template_variables(self) -> set[str] | None:
+        """The variables the engine's chat template reads; None when unknown (a server applies it)."""
+        probe = getattr(self.engine, "template_variables", None)
+        return probe() if probe is not None else None
+
+    def tool_result(self, content: str) -> TurnResult | None:
+        """Answer the next pending tool call; once every call is answered the model goes on (a turn).
+        None while calls are still pending."""
+        pending = pending_calls(self.conversation.messages)
+        if not pending:
+            raise ChatError("no tool call is waiting for a result")
+        message = result_message(pending[0], content)
+        if len(pending) > 1:
+            self.conversation.messages.append(message)
+            return None
+        return self._transaction(lambda: self.conversation.messages.append(message))
 
     def fit_context(self, request: GenerationRequest) -> GenerationRequest:
         """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)
@@ -388,7 +413,7 @@ class ChatSession:
             self.conversation.messages[:] = before
         return result
 
-    def _turn(self, continue_final: bool, branch: BranchPlan | None = None) -> TurnResult:
+    def _turn(self, continue_final: bool, branch: BranchPlan | None = None, rounds: int = 0) -> TurnResult:
         request = self.fit_context(self.request(continue_final))
         if branch is not None:
             request = branch.request(request)
@@ -400,18 +425,24 @@ class ChatSession:
         elif continues is not None:
             last = msgs[-1]
             probs = joined_probs(last.probs, result.probs)
-            msgs[-1] = Message(
-                "assistant",
-                continues + result.text,
-                result.finish_reason != "stop",
-                probs,
-                last.replaces,
-                last.alternatives,
+            msgs[-1] = dataclasses.replace(
+                last,
+                content=continues + result.text,
+                interrupted=result.finish_reason != "stop",
+                probs=probs,
             )
         else:
             self.conversation.add_assistant(result.text, interrupted=result.finish_reason != "stop")
             msgs[-1].probs = result.probs
+        if result.kept:
+            result.tool_calls = take_calls(self.conversation, self.toolbox)
         self.observer.turn_done(result)
+        mocked = self.toolbox.mock_messages(pending_calls(msgs)) if result.tool_calls else None
+        if mocked and rounds < MAX_MOCK_ROUNDS:  # --tool-mocks answers: the model goes on
+            for m in mocked:
+                self.observer.notice(f"tool {m.name} answered from {self.toolbox.mocks_source}")
+            msgs.extend(mocked)
+            return self._turn(False, None, rounds + 1)
         return result
 
     def _stream(self, request: GenerationRequest, continues: str | None) -> TurnResult:

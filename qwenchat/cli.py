@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from qwenchat import __version__
+from qwenchat import __version__, testbench_flags
 from qwenchat.environment import Environment
 from qwenchat.errors import UserError, first_line
 
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how <think> reasoning is shown (default: fold)",
     )
     o.add_argument("--no-color", action="store_true", help="no colours or styles (NO_COLOR is honoured too)")
+    testbench_flags.add_flags(p)
     p.add_argument("--version", action="version", version=f"qwenchat {__version__}")
     return p
 
@@ -252,8 +253,10 @@ def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[
             prepared["store"] = None if args.no_autosave else store
             if args.resume:
                 prepared["saved"] = store.resolve(args.resume)
+        prepared["toolbox"] = testbench_flags.load_toolbox(args)
     except UserError as exc:
-        err.error(first_line(exc))
+        for line in testbench_flags.error_lines(exc):  # a tools file: one line per problem
+            err.error(line)
         return None
     return prepared
 
@@ -384,6 +387,8 @@ def _chat(
             piped=not env.stdin_isatty,
         )
         session.probs_k = args.probs
+        for line in testbench_flags.apply(session, args, prepared["toolbox"]):
+            out.notice(line)
         repl = Repl(session, out, show_stats=args.stats or bool(chat_file.get("stats", False)))
         saved = prepared["saved"]
         if env.stdin_isatty:

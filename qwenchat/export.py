@@ -78,6 +78,10 @@ def _setting(key: str, value: Any) -> str:
     return _code_span(f"{key}={shown}")
 
 
+def pretty_args(call: Mapping[str, Any]) -> str:
+    return json.dumps(call.get("arguments", {}), ensure_ascii=False, indent=2)
+
+
 def to_markdown(
     conversation: Conversation,
     *,
@@ -106,6 +110,9 @@ def to_markdown(
         if m.role == "user":
             parts += ["## You", "", _fenced(m.content), ""]
             continue
+        if m.role == "tool":
+            parts += [f"## Tool result: {_code_span(m.name or '?')}", "", _fenced(m.content, "json"), ""]
+            continue
         parts += [f"## {assistant}", ""]
         think, answer = split_think(m.content)
         if think is not None and think.strip():
@@ -114,8 +121,15 @@ def to_markdown(
             parts += ["<details><summary>Thinking</summary>", "", body, "", "</details>", ""]
         if answer.strip():
             parts += [_closed(answer.strip("\n")), ""]
-        elif not m.interrupted:
+        elif not m.interrupted and not m.tool_calls:
             parts += ["*(no answer)*", ""]
+        for call in m.tool_calls or []:
+            parts += [
+                f"**Tool call** {_code_span(call['name'])}:",
+                "",
+                _fenced(pretty_args(call), "json"),
+                "",
+            ]
         if m.interrupted:
             parts += ["*(interrupted)*", ""]
     # Control characters in any of it (a model's, a server's, a session file's) are written visibly, as the

@@ -3,8 +3,8 @@ notices. The session never prints; a UI implements `ChatObserver`, and `Headless
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from qwenchat.engines.api import TurnStats
 
@@ -19,6 +19,7 @@ class TurnResult:
     error: str | None = None
     kept: bool = True
     probs: list | None = None  # per-token records (qwenchat.probs.TokenProb) with `:probs on`, else None
+    tool_calls: list[Any] = field(default_factory=list)  # tools.ToolCall found in the answer (tools loaded)
 
 
 class AnswerSink(Protocol):

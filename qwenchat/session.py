@@ -6,15 +6,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from qwenchat.errors import UserError
+from qwenchat.tool_messages import chat_message, read_tool_fields, tool_fields
 
 if TYPE_CHECKING:
     from qwenchat.probs import TokenProb
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # 2: optional per-message fields: an answer's token probabilities, the answer a :branch replaced, the
-# :compare variants (alternatives); a version 1 file reads as before.
+# :compare variants (alternatives), tool calls and tool results; a version 1 file reads as before.
 FORMAT_VERSION = 2
-ROLES = ("user", "assistant")
+ROLES = ("user", "assistant", "tool")
 
 
 class SessionFormatError(UserError, ValueError):
@@ -30,11 +31,15 @@ class Message:
     replaces: Message | None = None  # the answer a `:branch` replaced; `:undo` brings it back
     # Other answers to the same message (`:compare` variants; see alternatives.py): never in the prompt.
     alternatives: tuple[Any, ...] = ()
+    tool_calls: list[dict[str, Any]] | None = None  # assistant: [{"id", "name", "arguments"}] (tools.py)
+    tool_call_id: str | None = None  # tool: the call this result answers
+    name: str | None = None  # tool: the tool's name
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.interrupted:
             d["interrupted"] = True
+        d.update(tool_fields(self))
         if self.probs is not None or self.replaces is not None:
             from qwenchat.probs_session import extras_to_dict
 
@@ -42,6 +47,10 @@ class Message:
         if self.alternatives:
             d["alternatives"] = [a.to_dict() for a in self.alternatives]
         return d
+
+    def to_chat(self) -> dict[str, Any]:
+        """The message in the shape chat templates take."""
+        return chat_message(self)
 
 
 @dataclass
@@ -61,10 +70,10 @@ class Conversation:
     def exchanges(self) -> int:
         return sum(1 for m in self.messages if m.role == "user")
 
-    def to_chat(self) -> list[dict[str, str]]:
+    def to_chat(self) -> list[dict[str, Any]]:
         """Messages in the shape chat templates take."""
         chat = [{"role": "system", "content": self.system}] if self.system is not None else []
-        chat.extend({"role": m.role, "content": m.content} for m in self.messages)
+        chat.extend(m.to_chat() for m in self.messages)
         return chat
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,14 +106,19 @@ class Conversation:
             if not isinstance(m, dict):
                 raise SessionFormatError(f"message {i + 1} is not an object")
             role, content = m.get("role"), m.get("content")
-            if role not in ROLES:
-                raise SessionFormatError(f"message {i + 1} has role {role!r}; expected user or assistant")
+            if role not in ROLES or (role == "tool" and version < 2):  # tool messages came with format 2
+                expected = "user, assistant or tool" if version >= 2 else "user or assistant"
+                raise SessionFormatError(f"message {i + 1} has role {role!r}; expected {expected}")
             if not isinstance(content, str):
                 raise SessionFormatError(f"message {i + 1} has no text content")
             interrupted = m.get("interrupted", False)
             if not isinstance(interrupted, bool):
                 raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
-            msg = Message(role, content, interrupted)
+            try:
+                extra = read_tool_fields(m, role, f"message {i + 1}") if version >= 2 else {}
+            except ValueError as exc:
+                raise SessionFormatError(str(exc)) from None
+            msg = Message(role, content, interrupted, **extra)
             if "alternatives" in m:
                 from qwenchat.alternatives import parse_alternatives
 

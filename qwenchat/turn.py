@@ -17,6 +17,7 @@ from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats
 from qwenchat.errors import UserError
+from qwenchat.reasoning import BudgetTracker
 from qwenchat.think import partial_suffix
 
 END = object()  # put on the queue by a job when it has finished, whatever happened
@@ -198,6 +199,7 @@ class Turns:
         done = self._submit(self._guarded(job, q, outcome, cancel))
         stopper = StopMatcher(job.stop_strings)
         sent = [0]  # job.probs handed on so far
+        thinking = BudgetTracker(None, job.think_open)  # counts thinking and answer tokens for the stats
         items: list[Any] = []
         t_first: float | None = None
         finished = False
@@ -211,7 +213,9 @@ class Turns:
                 items.append(item)
                 if outcome.stop_hit:
                     continue  # past the stop string; the job has been told
-                text, outcome.stop_hit = stopper.feed(job.decode(item))
+                piece = job.decode(item)
+                thinking.step(piece)
+                text, outcome.stop_hit = stopper.feed(piece)
                 if text:
                     yield Chunk(text=text, tokens=len(items), probs=_new_probs(job, sent))
             finished = True
@@ -229,6 +233,8 @@ class Turns:
             job.commit(items)
         final = _final(job, outcome, cancel, len(items), generated, t0, t_first)
         final.probs = _new_probs(job, sent)
+        if final.stats is not None and outcome.generated_tokens is None:  # items are tokens
+            final.stats.thinking_tokens = thinking.thinking
         yield final
 
     def _guarded(

@@ -6,6 +6,8 @@ from qwenchat.commands import display  # noqa: F401
 from qwenchat.commands import conversation  # noqa: F401
 from qwenchat.commands import probs  # noqa: F401
 from qwenchat.commands import compare  # noqa: F401
+from qwenchat.commands import reasoning  # noqa: F401
+from qwenchat.commands import tools  # noqa: F401
 
 # isort: on
 from qwenchat.commands.registry import (

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from qwenchat.commands.reasoning import template_notes
 from qwenchat.commands.registry import CommandContext, CommandError, command
 from qwenchat.errors import first_line
 from qwenchat.numbers import parse_index
@@ -275,6 +276,8 @@ def cmd_template(ctx: CommandContext, args: str) -> None:
     except Exception as exc:  # the template's own error, shown as one line
         raise CommandError(f"the chat template failed: {first_line(exc)}") from None
     ctx.renderer.text(text)
+    for note in template_notes(s):  # the reasoning switch's effect, the tools carried
+        ctx.renderer.hint(note)
 
 
 @command(

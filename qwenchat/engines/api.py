@@ -58,6 +58,8 @@ class TurnStats:
             return None
         return (self.accepted_tokens or 0) / self.drafted_tokens
 
+    thinking_tokens: int | None = None  # of generated_tokens, those inside a think block (None: unknown)
+
     @classmethod
     def timed(
         cls,
@@ -120,7 +122,7 @@ class Chunk:
 class GenerationRequest:
     """Everything one turn needs: the chat messages and the sampling settings (already validated)."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     settings: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     # Continue the last assistant message instead of opening a new one (`:continue`).
@@ -131,6 +133,10 @@ class GenerationRequest:
     # model goes on from there. An engine without token ids (a server) gets the text only.
     prefix_ids: list[int] | None = None
     prefix_text: str = ""
+    # Extra chat-template variables (enable_thinking, see reasoning.py); servers get chat_template_kwargs.
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None  # OpenAI-style function definitions (tools.py)
+    thinking_budget: int | None = None  # close the think block after this many tokens (reasoning.py)
 
     def __post_init__(self) -> None:
         self.settings = request_settings(self.settings)

@@ -21,6 +21,7 @@ from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
 from qwenchat.engines.llamacpp_lookup import lookup_sample
 from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.probs import answer_prefix
+from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import (
@@ -99,12 +100,20 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
 
-    def render(self, messages: list[dict[str, Any]], continue_final: bool = False) -> str:
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        continue_final: bool = False,
+        tools: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> str:
         text = self.template.render(
             messages=messages,
+            tools=tools,
             add_generation_prompt=not continue_final,
             bos_token=self.bos_token,
             eos_token=self.eos_token,
+            **kwargs,
         )
         if continue_final:
             # As transformers' continue_final_message: cut what the template put after the final message.
@@ -127,6 +136,8 @@ class ChatTemplate:
 
 class LlamaCppEngine:
     """One GGUF, one conversation at a time; the KV cache of the last turn is kept for the next."""
+
+    supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
 
     def __init__(
         self,
@@ -178,6 +189,7 @@ class LlamaCppEngine:
         source = self.llm.metadata.get("tokenizer.chat_template")
         if not source:
             raise EngineError(f"{path.name} has no chat template (tokenizer.chat_template)")
+        self.template_source = source
         self.template = ChatTemplate(
             source, self._token_text(self.llm.token_bos()), self._token_text(self.llm.token_eos())
         )
@@ -251,7 +263,15 @@ class LlamaCppEngine:
         self._aligned, self._tail_prompt = 0, None
 
     def render_prompt(self, request: GenerationRequest) -> str:
-        return self.template.render(request.messages, continue_final=request.continue_final)
+        return self.template.render(
+            request.messages,
+            continue_final=request.continue_final,
+            tools=request.tools,
+            **request.template_kwargs,
+        )
+
+    def template_variables(self) -> set[str] | None:
+        return template_variables(self.template_source)
 
     def _tokenize(self, prompt: str) -> list[int]:
         # The template writes any BOS itself, as transformers' apply_chat_template assumes.
@@ -293,8 +313,11 @@ class LlamaCppEngine:
         sampling = self._sampling(request.settings)
         probs = self._probs(request.probs_k)
         # Probabilities are read one decode step at a time: no speculation (checked batches) with them.
-        lookup = None if probs else lookup_tokens({**self._defaults, **request.settings})
+        # A thinking budget forces tokens, which the draft-and-check loop does not do: no lookup then either.
+        speculate = not probs and request.thinking_budget is None
+        lookup = lookup_tokens({**self._defaults, **request.settings}) if speculate else None
         n_ctx = self.context_window or 0
+        think_open = prompt_opens_think(prompt)
         if not ids or len(ids) >= n_ctx:
             raise PromptError(
                 f"the prompt ({len(ids)} tokens) does not fit the {n_ctx}-token context",
@@ -307,13 +330,14 @@ class LlamaCppEngine:
             if request.seed is not None:
                 self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
             if self._prefill(ids, outcome, cancel, emit):
-                self._sample(ids, sampling, max_new, emit, outcome, cancel, probs, lookup)
+                budget = BudgetTracker(request.thinking_budget, think_open)
+                self._sample(ids, sampling, max_new, emit, outcome, cancel, budget, probs, lookup)
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return Job(
             run,
             prompt_tokens=len(ids),
-            think_open=prompt_opens_think(prompt),
+            think_open=think_open,
             max_new_tokens=max_new,
             stop_strings=request.settings.get("stop_strings"),
             decode=lambda token: decoder.decode(self.llm.detokenize([token])),
@@ -379,22 +403,45 @@ class LlamaCppEngine:
         emit: Callable[[int], None],
         outcome: Outcome,
         cancel: threading.Event,
+        budget: BudgetTracker,
         probs: Any = None,
         lookup: int | None = None,
     ) -> None:
-        """Sample one token at a time; generate() finds all but the last prompt token cached."""
+        """Sample one token at a time; generate() finds all but the last prompt token cached. When the
+        thinking budget is spent, the closing text is appended and generate goes on from there (its prefix
+        match keeps the cache)."""
         if lookup:  # speculative: drafts from the conversation, checked in one batch (llamacpp_lookup.py)
             lookup_sample(self.llm, ids, sampling, max_new, lookup, self._is_end, emit, outcome, cancel)
             return
-        for n, token in enumerate(self.llm.generate(ids, reset=True, **sampling), start=1):
-            if self._is_end(token):
-                outcome.finish = "stop"
+        generated: list[int] = []
+        while True:
+            forced: list[int] = []
+            for token in self.llm.generate(ids + generated, reset=True, **sampling):
+                if self._is_end(token):
+                    outcome.finish = "stop"
+                    return
+                if probs is not None:
+                    probs.take(token)  # before emit: the turn reads the record once the token arrives
+                emit(token)
+                generated.append(token)
+                if cancel.is_set() or len(generated) >= max_new or outcome.stop_hit:
+                    return
+                if budget.budget is not None and budget.step(self._piece(token)):
+                    forced = self._tokenize(CLOSE_TEXT)
+                    break
+            if not forced:
                 return
-            if probs is not None:
-                probs.take(token)  # before emit: the turn reads the record once the token arrives
-            emit(token)
-            if cancel.is_set() or n >= max_new or outcome.stop_hit:
-                return
+            for token in forced:
+                if probs is not None:
+                    probs.force(token)  # not the model's choice: no probability
+                emit(token)
+                generated.append(token)
+                budget.step(self._piece(token))
+                if len(generated) >= max_new:
+                    return
+
+    def _piece(self, token: int) -> str:
+        return self.llm.detokenize([token]).decode("utf-8", errors="ignore")
 
 
 def cpu_has_amx() -> bool:

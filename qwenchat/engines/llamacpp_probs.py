@@ -41,5 +41,9 @@ class LlamaProbs:
             )
         )
 
+    def force(self, token: int) -> None:
+        """Record `token` as put there, not sampled (the closing tag of a spent thinking budget)."""
+        self.records.append(TokenProb(id=token, text=self._text(token), logprob=None, top=[], forced=True))
+
     def _text(self, token: int) -> str:
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")

@@ -26,6 +26,7 @@ from qwenchat.engines.openai_http import (
     redirect_message,
 )
 from qwenchat.settings import COMMON, SettingsSchema
+from qwenchat.tools import api_messages
 from qwenchat.turn import Job, Turns
 
 __all__ = ["OpenAIEngine", "server_error_message"]
@@ -190,7 +191,7 @@ class OpenAIEngine:
         s = request.settings
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": request.messages,
+            "messages": api_messages(request.messages),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -207,6 +208,10 @@ class OpenAIEngine:
         if request.probs_k:  # optional: a server that refuses them gets them dropped and the turn resent
             body["logprobs"] = True
             body["top_logprobs"] = request.probs_k
+        if request.tools:
+            body["tools"] = request.tools
+        if request.template_kwargs:  # enable_thinking, as vLLM, SGLang and llama.cpp's server take it
+            body["chat_template_kwargs"] = dict(request.template_kwargs)
         if request.continue_final:
             # vLLM and SGLang continue the last assistant message with these; other servers ignore them.
             body["add_generation_prompt"] = False

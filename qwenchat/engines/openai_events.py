@@ -49,11 +49,22 @@ def server_error_message(body: bytes) -> str:
 
 
 @dataclass
+class ToolCallDelta:
+    """A piece of one streamed tool call: `index` says which; name and arguments come in pieces."""
+
+    index: int = 0
+    id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+
+
+@dataclass
 class Choice:
     reasoning: str | None = None
     content: str | None = None
     finish_reason: str | None = None
     logprobs: list[Any] | None = None  # qwenchat.probs.TokenProb records, when asked for and sent
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
 
 
 @dataclass
@@ -114,7 +125,32 @@ def _choice(choice: Any) -> Choice:
         logprobs = parse_logprobs(choice.get("logprobs"))
     except BadLogprobs as exc:
         raise MalformedEvent(str(exc)) from None
-    return Choice(reasoning, _text(delta, "content"), finish, logprobs)
+    return Choice(reasoning, _text(delta, "content"), finish, logprobs, _tool_calls(delta.get("tool_calls")))
+
+
+def _tool_calls(value: Any) -> list[ToolCallDelta]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedEvent("tool_calls is not a list")
+    out = []
+    for pos, call in enumerate(value):
+        if not isinstance(call, dict):
+            raise MalformedEvent("a tool call is not an object")
+        index = call.get("index", pos)
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 1024:
+            raise MalformedEvent("a tool call's index is not a small integer")
+        fn = call.get("function") or {}
+        if not isinstance(fn, dict):
+            raise MalformedEvent("a tool call's function is not an object")
+        args = fn.get("arguments")
+        if isinstance(args, dict | list):  # a whole completion from a lenient server: already parsed
+            args = json.dumps(args, ensure_ascii=False)
+        elif args is not None and not isinstance(args, str):
+            raise MalformedEvent("a tool call's arguments are not a string")
+        args = None if args is None else clean(args)
+        out.append(ToolCallDelta(index, _text(call, "id"), _text(fn, "name"), args))
+    return out
 
 
 def _text(delta: dict[str, Any], key: str) -> str | None:

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from qwenchat.engines.api import EngineError, GenerationRequest
 from qwenchat.engines.openai_events import MalformedEvent, Usage, one_line, parse_event, server_error_message
+from qwenchat.tools import DeltaAssembler
 from qwenchat.turn import Outcome
 
 
@@ -118,6 +119,7 @@ class Exchange:
         self.in_reasoning = False  # consumer side: inside a <think> block made of reasoning deltas
         self.done = False
         self.probs: list[Any] | None = [] if request.probs_k else None  # token records, as they come
+        self.calls = DeltaAssembler()  # tool_calls deltas, written into the answer once finished
 
     # -- the consumer's side ----------------------------------------------------------------------
     def decode(self, item: tuple[str, str]) -> str:
@@ -218,6 +220,7 @@ class Exchange:
         """One event's data: a streamed chunk or a whole completion. True when the answer has ended."""
         if value.strip() == "[DONE]":
             self.done = True
+            self._emit_calls(emit)
             return True
         try:
             event = parse_event(value)  # the one place server data is checked; nothing reads it before
@@ -234,12 +237,21 @@ class Exchange:
                 self.probs.extend(choice.logprobs)  # before the text: the turn hands both on together
             if choice.reasoning or choice.content:
                 emit((choice.reasoning, choice.content))
+            for delta in choice.tool_calls:
+                self.calls.add(delta.index, delta.name, delta.arguments)
+            if choice.finish_reason or event.whole:
+                self._emit_calls(emit)
             if choice.finish_reason:
                 outcome.finish = _FINISH.get(choice.finish_reason, "stop")
         if event.whole:
             self.done = True
             return True
         return False
+
+    def _emit_calls(self, emit: Callable[[Any], None]) -> None:
+        text = self.calls.flush()
+        if text:
+            emit((None, "\n\n" + text))
 
 
 def _usage(usage: Usage, outcome: Outcome) -> None:

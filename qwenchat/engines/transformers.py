@@ -7,7 +7,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from transformers import DynamicCache, GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    DynamicCache,
+    GenerationConfig,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 from transformers.generation.streamers import BaseStreamer
 
 from qwenchat import turn
@@ -15,7 +21,9 @@ from qwenchat.adapters import AdapterError, AdapterSwitch
 from qwenchat.engines import probs_capture, speculative
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
+from qwenchat.engines.transformers_budget import budget_processors
 from qwenchat.probs import answer_prefix
+from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len, shared_prefix
@@ -70,6 +78,8 @@ def error_line(exc: BaseException) -> str:
 
 class TransformersEngine:
     """One model, one conversation at a time; the REPL talks to it only through `stream`."""
+
+    supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
 
     def __init__(
         self,
@@ -192,10 +202,16 @@ class TransformersEngine:
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.tokenizer.apply_chat_template(
             request.messages,
+            tools=request.tools,
             tokenize=False,
             add_generation_prompt=not request.continue_final,
             continue_final_message=request.continue_final,
+            **request.template_kwargs,
         )
+
+    def template_variables(self) -> set[str] | None:
+        """What the chat template reads (reasoning.py: does it have the enable_thinking switch?)."""
+        return template_variables(self.tokenizer.chat_template)
 
     def _tokenize(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -297,6 +313,7 @@ class TransformersEngine:
         config = self._generation_config(request.settings)
         cuda = self.device.type == "cuda"
         capture = probs_capture.for_request(request, self.tokenizer, config, self.eos_ids)
+        think_open = prompt_opens_think(prompt)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             outcome.reused_tokens = self._prepare_cache(ids)
@@ -310,8 +327,10 @@ class TransformersEngine:
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
             streamer = _QueueStreamer(capture.wrap(emit) if capture else emit)
             # Probabilities are read one decode step at a time: no speculation (checked batches) then.
-            lookup = None if capture else speculative.lookup_tokens(request.settings)
-            draft = self.draft_model if capture is None else None
+            # A thinking budget forces tokens: assisted decoding does not run logits processors the same way.
+            plain = capture is None and request.thinking_budget is None
+            lookup = speculative.lookup_tokens(request.settings) if plain else None
+            draft = self.draft_model if plain else None
             drafts = speculative.DraftStats() if lookup or draft is not None else None
             extra = {"assistant_model": draft} if draft is not None and not lookup else {}
             try:
@@ -327,7 +346,13 @@ class TransformersEngine:
                         past_key_values=self._cache,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
-                        logits_processor=processors,
+                        # the budget forces tokens first; the capture, last, sees what was sampled from
+                        logits_processor=LogitsProcessorList(
+                            [
+                                *budget_processors(self, request.thinking_budget, think_open, len(ids)),
+                                *(processors or []),
+                            ]
+                        ),
                         tokenizer=self.tokenizer,  # generate matches stop_strings with it
                         **extra,
                     )
@@ -352,7 +377,7 @@ class TransformersEngine:
         return Job(
             run,
             prompt_tokens=len(ids),
-            think_open=prompt_opens_think(prompt),
+            think_open=think_open,
             max_new_tokens=config.max_new_tokens,
             # generate stops at a stop string; the turn keeps it out of the answer, as servers do.
             stop_strings=config.stop_strings,

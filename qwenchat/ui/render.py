@@ -36,6 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from qwenchat.engines.api import TurnStats
+from qwenchat.ui import toolpanel
 from qwenchat.ui.answer import REFRESH_INTERVAL, AnswerView
 from qwenchat.ui.terminal import STYLE_ERROR, STYLE_HEADER, STYLE_HINT, STYLE_NOTICE, make_console
 from qwenchat.visible import visible_controls as safe
@@ -157,10 +158,14 @@ class Renderer:
             if alternatives:  # :compare variants kept beside this answer
                 labels = ", ".join(dict.fromkeys(a.label for a in alternatives))
                 self.hint(f"(alternatives kept in the session: {labels})")
+            for call in getattr(m, "tool_calls", None) or []:
+                self.tool_call(call)
 
     def _history_entry(self, role: str, content: str, interrupted: bool) -> None:
         mark = " (interrupted)" if interrupted else ""
         role = safe(role)
+        if role == "tool":
+            role = "tool result"
         if self.plain:
             self._say(f"[{role}]{mark}", markup=False)
         else:
@@ -175,6 +180,9 @@ class Renderer:
             f"prefill {s.prefill_tps:.0f} tok/s" if s.prefilled_tokens >= MIN_RATE_TOKENS else "",
             f"decode {s.decode_tps:.1f} tok/s" if s.generated_tokens > 1 else "",  # a rate needs two tokens
             f"{s.generated_tokens} tok",
+            f"thinking {s.thinking_tokens} · answer {s.generated_tokens - s.thinking_tokens}"
+            if s.thinking_tokens
+            else "",
             s.finish_reason,
         ]
         if s.peak_gpu_mem_bytes is not None:
@@ -221,6 +229,14 @@ class Renderer:
         from qwenchat.ui.columns import diff_text
 
         self._say(diff_text(pieces, marks=self.plain or self.console.no_color), soft_wrap=False)
+
+    def tool_call(self, call: Any) -> None:
+        """A tool call (tools.ToolCall, or a stored one) as a panel; plain lines on a plain console."""
+        if self.plain:
+            for line in toolpanel.plain_lines(call):
+                self._say(line, markup=False, highlight=False)
+        else:
+            self._say(toolpanel.panel(call))
 
     def clear_screen(self) -> None:
         self.console.clear()

@@ -18,6 +18,7 @@ from qwenchat.commands import REGISTRY, Registry
 from qwenchat.commands.registry import CommandContext
 from qwenchat.errors import UserError, first_line
 from qwenchat.observer import AnswerSink, TurnResult
+from qwenchat.tools import pending_calls
 from qwenchat.ui.render import Renderer
 
 NOT_ADDED = "Your message was not added to the history; press Up to get it back."
@@ -91,6 +92,11 @@ class Repl:
     def turn_done(self, result: TurnResult) -> None:
         if result.finish_reason == "error":
             self.failed = True
+        for call in result.tool_calls:  # parsed from the answer; shown once it has ended
+            self.renderer.tool_call(call)
+        pending = pending_calls(self.session.conversation.messages) if result.tool_calls else []
+        if pending and self.session.toolbox.mock_messages(pending) is None:
+            self.renderer.hint(f":tool-result JSON (or @file) answers the {len(pending)} call(s) in order")
         if result.stats is not None and self.show_stats:
             self.renderer.stats(result.stats)
 
