@@ -8,12 +8,14 @@ The session builds each answer from the engine's chunks and never prints: a UI w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from qwenchat.attach import Attachment, compose, fit
 from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
 from qwenchat.errors import UserError, first_line
 from qwenchat.observer import AnswerSink, ChatObserver, Headless, TurnResult
@@ -61,6 +63,9 @@ class ChatSession:
         self.session_id, self.created, self.piped = "", "", piped
         self._saved_state: Any = None
         self._cancel: threading.Event | None = None  # the running turn's, for interrupt()
+        self.json_schema: dict[str, Any] | None = None  # answers constrained to it and checked (:json)
+        self.prefill: str | None = None  # the next answer starts with this text (:prefill)
+        self.attachments: list[Attachment] = []  # files for the next message (:read)
         self.new_autosave_session()
 
     @property
@@ -76,8 +81,20 @@ class ChatSession:
             cancel.set()
 
     def send(self, text: str) -> TurnResult:
-        """Add a user message and answer it; when nothing is answered the message is not kept."""
-        return self._transaction(lambda: self.conversation.add_user(text))
+        """Add a user message and answer it; when nothing is answered the message is not kept. Files read
+        with `attach` go before it."""
+        full = compose(self.attachments, text) if self.attachments else text
+        result = self._transaction(lambda: self.conversation.add_user(full))
+        if result.kept:
+            self.attachments = []
+        return result
+
+    def attach(self, files: list[Attachment]) -> str:
+        """Files for the next message, after a check against the context window (AttachError when they
+        do not fit); returns their token count as a phrase."""
+        counts = fit(self, files)
+        self.attachments = [*self.attachments, *files]
+        return counts
 
     def retry(self, seed: int | str | None = None) -> TurnResult:
         """Answer the last message again (with `seed` when given); a failed turn keeps the old answer.
@@ -192,6 +209,7 @@ class ChatSession:
             settings=self.settings.effective(),
             seed=self.settings.seed,
             continue_final=continue_final,
+            json_schema=self.json_schema,
         )
 
     def fit_context(self, request: GenerationRequest) -> GenerationRequest:
@@ -227,7 +245,7 @@ class ChatSession:
                 )
             del msgs[head:end]
             dropped += 1
-            request = GenerationRequest(msgs, request.settings, request.seed, request.continue_final)
+            request = dataclasses.replace(request, messages=msgs)
             used = self.engine.count_tokens(request)
         self.observer.notice(
             f"context full: the oldest {dropped} exchange{'s' if dropped > 1 else ''} not sent this turn "
@@ -331,41 +349,50 @@ class ChatSession:
         """Apply `change` to the history and run a turn; put the history back when nothing was answered
         or anything escaped (a refusal, a Ctrl-C outside the stream)."""
         before = list(self.conversation.messages)  # Message objects are replaced, never edited in place
+        prefill = None if continue_final else self.prefill
         try:
             change()
-            result = self._turn(continue_final)
+            if prefill:  # the answer continues an assistant message that starts with the prefill
+                self.conversation.add_assistant(prefill)
+            result = self._turn(continue_final or bool(prefill), shown=prefill or "")
         except BaseException:
             self.conversation.messages[:] = before
             raise
         if not result.kept:
             self.conversation.messages[:] = before
+        elif prefill:
+            self.prefill = None  # used: it was for the next answer only
         return result
 
-    def _turn(self, continue_final: bool) -> TurnResult:
+    def _turn(self, continue_final: bool, shown: str = "") -> TurnResult:
         request = self.fit_context(self.request(continue_final))
         msgs = self.conversation.messages
         continues = msgs[-1].content if continue_final and msgs and msgs[-1].role == "assistant" else None
-        result = self._stream(request, continues)
+        result = self._stream(request, None if shown else continues, shown)
         if result.finish_reason == "error" and not result.text:
             result.kept = False
         elif continues is not None:
             msgs[-1] = Message("assistant", continues + result.text, result.finish_reason != "stop")
         else:
             self.conversation.add_assistant(result.text, interrupted=result.finish_reason != "stop")
+        if self.json_schema is not None and result.kept:
+            from qwenchat.jsonschema_check import validate_answer
+
+            result.json_check = validate_answer(msgs[-1].content, self.json_schema)
         self.observer.turn_done(result)
         return result
 
-    def _stream(self, request: GenerationRequest, continues: str | None) -> TurnResult:
+    def _stream(self, request: GenerationRequest, continues: str | None, shown: str = "") -> TurnResult:
         """Run the engine's stream to its end. Ctrl-C cancels: the engine stops at its next step, what it
         still sends is collected (further Ctrl-Cs are ignored meanwhile) and the partial answer is kept."""
         cancel = self._cancel = threading.Event()
         try:
-            return self._collect(request, continues, cancel)
+            return self._collect(request, continues, cancel, shown)
         finally:
             self._cancel = None
 
     def _collect(
-        self, request: GenerationRequest, continues: str | None, cancel: threading.Event
+        self, request: GenerationRequest, continues: str | None, cancel: threading.Event, shown: str = ""
     ) -> TurnResult:
         stream = self.engine.stream(request, cancel)
         parts: list[str] = []
@@ -377,6 +404,8 @@ class ChatSession:
             parts.append(chunk.text)  # the history gets what the engine sent, whatever the UI managed
             if sink is None:  # opened on the first chunk, which may say whether a think block is open
                 sink = self.observer.answer(think_open=chunk.think_open, continues=continues)
+                if shown:  # a prefill: shown as the answer's start
+                    sink.feed(shown)
             if chunk.prefill is not None and hasattr(sink, "prefill"):
                 sink.prefill(*chunk.prefill)  # a progress line while a long prompt is prefilled
             sink.feed(chunk.text)
@@ -391,6 +420,8 @@ class ChatSession:
             _drain(stream, take)
         if sink is None:
             sink = self.observer.answer(think_open=None, continues=continues)
+            if shown:
+                sink.feed(shown)
         reason = (final.finish_reason if final is not None else None) or "interrupted"
         stats = final.stats if final is not None else None
         error = final.error if final is not None else None

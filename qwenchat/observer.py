@@ -18,6 +18,8 @@ class TurnResult:
     stats: TurnStats | None = None
     error: str | None = None
     kept: bool = True
+    # With a JSON schema on (`:json`): (valid, one line saying so or giving the first error).
+    json_check: tuple[bool, str] | None = None
 
 
 class AnswerSink(Protocol):

@@ -4,6 +4,7 @@
 # isort: off
 from qwenchat.commands import display  # noqa: F401
 from qwenchat.commands import conversation  # noqa: F401
+from qwenchat.commands import output  # noqa: F401
 
 # isort: on
 from qwenchat.commands.registry import (

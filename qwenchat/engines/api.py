@@ -109,6 +109,8 @@ class GenerationRequest:
     seed: int | None = None
     # Continue the last assistant message instead of opening a new one (`:continue`).
     continue_final: bool = False
+    # Constrain the answer to JSON valid for this schema (`:json`); None: free text.
+    json_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.settings = request_settings(self.settings)

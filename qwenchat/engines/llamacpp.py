@@ -247,6 +247,8 @@ class LlamaCppEngine:
         prompt = self.render_prompt(request)
         ids = self._tokenize(prompt)
         sampling = self._sampling(request.settings)
+        if request.json_schema is not None:
+            sampling["grammar"] = self._schema_grammar(request)
         n_ctx = self.context_window or 0
         if not ids or len(ids) >= n_ctx:
             raise PromptError(
@@ -273,6 +275,20 @@ class LlamaCppEngine:
             flush=lambda: decoder.decode(b"", final=True),
             invalidate=self._invalidate,  # n_tokens = 0: the next turn evaluates its whole prompt
         )
+
+    def _schema_grammar(self, request: GenerationRequest) -> Any:
+        """llama.cpp's own JSON-schema grammar for this turn (`:json`); SchemaError refuses the turn."""
+        import json
+
+        from qwenchat.structured import SchemaError
+
+        if request.continue_final:  # the grammar would start over in the middle of the answer
+            raise SchemaError("the llama.cpp engine cannot continue a JSON answer (:continue, :prefill)")
+        try:
+            text = json.dumps(request.json_schema)
+            return self._llama_cpp.LlamaGrammar.from_json_schema(text, verbose=False)
+        except Exception as exc:  # an unsupported keyword, a bad reference
+            raise SchemaError(f"llama.cpp cannot turn the schema into a grammar: {exc}") from None
 
     def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event, emit: Callable) -> bool:
         """Keep what this prompt's schedule would compute the same way, then evaluate the rest but the last

@@ -210,10 +210,14 @@ class OpenAIEngine:
             body["continue_final_message"] = True
         for field_name in self._rejected:
             body.pop(field_name, None)
+        if request.json_schema is not None:  # never dropped on a 400: the answer would be unconstrained
+            schema = {"name": "answer", "schema": request.json_schema, "strict": True}
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         return body
 
     def _optional_fields(self, body: dict[str, Any]) -> set[str]:
         required = {"model", "messages", "stream", "temperature", "top_p", "max_tokens", "seed", "stop"}
+        required.add("response_format")  # refused: one line, never an unconstrained answer
         return set(body) - required
 
     # -- one turn ----------------------------------------------------------------------------

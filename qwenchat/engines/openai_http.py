@@ -210,6 +210,9 @@ class Exchange:
         if resp.status == 400 and named:
             self.engine._rejected.update(named)
             return True
+        if "response_format" in body and resp.status in (400, 422, 501):
+            outcome.error = f"the server refused the JSON schema (response_format): {message}; :json off"
+            return False
         outcome.error = f"the server answered {resp.status} {resp.reason}: {message}"
         return False
 

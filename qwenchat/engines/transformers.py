@@ -225,6 +225,7 @@ class TransformersEngine:
         ids = self._tokenize(prompt)
         config = self._generation_config(request.settings)
         cuda = self.device.type == "cuda"
+        processors = self._schema_processors(request)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             outcome.reused_tokens = self._prepare_cache(ids)
@@ -247,6 +248,7 @@ class TransformersEngine:
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
                         tokenizer=self.tokenizer,  # generate matches stop_strings with it
+                        logits_processor=processors,
                     )
             finally:
                 if cuda:
@@ -274,6 +276,21 @@ class TransformersEngine:
             decode=self._new_decoder(),
             invalidate=self._forget,
             commit=commit,
+        )
+
+    def _schema_processors(self, request: GenerationRequest) -> list[Any] | None:
+        """The JSON-schema constraint of this turn (`:json`), or None; SchemaError refuses the turn."""
+        if request.json_schema is None:
+            return None
+        from transformers import LogitsProcessorList
+
+        from qwenchat.structured_torch import schema_processor
+
+        start = request.messages[-1]["content"] if request.continue_final else ""
+        vocab = self.model.config.get_text_config().vocab_size
+        prefix = self._tokenize(start) if start else []
+        return LogitsProcessorList(
+            [schema_processor(request.json_schema, self.tokenizer, vocab, self.eos_ids, prefix)]
         )
 
     def _new_decoder(self):

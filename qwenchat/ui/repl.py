@@ -42,6 +42,7 @@ class Repl:
         self.failed = False  # a command or a turn failed: a pipe run ends with a non-zero status
         self._cap_told = False  # the input-limit notice was shown at this prompt
         self.interrupted = False  # Ctrl-C came: a pipe run stops after the line it was running
+        self.switch_model: Callable[[str], None] | None = None  # `:model SPEC`; set by the CLI
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:
@@ -93,6 +94,9 @@ class Repl:
             self.failed = True
         if result.stats is not None and self.show_stats:
             self.renderer.stats(result.stats)
+        if result.json_check is not None:
+            ok, line = result.json_check
+            (self.renderer.info if ok else self.renderer.notice)(f"json: {line}")
 
     def notice(self, text: str) -> None:
         self.renderer.notice(text)
