@@ -27,13 +27,20 @@ class SchemaLogitsProcessor(LogitsProcessor):
         self._seen = n
         if self.matcher.is_error():
             return scores  # a grammar failure shows in the validation line after the turn
-        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
-        allowed = torch.from_numpy(np.unpackbits(bits, bitorder="little")).to(scores.device).bool()
+        banned = np.unpackbits(
+            ~np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little"
+        )
         vocab = scores.shape[-1]
-        if allowed.shape[0] < vocab:  # logits past the tokenizer's words: never allowed
-            pad = torch.zeros(vocab - allowed.shape[0], dtype=torch.bool, device=scores.device)
-            allowed = torch.cat([allowed, pad])
-        return scores.masked_fill(~allowed[:vocab], float("-inf"))
+        if banned.shape[0] < vocab:  # logits past the tokenizer's words: never allowed
+            banned = np.concatenate([banned, np.ones(vocab - banned.shape[0], dtype=np.uint8)])
+        banned = banned[:vocab].view(bool)
+        if scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous():
+            # In place through numpy: one pass, no extra threads (torch's masked_fill on a 150k-word
+            # vocabulary costs ten times more on a busy CPU).
+            np.putmask(scores.numpy(), np.broadcast_to(banned, scores.shape), -np.inf)
+            return scores
+        mask = torch.from_numpy(banned).to(scores.device)
+        return scores.masked_fill(mask, float("-inf"))
 
 
 def schema_processor(
