@@ -74,7 +74,8 @@ def main() -> None:
         turn(session, prompt, None, 0)  # warm-up
         for r in range(a.rounds):
             for constrained in (False, True):
-                row = {"schema": name, "round": r, **turn(session, prompt, schema if constrained else None, r)}
+                used = schema if constrained else None
+                row = {"schema": name, "round": r, **turn(session, prompt, used, r)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 
