@@ -98,6 +98,10 @@ def _llguidance() -> Any:
 _TOKENIZERS: dict[int, Any] = {}  # llguidance's copy of a tokenizer takes ~1 s to build: once per tokenizer
 
 
+def tokenizer_ready(tokenizer: Any) -> bool:
+    return id(tokenizer) in _TOKENIZERS
+
+
 def ll_tokenizer(tokenizer: Any, vocab_size: int, eos_ids: set[int]) -> Any:
     """llguidance's view of a Hugging Face fast tokenizer, built once and kept."""
     key = id(tokenizer)

@@ -39,12 +39,18 @@ def cmd_json(ctx: CommandContext, args: str) -> None:
 
 
 def set_schema(ctx: CommandContext, schema: dict) -> dict:
-    """A schema checked for this engine: in-process, the grammar is compiled now, so a schema llguidance
-    cannot use is refused here (one line) rather than at the next turn."""
-    if getattr(ctx.session.engine, "tokenizer", None) is not None:  # the transformers engine
-        from qwenchat.structured import grammar
+    """A schema checked for this engine. In-process, the grammar is compiled now (a schema llguidance
+    cannot use is refused here, in one line) and llguidance's copy of the tokenizer is built once (about a
+    second), so the first answer does not wait for either."""
+    engine = ctx.session.engine
+    if getattr(engine, "tokenizer", None) is not None and hasattr(engine, "eos_ids"):  # transformers
+        from qwenchat.structured import grammar, ll_tokenizer, tokenizer_ready
 
         grammar(schema)
+        if not tokenizer_ready(engine.tokenizer):
+            vocab = engine.model.config.get_text_config().vocab_size
+            with ctx.renderer.status("preparing the tokenizer for JSON answers …"):
+                ll_tokenizer(engine.tokenizer, vocab, engine.eos_ids)
     return schema
 
 
