@@ -138,6 +138,7 @@ def test_server_refusing_the_schema_is_one_line(fake):
     chunks = list(engine.stream(_request({"type": "object"}), threading.Event()))
     end = chunks[-1]
     assert end.finish_reason == "error"
-    assert end.error == "the server refused the JSON schema (response_format): response_format is not supported"
+    refused = "the server refused the JSON schema (response_format): response_format is not supported"
+    assert end.error == refused
     forms = [r["response_format"]["type"] for r in fake.requests]
     assert forms == ["json_schema", "json_object"]  # never retried without it: no unconstrained answer
