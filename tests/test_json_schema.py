@@ -142,3 +142,43 @@ def test_server_refusing_the_schema_is_one_line(fake):
     assert end.error == refused
     forms = [r["response_format"]["type"] for r in fake.requests]
     assert forms == ["json_schema", "json_object"]  # never retried without it: no unconstrained answer
+
+
+# -- the token mask on a tiny random-weight model: what the constraint guarantees, whatever the weights ----
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model):
+    from qwenchat.engines.transformers import TransformersEngine
+
+    model, tok = tiny_model
+    return TransformersEngine(model, tok, "tiny")
+
+
+def test_tiny_model_answers_are_bounded_valid_json_and_reproducible(tiny_engine):
+    """Random weights pick among the allowed tokens only: every answer to a schema whose values are
+    bounded is valid JSON that ends, and the same seed gives the same answer."""
+    session = _session(tiny_engine, "person")
+    session.settings.update({"max_new_tokens": 120})
+    session.settings.seed = 5
+    first = session.send("x")
+    assert first.finish_reason == "stop" and first.json_check[0], (first.json_check, first.text)
+    texts = {first.text}
+    for seed in (6, 7):
+        r = session.retry(seed)
+        assert r.finish_reason == "stop" and r.json_check[0], (r.json_check, r.text)
+        texts.add(r.text)
+    assert len(texts) == 3
+    assert session.retry(5).text == first.text
+
+
+def test_tiny_model_prefill_is_taken_up_by_the_matcher(tiny_engine):
+    session = _session(tiny_engine, "person")
+    session.settings.update({"max_new_tokens": 120})
+    session.prefill = '{"name": "Zed'
+    r = session.send("x")
+    answer = session.conversation.messages[-1].content
+    assert answer.startswith('{"name": "Zed') and r.json_check[0], (r.json_check, answer)
+    session.prefill = '{"nope": '  # not the start of a valid answer: refused, nothing kept
+    before = list(session.conversation.messages)
+    r = session.send("y")
+    assert r.finish_reason == "error" and "is not JSON for the schema" in r.error
+    assert session.conversation.messages == before and session.prefill == '{"nope": '
