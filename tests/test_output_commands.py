@@ -223,3 +223,39 @@ def test_spec_args_maps_demo_and_paths():
     assert spec_args(args, "./m.gguf").checkpoint_path == "./m.gguf"
     assert not spec_args(args, "./m.gguf").demo and spec_args(args, "x").adapter == []
     assert spec_args(args, "demo").demo
+
+
+# -- the flags, through the CLI with the fake engine ------------------------------------------------------
+def test_cli_json_schema_and_read_flags(tmp_path):
+    from tests.test_cli import Run
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember the milk")
+    run = Run(tmp_path, "what is in it?\n", answers=['{"name": "A", "age": 1, "role": "viewer"}'])
+    assert run("--json-schema", str(PERSON), "--read", str(notes)) == 0
+    req = run.engine.requests[-1]
+    assert req.json_schema == json.loads(PERSON.read_text())
+    assert req.messages[-1]["content"].endswith("```text\nremember the milk\n```\n\nwhat is in it?")
+    assert run.out.strip() == '{"name": "A", "age": 1, "role": "viewer"}'  # stdout: the answer only
+    assert "read 1 file:" in run.err and "json: valid JSON for the schema" in run.err
+
+
+def test_cli_bad_schema_or_file_fails_before_the_chat(tmp_path):
+    from tests.test_cli import Run
+
+    run = Run(tmp_path, "hi\n")
+    assert run("--json-schema", str(tmp_path / "none.json")) == 2
+    assert run.err.startswith("error: no such file") and run.factory_calls == []  # before the model load
+    run = Run(tmp_path, "hi\n")
+    assert run("--read", str(tmp_path / "none.txt")) == 2
+    assert "no such file" in run.err and run.engine.requests == []
+
+
+def test_cli_model_command_uses_the_start_flags(tmp_path):
+    from tests.test_cli import Run
+
+    run = Run(tmp_path, ":model other/model\nhello\n")
+    assert run("--temperature", "0.5") == 0
+    assert [a.checkpoint_path for a in run.factory_calls] == [None, "other/model"]
+    assert run.engine.requests[-1].settings["temperature"] == 0.5
+    assert "switched to fake-model" in run.err
