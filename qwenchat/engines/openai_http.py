@@ -211,7 +211,8 @@ class Exchange:
         if resp.status == 400 and named:
             self.engine._rejected.update(named)
             return True
-        if "response_format" in body and resp.status in (400, 422):
+        # A refused response_format: a 400 or 422, or (llama-cpp-python's server) a 500 that names it.
+        if "response_format" in body and (resp.status in (400, 422) or "response_format" in message):
             if self.engine.schema_form == "json_schema":  # try the other form once
                 self.engine.schema_form = "json_object"
                 return True
