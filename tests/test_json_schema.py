@@ -182,3 +182,17 @@ def test_tiny_model_prefill_is_taken_up_by_the_matcher(tiny_engine):
     r = session.send("y")
     assert r.finish_reason == "error" and "is not JSON for the schema" in r.error
     assert session.conversation.messages == before and session.prefill == '{"nope": '
+
+
+def test_tiny_model_continue_after_a_cut_stays_in_the_schema(tiny_engine):
+    """An answer cut by max_new_tokens, then :continue: the matcher takes up the answer so far (tokenized
+    again) and the whole answer validates."""
+    session = _session(tiny_engine, "order")
+    session.settings.update({"max_new_tokens": 7})
+    session.settings.seed = 11
+    r = session.send("x")
+    assert r.finish_reason == "length" and not r.json_check[0]
+    session.settings.update({"max_new_tokens": 200})
+    r = session.continue_()
+    answer = session.conversation.messages[-1].content
+    assert r.finish_reason == "stop" and r.json_check[0], (r.json_check, answer)
