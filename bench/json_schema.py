@@ -52,6 +52,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--schemas", default=",".join(PROMPTS), help="which of person,todos,order")
     a = p.parse_args()
     t = time.perf_counter()
     loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True))
@@ -66,7 +67,8 @@ def main() -> None:
     session.settings.update({"do_sample": True, "temperature": 0.7, "max_new_tokens": a.max_new_tokens})
     rows: list[dict] = []
     compile_s: dict[str, float] = {}
-    for name, prompt in PROMPTS.items():
+    for name in a.schemas.split(","):
+        prompt = PROMPTS[name]
         schema = load_schema(SCHEMAS / f"{name}.json")
         t = time.perf_counter()
         structured.grammar(schema)
