@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from qwenchat.attach import Attachment, compose, fit
 from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
 from qwenchat.errors import UserError, first_line
 from qwenchat.observer import AnswerSink, ChatObserver, Headless, TurnResult
@@ -75,6 +76,9 @@ class ChatSession:
         self.interrupts = 0  # Ctrl-Cs so far: a run of several turns (:compare) stops at one between them
         self.reasoning = Reasoning()  # :reasoning, --reasoning (reasoning.py)
         self.toolbox = ToolBox()  # :tools, --tools, --tool-mocks (tool_turns.py)
+        self.json_schema: dict[str, Any] | None = None  # answers constrained to it and checked (:json)
+        self.prefill: str | None = None  # the next answer starts with this text (:prefill)
+        self.attachments: list[Attachment] = []  # files for the next message (:read)
         self.new_autosave_session()
 
     @property
@@ -91,8 +95,20 @@ class ChatSession:
             cancel.set()
 
     def send(self, text: str) -> TurnResult:
-        """Add a user message and answer it; when nothing is answered the message is not kept."""
-        return self._transaction(lambda: self.conversation.add_user(text))
+        """Add a user message and answer it; when nothing is answered the message is not kept. Files read
+        with `attach` go before it."""
+        full = compose(self.attachments, text) if self.attachments else text
+        result = self._transaction(lambda: self.conversation.add_user(full))
+        if result.kept:
+            self.attachments = []
+        return result
+
+    def attach(self, files: list[Attachment]) -> str:
+        """Files for the next message, after a check against the context window (AttachError when they
+        do not fit); returns their token count as a phrase."""
+        counts = fit(self, files)
+        self.attachments = [*self.attachments, *files]
+        return counts
 
     def retry(self, seed: int | str | None = None) -> TurnResult:
         """Answer the last message again (with `seed` when given); a failed turn keeps the old answer.
@@ -230,6 +246,7 @@ class ChatSession:
             template_kwargs=self.reasoning.template_kwargs(self.template_variables()),
             tools=self.toolbox.definitions,
             thinking_budget=self.reasoning.budget,
+            json_schema=self.json_schema,
         )
 
     def warm(self) -> bool:
@@ -259,6 +276,12 @@ class ChatSession:
             self.conversation.messages.append(message)
             return None
         return self._transaction(lambda: self.conversation.messages.append(message))
+
+    def settle(self) -> None:
+        """Stop the engine's background work (see warm) and wait for it: the chat is ending."""
+        settle = getattr(self.engine, "settle", None)
+        if settle is not None:
+            settle()
 
     def fit_context(self, request: GenerationRequest) -> GenerationRequest:
         """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)
@@ -403,23 +426,30 @@ class ChatSession:
         """Apply `change` to the history and run a turn; put the history back when nothing was answered
         or anything escaped (a refusal, a Ctrl-C outside the stream)."""
         before = list(self.conversation.messages)  # Message objects are replaced, never edited in place
+        prefill = None if continue_final or branch is not None else self.prefill
         try:
             change()
-            result = self._turn(continue_final, branch)
+            if prefill:  # the answer continues an assistant message that starts with the prefill
+                self.conversation.add_assistant(prefill)
+            result = self._turn(continue_final or bool(prefill), branch, shown=prefill or "")
         except BaseException:
             self.conversation.messages[:] = before
             raise
         if not result.kept:
             self.conversation.messages[:] = before
+        elif prefill:
+            self.prefill = None  # used: it was for the next answer only
         return result
 
-    def _turn(self, continue_final: bool, branch: BranchPlan | None = None, rounds: int = 0) -> TurnResult:
+    def _turn(
+        self, continue_final: bool, branch: BranchPlan | None = None, rounds: int = 0, shown: str = ""
+    ) -> TurnResult:
         request = self.fit_context(self.request(continue_final))
         if branch is not None:
             request = branch.request(request)
         msgs = self.conversation.messages
         continues = msgs[-1].content if continue_final and msgs and msgs[-1].role == "assistant" else None
-        result = self._stream(request, continues)
+        result = self._stream(request, None if shown else continues, shown)
         if result.finish_reason == "error" and not result.text:
             result.kept = False
         elif continues is not None:
@@ -436,6 +466,10 @@ class ChatSession:
             msgs[-1].probs = result.probs
         if result.kept:
             result.tool_calls = take_calls(self.conversation, self.toolbox)
+        if self.json_schema is not None and result.kept:
+            from qwenchat.jsonschema_check import validate_answer
+
+            result.json_check = validate_answer(msgs[-1].content, self.json_schema)
         self.observer.turn_done(result)
         mocked = self.toolbox.mock_messages(pending_calls(msgs)) if result.tool_calls else None
         if mocked and rounds < MAX_MOCK_ROUNDS:  # --tool-mocks answers: the model goes on
@@ -445,17 +479,17 @@ class ChatSession:
             return self._turn(False, None, rounds + 1)
         return result
 
-    def _stream(self, request: GenerationRequest, continues: str | None) -> TurnResult:
+    def _stream(self, request: GenerationRequest, continues: str | None, shown: str = "") -> TurnResult:
         """Run the engine's stream to its end. Ctrl-C cancels: the engine stops at its next step, what it
         still sends is collected (further Ctrl-Cs are ignored meanwhile) and the partial answer is kept."""
         cancel = self._cancel = threading.Event()
         try:
-            return self._collect(request, continues, cancel)
+            return self._collect(request, continues, cancel, shown)
         finally:
             self._cancel = None
 
     def _collect(
-        self, request: GenerationRequest, continues: str | None, cancel: threading.Event
+        self, request: GenerationRequest, continues: str | None, cancel: threading.Event, shown: str = ""
     ) -> TurnResult:
         stream = self.engine.stream(request, cancel)
         parts: list[str] = []
@@ -470,6 +504,8 @@ class ChatSession:
                 probs.extend(chunk.probs)
             if sink is None:  # opened on the first chunk, which may say whether a think block is open
                 sink = self.observer.answer(think_open=chunk.think_open, continues=continues)
+                if shown:  # a prefill: shown as the answer's start
+                    sink.feed(shown)
             if chunk.prefill is not None and hasattr(sink, "prefill"):
                 sink.prefill(*chunk.prefill)  # a progress line while a long prompt is prefilled
             sink.feed(chunk.text)
@@ -487,6 +523,8 @@ class ChatSession:
             self.observer.notice("no token probabilities came with this answer: the server sends no logprobs")
         if sink is None:
             sink = self.observer.answer(think_open=None, continues=continues)
+            if shown:
+                sink.feed(shown)
         reason = (final.finish_reason if final is not None else None) or "interrupted"
         stats = final.stats if final is not None else None
         error = final.error if final is not None else None

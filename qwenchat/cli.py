@@ -114,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--system", help='system prompt (default: "You are a helpful assistant."; "-" for none)')
     g.add_argument(
+        "--json-schema",
+        metavar="FILE",
+        help="constrain answers to JSON valid for this schema, and check each (:json in the chat)",
+    )
+    g.add_argument(
+        "--read",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="put this file's text before the first message (:read in the chat); repeatable",
+    )
+    g.add_argument(
         "--overflow",
         choices=("drop-oldest", "error"),
         default="drop-oldest",
@@ -254,6 +266,10 @@ def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[
             if args.resume:
                 prepared["saved"] = store.resolve(args.resume)
         prepared["toolbox"] = testbench_flags.load_toolbox(args)
+        if args.json_schema:
+            from qwenchat.structured import load_schema
+
+            prepared["schema"] = load_schema(args.json_schema)
     except UserError as exc:
         for line in testbench_flags.error_lines(exc):  # a tools file: one line per problem
             err.error(line)
@@ -402,6 +418,9 @@ def _chat(
         if saved is not None:
             session.adopt(saved, session_id=saved.id, created=saved.created)
             out.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges (:his shows them)")
+        from qwenchat.commands.output import start_flags
+
+        start_flags(repl, args, prepared, env.engine_factory or make_engine)
     except UserError as exc:  # settings that do not fit this model, from the config file or the session
         err.error(first_line(exc))
         return 2

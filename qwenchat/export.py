@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from qwenchat.session import Conversation
-from qwenchat.text import closing_fence
+from qwenchat.text import closing_fence, fenced
 from qwenchat.think import split_think
 from qwenchat.visible import visible_controls
 
@@ -52,12 +52,7 @@ def _code_span(text: str) -> str:
     return f"{ticks}{pad}{text}{pad}{ticks}"
 
 
-def _fenced(text: str, info: str = "text") -> str:
-    """A block no line of `text` can close: the fence is longer than any backtick run inside."""
-    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    body = text.replace("\r\n", "\n")
-    return f"{fence}{info}\n{body}\n{fence}" if body else f"{fence}{info}\n{fence}"
+_fenced = fenced  # moved to qwenchat.text, where :read uses it too
 
 
 def _blockquote(text: str) -> str:

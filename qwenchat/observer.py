@@ -20,6 +20,8 @@ class TurnResult:
     kept: bool = True
     probs: list | None = None  # per-token records (qwenchat.probs.TokenProb) with `:probs on`, else None
     tool_calls: list[Any] = field(default_factory=list)  # tools.ToolCall found in the answer (tools loaded)
+    # With a JSON schema on (`:json`): (valid, one line saying so or giving the first error).
+    json_check: tuple[bool, str] | None = None
 
 
 class AnswerSink(Protocol):

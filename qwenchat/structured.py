@@ -1,10 +1,10 @@
-"""JSON-schema answers: loading and checking a schema, and constraining generation to it.
+"""JSON-schema answers: loading and checking a schema, and compiling it for constrained generation.
 
 In-process (transformers) generation is constrained by llguidance: the schema is compiled to a grammar
-and, before each sampled token, a bitmask of the tokens the grammar allows masks the logits. llguidance
-was picked for its size (a 3 MB wheel with no dependencies), its speed (the mask is computed in Rust in
-well under a millisecond per token here) and its plain interface (compute a mask, consume a token), which
-fits generate's LogitsProcessor without touching the engine's prefill schedule (see bench/json_schema.py).
+and, before each sampled token, a bitmask of the tokens the grammar allows masks the logits
+(qwenchat/structured_torch.py). llguidance was picked for its size (a 3 MB wheel with no dependencies), its
+speed (the mask is computed in Rust, see bench/json_schema.py) and its plain interface (compute a mask,
+consume a token), which fits generate's LogitsProcessor without touching the engine's prefill schedule.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from qwenchat.errors import UserError
 
 MAX_SCHEMA_BYTES = 1 << 20  # a schema is a few KB; a megabyte is a wrong file
 
+# One-line JSON with a space after ',' and ':': flexible whitespace lets a small model pad an answer with
+# newlines until max_new_tokens, and the value is the same either way.
+JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+
 
 class SchemaError(UserError):
-    """A schema file that cannot be used: one line, and the active schema stays as it was."""
+    """A schema that cannot be used: one line, and the active schema stays as it was."""
 
 
 def load_schema(path: str | Path) -> dict[str, Any]:
@@ -61,16 +65,25 @@ def check_schema(schema: Any, where: str = "the schema") -> dict[str, Any]:
     return schema
 
 
+_GRAMMARS: dict[str, str] = {}  # schema text → grammar, so a turn does not convert it again
+
+
 def grammar(schema: dict[str, Any]) -> str:
     """The llguidance grammar for a schema; SchemaError when llguidance cannot compile it."""
     llg = _llguidance()
+    key = json.dumps(schema, sort_keys=True)
+    if key in _GRAMMARS:
+        return _GRAMMARS[key]
     try:
-        text = llg.LLMatcher.grammar_from_json_schema(schema)
+        text = llg.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
     except ValueError as exc:
         raise SchemaError(f"the schema cannot be used to constrain answers: {exc}") from None
     error = llg.LLMatcher.validate_grammar(text)
     if error:
         raise SchemaError(f"the schema cannot be used to constrain answers: {error.splitlines()[0][:200]}")
+    if len(_GRAMMARS) > 16:
+        _GRAMMARS.clear()
+    _GRAMMARS[key] = text
     return text
 
 
@@ -83,6 +96,10 @@ def _llguidance() -> Any:
 
 
 _TOKENIZERS: dict[int, Any] = {}  # llguidance's copy of a tokenizer takes ~1 s to build: once per tokenizer
+
+
+def tokenizer_ready(tokenizer: Any) -> bool:
+    return id(tokenizer) in _TOKENIZERS
 
 
 def ll_tokenizer(tokenizer: Any, vocab_size: int, eos_ids: set[int]) -> Any:

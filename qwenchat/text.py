@@ -12,6 +12,7 @@ longer-info line does not close a fence, and an unclosed fence runs to the end o
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -117,3 +118,11 @@ def one_line(text: str, limit: int = 60) -> str:
     shown as single spaces, cut at `limit` characters with an ellipsis."""
     flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def fenced(text: str, info: str = "text") -> str:
+    """A block no line of `text` can close: the fence is longer than any backtick run inside."""
+    longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = text.replace("\r\n", "\n")
+    return f"{fence}{info}\n{body}\n{fence}" if body else f"{fence}{info}\n{fence}"

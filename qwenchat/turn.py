@@ -45,10 +45,19 @@ class GenerateWorker:
     def _loop(self) -> None:
         while True:
             job, done = self._jobs.get()
+            if job is None:  # stop(): the engine is being released
+                done.set()
+                return
             try:
                 job()
             finally:
                 done.set()
+            del job  # the last job's closure must not keep its engine (and model) alive
+
+    def stop(self) -> None:
+        """End the thread after the jobs queued so far (`:model` releases the old engine)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._jobs.put((None, threading.Event()))
 
 
 def own_thread(name: str) -> Callable[[Callable[[], None]], threading.Event]:
@@ -150,8 +159,15 @@ class Turns:
     ) -> None:
         self.lock = threading.Lock()
         self.error_line = error_line
-        self._submit = own_thread(name) if own_threads else GenerateWorker(name).submit
+        self._worker = None if own_threads else GenerateWorker(name)
+        self._submit = own_thread(name) if self._worker is None else self._worker.submit
         self._warm: tuple[threading.Event, threading.Event] | None = None  # (cancel, done) of background work
+
+    def close(self) -> None:
+        """Stop background work and the worker thread: the engine is being released."""
+        self.settle()
+        if self._worker is not None:
+            self._worker.stop()
 
     def warm(self, work: Callable[[threading.Event], None]) -> None:
         """Run `work(cancel)` on the worker between turns: the engine computing, while the user types, what

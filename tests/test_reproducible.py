@@ -111,6 +111,7 @@ def warmed_turns(engine: Any, sampled: bool, mode: str) -> tuple[list[str], list
             session.warm()
         if mode == "finish":
             engine.idle()
+    engine.settle()  # the last "cut" work must not outlive the test (the fixture closes the model)
     return answers, reused
 
 

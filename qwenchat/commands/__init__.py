@@ -8,6 +8,7 @@ from qwenchat.commands import probs  # noqa: F401
 from qwenchat.commands import compare  # noqa: F401
 from qwenchat.commands import reasoning  # noqa: F401
 from qwenchat.commands import tools  # noqa: F401
+from qwenchat.commands import output  # noqa: F401
 
 # isort: on
 from qwenchat.commands.registry import (

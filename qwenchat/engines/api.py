@@ -137,6 +137,8 @@ class GenerationRequest:
     template_kwargs: dict[str, Any] = field(default_factory=dict)
     tools: list[dict[str, Any]] | None = None  # OpenAI-style function definitions (tools.py)
     thinking_budget: int | None = None  # close the think block after this many tokens (reasoning.py)
+    # Constrain the answer to JSON valid for this schema (`:json`); None: free text.
+    json_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.settings = request_settings(self.settings)

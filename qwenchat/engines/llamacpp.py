@@ -258,6 +258,10 @@ class LlamaCppEngine:
         """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
         return self._turns.settle(finish=True)
 
+    def settle(self) -> None:
+        """Stop background work at its next step and wait for it (before exit: nothing may run then)."""
+        self._turns.settle()
+
     def _invalidate(self) -> None:
         self.llm.reset()
         self._aligned, self._tail_prompt = 0, None
@@ -314,8 +318,10 @@ class LlamaCppEngine:
         probs = self._probs(request.probs_k)
         # Probabilities are read one decode step at a time: no speculation (checked batches) with them.
         # A thinking budget forces tokens, which the draft-and-check loop does not do: no lookup then either.
-        speculate = not probs and request.thinking_budget is None
+        speculate = not probs and request.thinking_budget is None and request.json_schema is None
         lookup = lookup_tokens({**self._defaults, **request.settings}) if speculate else None
+        if request.json_schema is not None:
+            sampling["grammar"] = self._schema_grammar(request)
         n_ctx = self.context_window or 0
         think_open = prompt_opens_think(prompt)
         if not ids or len(ids) >= n_ctx:
@@ -353,6 +359,20 @@ class LlamaCppEngine:
         from qwenchat.engines.llamacpp_probs import LlamaProbs
 
         return LlamaProbs(self.llm, self._llama_cpp, k)
+
+    def _schema_grammar(self, request: GenerationRequest) -> Any:
+        """llama.cpp's own JSON-schema grammar for this turn (`:json`); SchemaError refuses the turn."""
+        import json
+
+        from qwenchat.structured import SchemaError
+
+        if request.continue_final:  # the grammar would start over in the middle of the answer
+            raise SchemaError("the llama.cpp engine cannot continue a JSON answer (:continue, :prefill)")
+        try:
+            text = json.dumps(request.json_schema)
+            return self._llama_cpp.LlamaGrammar.from_json_schema(text, verbose=False)
+        except Exception as exc:  # an unsupported keyword, a bad reference
+            raise SchemaError(f"llama.cpp cannot turn the schema into a grammar: {exc}") from None
 
     def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event, emit: Callable) -> bool:
         """Keep what this prompt's schedule would compute the same way, then evaluate the rest but the last

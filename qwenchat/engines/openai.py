@@ -75,6 +75,9 @@ class OpenAIEngine:
         self.connect_timeout = min(connect_timeout, timeout)
         self.served_models: list[str] | None = None  # filled by connect()
         self._rejected: set[str] = set()  # optional body fields this server refused with a 400
+        # How a JSON schema is sent: OpenAI's json_schema, or json_object + schema (llama-cpp-python's
+        # server), tried once the first is refused.
+        self.schema_form = "json_schema"
         self._turns = Turns("qwenchat-openai", own_threads=True)
         self._schema = SettingsSchema(
             "an OpenAI-compatible server",
@@ -218,10 +221,18 @@ class OpenAIEngine:
             body["continue_final_message"] = True
         for field_name in self._rejected:
             body.pop(field_name, None)
+        if request.json_schema is not None:  # never dropped on a 400: the answer would be unconstrained
+            schema = request.json_schema
+            body["response_format"] = (
+                {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+                if self.schema_form == "json_schema"
+                else {"type": "json_object", "schema": schema}
+            )
         return body
 
     def _optional_fields(self, body: dict[str, Any]) -> set[str]:
         required = {"model", "messages", "stream", "temperature", "top_p", "max_tokens", "seed", "stop"}
+        required.add("response_format")  # refused: one line, never an unconstrained answer
         return set(body) - required
 
     # -- one turn ----------------------------------------------------------------------------

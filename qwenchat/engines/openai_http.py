@@ -27,6 +27,7 @@ class Client(Protocol):
     timeout: float
     connect_timeout: float
     _rejected: set[str]
+    schema_form: str  # how a JSON schema is sent: "json_schema" or "json_object"
 
     def build_body(self, request: GenerationRequest) -> dict[str, Any]: ...
 
@@ -213,6 +214,13 @@ class Exchange:
         if resp.status == 400 and named:
             self.engine._rejected.update(named)
             return True
+        # A refused response_format: a 400 or 422, or (llama-cpp-python's server) a 500 that names it.
+        if "response_format" in body and (resp.status in (400, 422) or "response_format" in message):
+            if self.engine.schema_form == "json_schema":  # try the other form once
+                self.engine.schema_form = "json_object"
+                return True
+            outcome.error = f"the server refused the JSON schema (response_format): {message}"
+            return False
         outcome.error = f"the server answered {resp.status} {resp.reason}: {message}"
         return False
 

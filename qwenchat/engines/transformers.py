@@ -177,6 +177,10 @@ class TransformersEngine:
         """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
         return self._turns.settle(finish=True)
 
+    def settle(self) -> None:
+        """Stop background work at its next step and wait for it (before exit: nothing may run then)."""
+        self._turns.settle()
+
     # -- LoRA adapters at run time (adapters.py) ---------------------------------------------
     def adapters(self) -> list[str]:
         return self._adapters.names() if self._adapters is not None else []
@@ -314,6 +318,7 @@ class TransformersEngine:
         cuda = self.device.type == "cuda"
         capture = probs_capture.for_request(request, self.tokenizer, config, self.eos_ids)
         think_open = prompt_opens_think(prompt)
+        schema = self._schema_processors(request)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             outcome.reused_tokens = self._prepare_cache(ids)
@@ -327,8 +332,8 @@ class TransformersEngine:
             input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
             streamer = _QueueStreamer(capture.wrap(emit) if capture else emit)
             # Probabilities are read one decode step at a time: no speculation (checked batches) then.
-            # A thinking budget forces tokens: assisted decoding does not run logits processors the same way.
-            plain = capture is None and request.thinking_budget is None
+            # A budget or a schema steers each step: assisted decoding does not run them the same way.
+            plain = capture is None and request.thinking_budget is None and schema is None
             lookup = speculative.lookup_tokens(request.settings) if plain else None
             draft = self.draft_model if plain else None
             drafts = speculative.DraftStats() if lookup or draft is not None else None
@@ -346,9 +351,10 @@ class TransformersEngine:
                         past_key_values=self._cache,
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
-                        # the budget forces tokens first; the capture, last, sees what was sampled from
+                        # the schema masks, the budget forces; the capture, last, sees what was sampled from
                         logits_processor=LogitsProcessorList(
                             [
+                                *(schema or []),
                                 *budget_processors(self, request.thinking_budget, think_open, len(ids)),
                                 *(processors or []),
                             ]
@@ -385,6 +391,21 @@ class TransformersEngine:
             invalidate=self._forget,
             commit=commit,
             probs=capture.records if capture else None,
+        )
+
+    def _schema_processors(self, request: GenerationRequest) -> list[Any] | None:
+        """The JSON-schema constraint of this turn (`:json`), or None; SchemaError refuses the turn."""
+        if request.json_schema is None:
+            return None
+        from transformers import LogitsProcessorList
+
+        from qwenchat.structured_torch import schema_processor
+
+        start = request.messages[-1]["content"] if request.continue_final else ""
+        vocab = self.model.config.get_text_config().vocab_size
+        prefix = self._tokenize(start) if start else []
+        return LogitsProcessorList(
+            [schema_processor(request.json_schema, self.tokenizer, vocab, self.eos_ids, prefix)]
         )
 
     def _new_decoder(self):

@@ -43,6 +43,7 @@ class Repl:
         self.failed = False  # a command or a turn failed: a pipe run ends with a non-zero status
         self._cap_told = False  # the input-limit notice was shown at this prompt
         self.interrupted = False  # Ctrl-C came: a pipe run stops after the line it was running
+        self.switch_model: Callable[[str], None] | None = None  # `:model SPEC`; set by the CLI
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:
@@ -99,6 +100,9 @@ class Repl:
             self.renderer.hint(f":tool-result JSON (or @file) answers the {len(pending)} call(s) in order")
         if result.stats is not None and self.show_stats:
             self.renderer.stats(result.stats)
+        if result.json_check is not None:
+            ok, line = result.json_check
+            (self.renderer.info if ok else self.renderer.notice)(f"json: {line}")
 
     def notice(self, text: str) -> None:
         self.renderer.notice(text)
@@ -183,7 +187,10 @@ class Repl:
             return session.prompt(message, handle_sigint=False)
 
         with self._ctrl_c_stops_the_turn():
-            self._loop(ask)
+            try:
+                self._loop(ask)
+            finally:
+                self.session.settle()  # no background work may outlive the chat (the model goes next)
 
     def _loop(self, ask: Any) -> None:
         while not self.should_exit:

@@ -1,0 +1,153 @@
+"""Switching models inside a chat (`:model SPEC`): load the new engine first (a failed load leaves the old
+one in place), carry over the conversation, the system prompt and the settings the new engine honours
+(naming those it refuses), then release the old model's memory."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ctypes
+import gc
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from qwenchat.errors import UserError
+from qwenchat.settings import ConfigError, Settings, layered_settings
+
+# Builds an engine from the command line's flags: cli.make_engine, returning (engine, banner) or None.
+EngineFactory = Callable[[argparse.Namespace, Any], "tuple[Any, dict[str, Any]] | None"]
+
+
+class SwitchError(UserError):
+    """The new model could not be loaded: the chat goes on with the old one."""
+
+
+@dataclass
+class Switched:
+    engine: Any
+    banner: dict[str, Any]
+    settings: Settings
+    dropped: list[str]  # the user's settings the new engine refuses
+    rss_before: int | None
+    rss_after: int | None
+
+
+def rss_bytes() -> int | None:
+    """This process's resident memory (Linux), for the note on what switching released."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def spec_args(args: argparse.Namespace, spec: str) -> argparse.Namespace:
+    """The flags the chat started with, for another model: `demo` is --demo, anything else is -c's."""
+    new = copy.copy(args)
+    new.demo = spec == "demo"
+    new.checkpoint_path = None if new.demo else spec
+    new.adapter = []  # an adapter belongs to the model it was trained on
+    return new
+
+
+class Switcher:
+    """What the REPL calls for `:model`: the start-up flags and layers, and the engine factory."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        file_values: dict[str, Any],
+        flags: dict[str, Any],
+        make: EngineFactory,
+    ) -> None:
+        self.args, self.file_values, self.flags, self.make = args, file_values, flags, make
+
+    def load(self, spec: str, old_settings: Settings, status: Any) -> Switched:
+        """The new engine and its settings; SwitchError (one line) when it cannot be loaded."""
+        if not spec.strip():
+            raise SwitchError("usage: :model SPEC (a hub id, a directory, a .gguf file, or demo)")
+        before = rss_bytes()
+        made = self.make(spec_args(self.args, spec.strip()), status)
+        if made is None:
+            raise SwitchError(f"could not load {spec}; still chatting with the current model")
+        engine, banner = made
+        try:
+            settings, dropped = self.carry_settings(engine, old_settings)
+        except Exception:
+            release(engine)
+            raise
+        return Switched(engine, banner, settings, dropped, before, None)
+
+    def carry_settings(self, engine: Any, old: Settings) -> tuple[Settings, list[str]]:
+        """The new engine's defaults under the same config file and flags, plus the user's `:conf` values
+        and seed; the values it cannot honour are dropped and named."""
+        schema = engine.settings_schema()
+        flags, refused = schema.split(self.flags)
+        try:
+            settings = layered_settings(
+                engine.default_settings(), self.file_values, flags, old.initial_seed, schema=schema
+            )
+            settings.seed = old.seed
+            dropped = settings.adopt(old.overrides)
+        except ConfigError as exc:
+            raise SwitchError(f"the current settings do not apply to the new model: {exc}") from None
+        return settings, sorted({*refused, *dropped})
+
+
+def release(engine: Any) -> None:
+    """Let go of an engine's model: stop its worker thread (whose last job still refers to the engine),
+    close what it holds, collect, and hand freed memory back to the system."""
+    turns = getattr(engine, "_turns", None)
+    if turns is not None and hasattr(turns, "close"):
+        turns.close()
+    llm = getattr(engine, "llm", None)
+    if llm is not None and hasattr(llm, "close"):
+        try:
+            llm.close()
+        except Exception:  # already closed; nothing else holds it
+            pass
+    del engine, turns, llm
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed arenas otherwise
+        except (OSError, AttributeError):
+            pass
+
+
+def switch_in_chat(ctx: Any, switcher: Switcher, spec: str) -> None:
+    """`:model SPEC` in a chat: the new model takes over the session; the old one is released. The
+    session autosaves under a new id from now on, so the file of the one left behind is never rewritten."""
+    session = ctx.session
+    old = session.engine
+    switched = switcher.load(spec, session.settings, ctx.renderer)
+    both = rss_bytes()
+    session.engine, session.settings = switched.engine, switched.settings
+    session.new_autosave_session()
+    release_later, old = old, None
+    release(release_later)
+    del release_later
+    after = rss_bytes()
+    b = switched.banner
+    window = switched.engine.context_window
+    context = f"context {window} tokens · " if window else ""
+    extra = [*b.get("extra", []), f"{context}seed {session.settings.seed}"]
+    ctx.renderer.banner(model=b["model"], device=b["device"], dtype=b["dtype"], extra=extra)
+    if switched.dropped:
+        ctx.renderer.notice(switched.settings.schema.dropped_notice(switched.dropped, "your settings"))
+    if None not in (switched.rss_before, both, after):
+        gb = 1 << 30
+        ctx.renderer.hint(
+            f"memory: {switched.rss_before / gb:.2f} GiB before, {both / gb:.2f} GiB with both models, "
+            f"{after / gb:.2f} GiB after releasing the old one"
+        )
+    n = session.conversation.exchanges()
+    ctx.renderer.info(f"switched to {switched.engine.name}; the conversation ({n} exchanges) carries over")
