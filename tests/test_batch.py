@@ -210,3 +210,27 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(tiny_dir, tmp_path):
     ids = [r["id"] for r in records(out)]
     assert len(ids) == 12 and len(set(ids)) == 12  # none lost, none repeated
     assert sorted(ids) == sorted(f"p{p}/s{s}" for p in range(1, 7) for s in (1, 2))
+
+
+def test_batch_with_a_json_schema_records_whether_each_answer_is_valid(tiny_model, tmp_path):
+    """--json-schema in a batch: every answer is constrained (a tiny random model still gives valid JSON for
+    a bounded schema) and every record says whether it validated; a cut answer says why not."""
+    from qwenchat.engines.transformers import TransformersEngine
+
+    model, tok = tiny_model
+    made = (
+        TransformersEngine(model, tok, "tiny"),
+        {"model": "tiny", "device": "cpu", "dtype": "f32", "extra": []},
+    )
+    schema = Path(__file__).parent / "schemas" / "person.json"
+    prompts, out = tmp_path / "p.txt", tmp_path / "r.jsonl"
+    prompts.write_text("one\ntwo\n")
+    base = ["-c", "tiny", "--batch", str(prompts), "--json-schema", str(schema), "--no-autosave"]
+    rc, _, err = qwenchat([*base, "--out", str(out), "--max-new-tokens", "120", "--seeds", "1,2"], made)
+    assert rc == 0, err
+    recs = records(out)
+    assert len(recs) == 4 and all(r["json_valid"] is True for r in recs), recs
+    assert all(r["json_check"] == "valid JSON for the schema" for r in recs)
+    cut = tmp_path / "cut.jsonl"
+    rc, _, err = qwenchat([*base, "--out", str(cut), "--max-new-tokens", "3"], made)
+    assert [r["json_valid"] for r in records(cut)] == [False, False], err

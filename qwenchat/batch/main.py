@@ -101,6 +101,7 @@ def run(
         engine_name=engine_name,
         adapter=", ".join(args.adapter) or None,
         overflow=args.overflow,
+        json_schema=prepared.get("schema"),
     )
     try:
         check_resumable(runs, results)

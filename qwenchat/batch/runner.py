@@ -68,6 +68,7 @@ class BatchContext:
     engine_name: str  # transformers, llama.cpp, or openai:<url>
     adapter: str | None = None  # the adapters loaded with --adapter (for records without an adapter variant)
     overflow: str = "drop-oldest"
+    json_schema: dict[str, Any] | None = None  # --json-schema: answers constrained, each record says if valid
 
 
 def _switch_adapter(engine: Any, name: str) -> str | None:
@@ -96,6 +97,7 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         settings=settings,
         overflow=ctx.overflow,
     )
+    session.json_schema = ctx.json_schema
     sent = session.request(extra_user=run.messages[-1]["content"]).messages
     if not session_hook(session):  # Ctrl-C came before the turn could be cancelled: do not start it
         raise _Stopped
@@ -127,9 +129,15 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         "ttft_s": round(st.ttft_s, 4) if st else None,
         "tok_s": round(st.decode_tps, 2) if st else None,
         "total_s": round(st.total_s, 4) if st else None,
+        **_json_fields(result.json_check),
         "qwenchat_version": __version__,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _json_fields(check: tuple[bool, str] | None) -> dict[str, Any]:
+    """With --json-schema: whether the answer is valid JSON for it, and the line that says why not."""
+    return {} if check is None else {"json_valid": check[0], "json_check": check[1]}
 
 
 def check_resumable(runs: list[Run], results: ResultsFile) -> None:
