@@ -9,36 +9,35 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from qwenchat.attach import Attachment, compose, fit
-from qwenchat.engines.api import Chunk, Engine, GenerationRequest, TurnStats
-from qwenchat.errors import UserError, first_line
-from qwenchat.observer import AnswerSink, ChatObserver, Headless, TurnResult
+from qwenchat.collect import collect
+from qwenchat.context_fit import fit_context
+from qwenchat.engines.api import Engine, GenerationRequest, TurnStats
+from qwenchat.errors import ChatError, first_line
+from qwenchat.observer import ChatObserver, Headless, TurnResult
 from qwenchat.probs_branch import BranchPlan, joined_probs
 from qwenchat.reasoning import Reasoning
 from qwenchat.session import Conversation, Message
 from qwenchat.session_file import SavedSession, now_stamp
 from qwenchat.settings import ConfigError, Settings
 from qwenchat.store import SessionStore, save_file
+from qwenchat.template_probe import inserted_system
 from qwenchat.tool_turns import MAX_MOCK_ROUNDS, ToolBox, result_message, take_calls
 from qwenchat.tools import pending_calls
 
+__all__ = ["ChatError", "ChatSession"]  # ChatError lives in errors.py; importable from here
+
 OVERFLOW_POLICIES = ("drop-oldest", "error")
-_PROBE = "qwenchat-system-probe-5f1c"  # a system message no template writes by itself
 
 
 # Stand-ins for the message not yet typed: the tokens every rendering shares are what the next prompt
 # surely starts with (a message may merge with the tokens before it, so two unlike ones are compared).
 WARM_PROBES = ("a", "\n\n1. ")
-
-
-class ChatError(UserError):
-    """The session refused a change (nothing to undo, a context overflow, ...); the history is unchanged."""
 
 
 class ChatSession:
@@ -201,19 +200,7 @@ class ChatSession:
         "You are Qwen, …"); None when it inserts none, or when that cannot be told (a server applies it)."""
         if self.conversation.system is not None:
             return None
-        plain = self.request(extra_user="x")
-        probe = copy.copy(plain)
-        probe.messages = [{"role": "system", "content": _PROBE}, *plain.messages]
-        try:
-            without, with_probe = self.engine.render_prompt(plain), self.engine.render_prompt(probe)
-        except Exception:  # NotImplementedError (remote), or a template that takes no system turn
-            return None
-        head, found, tail = with_probe.partition(_PROBE)
-        if not found:
-            return None
-        # The prompt without a system message, read against the system turn the template writes.
-        m = re.fullmatch(re.escape(head) + "(.+?)" + re.escape(tail), without, re.DOTALL)
-        return m.group(1) if m else None
+        return inserted_system(self.engine, self.request(extra_user="x"))
 
     # -- queries -----------------------------------------------------------------------------
     def last_role(self) -> str | None:
@@ -285,44 +272,8 @@ class ChatSession:
 
     def fit_context(self, request: GenerationRequest) -> GenerationRequest:
         """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)
-        with a ChatError."""
-        window = self.engine.context_window
-        if not window:
-            return request
-        budget = request.settings.get("max_new_tokens") or 0
-        try:
-            used = self.engine.count_tokens(request)
-        except Exception:
-            return request  # the template's error surfaces from the engine itself
-        if used + budget <= window:
-            return request
-        if self.overflow == "error":
-            raise ChatError(
-                f"the conversation ({used} tokens) + max_new_tokens ({budget}) exceeds the {window}-token "
-                "context; :undo, :clh or a smaller max_new_tokens"
-            )
-        msgs = list(request.messages)
-        head = 1 if msgs and msgs[0]["role"] == "system" else 0
-        dropped = 0
-        while used + budget > window:
-            # the oldest exchange: a user message and the answers up to the next user message
-            end = head + 1
-            while end < len(msgs) and msgs[end]["role"] != "user":
-                end += 1
-            if end >= len(msgs):  # only the current message is left
-                raise ChatError(
-                    f"your message alone ({used} tokens) + max_new_tokens ({budget}) exceeds the "
-                    f"{window}-token context; shorten it or lower max_new_tokens"
-                )
-            del msgs[head:end]
-            dropped += 1
-            request = dataclasses.replace(request, messages=msgs)
-            used = self.engine.count_tokens(request)
-        self.observer.notice(
-            f"context full: the oldest {dropped} exchange{'s' if dropped > 1 else ''} not sent this turn "
-            "(still in :his; --overflow error refuses instead)"
-        )
-        return request
+        with a ChatError (context_fit.py)."""
+        return fit_context(self.engine, request, self.overflow, self.observer.notice)
 
     # -- saving ------------------------------------------------------------------------------
     def fields(self) -> dict[str, Any]:
@@ -480,66 +431,13 @@ class ChatSession:
         return result
 
     def _stream(self, request: GenerationRequest, continues: str | None, shown: str = "") -> TurnResult:
-        """Run the engine's stream to its end. Ctrl-C cancels: the engine stops at its next step, what it
-        still sends is collected (further Ctrl-Cs are ignored meanwhile) and the partial answer is kept."""
+        """The engine's answer, shown as it comes (collect.py); Ctrl-C (interrupt) cancels it."""
         cancel = self._cancel = threading.Event()
         try:
-            return self._collect(request, continues, cancel, shown)
+            stream = self.engine.stream(request, cancel)
+            result = collect(stream, self.observer, request, cancel, continues, shown)
         finally:
             self._cancel = None
-
-    def _collect(
-        self, request: GenerationRequest, continues: str | None, cancel: threading.Event, shown: str = ""
-    ) -> TurnResult:
-        stream = self.engine.stream(request, cancel)
-        parts: list[str] = []
-        probs: list[Any] | None = [] if request.probs_k else None
-        sink: AnswerSink | None = None
-        final: Chunk | None = None
-
-        def take(chunk: Chunk) -> None:
-            nonlocal sink, final
-            parts.append(chunk.text)  # the history gets what the engine sent, whatever the UI managed
-            if probs is not None and chunk.probs:
-                probs.extend(chunk.probs)
-            if sink is None:  # opened on the first chunk, which may say whether a think block is open
-                sink = self.observer.answer(think_open=chunk.think_open, continues=continues)
-                if shown:  # a prefill: shown as the answer's start
-                    sink.feed(shown)
-            if chunk.prefill is not None and hasattr(sink, "prefill"):
-                sink.prefill(*chunk.prefill)  # a progress line while a long prompt is prefilled
-            sink.feed(chunk.text)
-            if chunk.finish_reason:
-                final = chunk
-
-        try:
-            for chunk in stream:
-                take(chunk)
-        except KeyboardInterrupt:
-            cancel.set()  # the engine stops at its next decode step
-            _drain(stream, take)
-        if probs == [] and any(parts) and final is not None and not final.error:
-            probs = None
-            self.observer.notice("no token probabilities came with this answer: the server sends no logprobs")
-        if sink is None:
-            sink = self.observer.answer(think_open=None, continues=continues)
-            if shown:
-                sink.feed(shown)
-        reason = (final.finish_reason if final is not None else None) or "interrupted"
-        stats = final.stats if final is not None else None
-        error = final.error if final is not None else None
-        sink.end(reason, stats, error)
-        if stats is not None:
-            self.last_stats = stats
-        return TurnResult("".join(parts), reason, stats, error, probs=probs)
-
-
-def _drain(stream: Iterable[Chunk], take: Callable[[Chunk], None]) -> None:
-    """Collect what the engine still sends after a cancel; extra Ctrl-Cs are ignored meanwhile."""
-    while True:
-        try:
-            for chunk in stream:
-                take(chunk)
-            return
-        except KeyboardInterrupt:
-            continue
+        if result.stats is not None:
+            self.last_stats = result.stats
+        return result

@@ -11,3 +11,7 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """An exception as one line: its message's first line, or its type's name when it has none."""
     first = (str(exc).strip().splitlines() or [""])[0].strip()
     return first[:limit] if first else type(exc).__name__
+
+
+class ChatError(UserError):
+    """The session refused a change (nothing to undo, a context overflow, ...); the history is unchanged."""

@@ -13,12 +13,13 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.llamacpp_load import _load_llama, amx_risk, built_with_amx, cpu_has_amx
 from qwenchat.engines.llamacpp_lookup import lookup_sample
+from qwenchat.engines.llamacpp_template import ChatTemplate
 from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.probs import answer_prefix
 from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
@@ -34,6 +35,9 @@ from qwenchat.turn import (
     error_line,
     shared_prefix,
 )
+
+# Re-exported: the engine's public names, wherever they live.
+__all__ = ["ChatTemplate", "LlamaCppEngine", "SCHEMA", "amx_risk", "built_with_amx", "cpu_has_amx"]
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).
@@ -66,72 +70,6 @@ SUPPORTED_SETTINGS = (
     "prompt_lookup_num_tokens",
 )
 SCHEMA = SettingsSchema("the llama.cpp engine", {k: COMMON[k] for k in SUPPORTED_SETTINGS})
-
-
-class ChatTemplate:
-    """A GGUF's Jinja chat template, rendered the way transformers renders it (sandboxed)."""
-
-    def __init__(self, source: str, bos_token: str, eos_token: str) -> None:
-        import jinja2
-        import jinja2.ext
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(message: str) -> None:
-            raise jinja2.exceptions.TemplateError(message)
-
-        def tojson(
-            x: Any,
-            ensure_ascii: bool = False,
-            indent: int | None = None,
-            separators: Any = None,
-            sort_keys: bool = False,
-        ) -> str:
-            return json.dumps(
-                x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-            )
-
-        env = ImmutableSandboxedEnvironment(
-            trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-        )
-        env.filters["tojson"] = tojson
-        env.globals["raise_exception"] = raise_exception
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-        self.template = env.from_string(source)
-        self.bos_token = bos_token
-        self.eos_token = eos_token
-
-    def render(
-        self,
-        messages: list[dict[str, Any]],
-        continue_final: bool = False,
-        tools: list[dict[str, Any]] | None = None,
-        **kwargs: Any,
-    ) -> str:
-        text = self.template.render(
-            messages=messages,
-            tools=tools,
-            add_generation_prompt=not continue_final,
-            bos_token=self.bos_token,
-            eos_token=self.eos_token,
-            **kwargs,
-        )
-        if continue_final:
-            # As transformers' continue_final_message: cut what the template put after the final message.
-            final = messages[-1].get("content") or ""
-            if final.strip():
-                try:
-                    at = text.rindex(final.strip())
-                except ValueError:
-                    raise EngineError(
-                        "the chat template did not keep the final message; cannot continue it"
-                    ) from None
-                end = (
-                    at + len(final.lstrip())
-                    if text[at : at + len(final.lstrip())] == final.lstrip()
-                    else at + len(final.strip())
-                )
-                text = text[:end]
-        return text
 
 
 class LlamaCppEngine:
@@ -362,7 +300,6 @@ class LlamaCppEngine:
 
     def _schema_grammar(self, request: GenerationRequest) -> Any:
         """llama.cpp's own JSON-schema grammar for this turn (`:json`); SchemaError refuses the turn."""
-        import json
 
         from qwenchat.structured import SchemaError
 
@@ -462,59 +399,3 @@ class LlamaCppEngine:
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token]).decode("utf-8", errors="ignore")
-
-
-def cpu_has_amx() -> bool:
-    """Intel AMX (Sapphire Rapids and later): llama.cpp's AMX kernels segfault on some of these machines
-    (ggml-org/llama.cpp#20824, a native build's first decode crashes in ggml_backend_amx_mul_mat)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return any(line.startswith("flags") and " amx_int8" in line for line in f)
-    except OSError:
-        return False
-
-
-def built_with_amx(llama_cpp: Any) -> bool:
-    """Whether the installed llama.cpp has AMX kernels (a native build on an AMX machine has them; a
-    portable build does not). Unknown layouts count as yes, the safe side."""
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
-    libs = sorted(lib_dir.glob("libggml-cpu*.so*"))
-    if not libs:
-        return True
-    try:
-        return any(b"ggml_backend_amx_mul_mat" in lib.read_bytes() for lib in libs)
-    except OSError:
-        return True
-
-
-def amx_risk(llama_cpp: Any) -> bool:
-    """True where llama.cpp's AMX weight buffers would be used: then the engine loads without them."""
-    return cpu_has_amx() and built_with_amx(llama_cpp)
-
-
-_LOAD_LOCK = threading.Lock()
-
-
-def _load_llama(llama_cpp: Any, kwargs: dict[str, Any], *, extra_buffers: bool) -> Any:
-    """Llama(**kwargs); without llama.cpp's extra weight buffers (AMX, repacked) when told so.
-
-    `Llama` exposes no switch for llama_model_params.use_extra_bufts, but it starts from
-    `llama_model_default_params()`, so that is wrapped for the duration of the load.
-    """
-    if extra_buffers:
-        return llama_cpp.Llama(**kwargs)
-    low = llama_cpp.llama_cpp
-    original = low.llama_model_default_params
-
-    def params() -> Any:
-        p = original()
-        if hasattr(p, "use_extra_bufts"):
-            p.use_extra_bufts = False
-        return p
-
-    with _LOAD_LOCK:
-        low.llama_model_default_params = params
-        try:
-            return llama_cpp.Llama(**kwargs)
-        finally:
-            low.llama_model_default_params = original
