@@ -382,7 +382,9 @@ class ChatSession:
             change()
             if prefill:  # the answer continues an assistant message that starts with the prefill
                 self.conversation.add_assistant(prefill)
-            result = self._turn(continue_final or bool(prefill), branch, shown=prefill or "")
+            # a prefill, or the kept part of a :branch answer, is shown as the answer's start
+            shown = branch.shown if branch is not None else prefill or ""
+            result = self._turn(continue_final or bool(prefill), branch, shown=shown)
         except BaseException:
             self.conversation.messages[:] = before
             raise

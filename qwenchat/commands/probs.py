@@ -71,5 +71,4 @@ def cmd_branch(ctx: CommandContext, args: str) -> None:
     if not choice.strip():
         raise CommandError('usage: :branch N K or :branch N "text"')
     plan = plan_branch(ctx.session.engine, _last_probs(ctx), n_text, choice)
-    ctx.renderer.hint(plan.shown)  # the kept part, dimmed; the new part streams after it
     ctx.session.branch(plan)

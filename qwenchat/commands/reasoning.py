@@ -65,8 +65,9 @@ def cmd_reasoning(ctx: CommandContext, args: str) -> None:
             set_budget(s, rest)
         elif word:
             line = set_mode(s, word)
-            if line:
+            if line:  # it says what the status line would: one line is enough
                 ctx.renderer.notice(line)
+                return
     except ReasoningError as exc:
         raise CommandError(str(exc)) from None
     ctx.renderer.info(s.reasoning.describe(s.template_variables()))
