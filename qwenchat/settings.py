@@ -221,9 +221,9 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def split_pairs(text: str) -> list[str]:
-    """Split `k=v k2=v2` at whitespace outside quotes and brackets; unlike shlex, the quotes stay, so that
-    a value is read as the Python literal the user typed (`stop_strings=['END']` keeps its quotes)."""
+def split_outside(text: str, is_separator: Callable[[str], bool]) -> list[str]:
+    """Split `text` at separator characters outside quotes and brackets, keeping the quotes (so a value is
+    read as the Python literal the user typed) and empty parts; an unclosed quote is a ConfigError."""
     parts: list[str] = []
     current: list[str] = []
     quote: str | None = None
@@ -243,17 +243,21 @@ def split_pairs(text: str) -> list[str]:
             depth += 1
         elif c in _CLOSERS:
             depth = max(0, depth - 1)
-        elif c.isspace() and depth == 0:
-            if current:
-                parts.append("".join(current))
-                current = []
+        elif depth == 0 and is_separator(c):
+            parts.append("".join(current))
+            current = []
             continue
         current.append(c)
     if quote:
         raise ConfigError(f"cannot parse {text!r}: no closing quotation")
-    if current:
-        parts.append("".join(current))
+    parts.append("".join(current))
     return parts
+
+
+def split_pairs(text: str) -> list[str]:
+    """Split `k=v k2=v2` at whitespace outside quotes and brackets; unlike shlex, the quotes stay, so that
+    a value is read as the Python literal the user typed (`stop_strings=['END']` keeps its quotes)."""
+    return [part for part in split_outside(text, str.isspace) if part]
 
 
 def parse_assignments(text: str) -> dict[str, Any]:

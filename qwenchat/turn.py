@@ -389,6 +389,29 @@ def shared_prefix(seqs: list[list[int]]) -> list[int]:
     return seqs[0][:n]
 
 
+def warm_ids(encoded: list[list[int]], chunk: int, aligned: int) -> list[int] | None:
+    """What background work should compute: the whole aligned chunks every one of `encoded` (the next prompt
+    with different stand-ins for the message not yet typed) starts with, and a placeholder last token (the
+    schedule never computes a prompt's last token in a chunk); None when the cache already holds them."""
+    known = shared_prefix(encoded)
+    target = len(known) // chunk * chunk
+    return known[:target] + [0] if target > aligned else None
+
+
+class Background:
+    """`idle` and `settle` for an engine whose `_turns` may run background work (`warm`)."""
+
+    _turns: Turns
+
+    def idle(self) -> float:
+        """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
+        return self._turns.settle(finish=True)
+
+    def settle(self) -> None:
+        """Stop background work at its next step and wait for it (before exit: nothing may run then)."""
+        self._turns.settle()
+
+
 def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Chunk]) -> Iterator[Chunk]:
     """An engine turn under its lock; a concurrent second turn gets an error chunk instead of waiting."""
     if not lock.acquire(blocking=False):

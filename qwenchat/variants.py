@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwenchat.settings import ConfigError, parse_value, split_pairs
+from qwenchat.settings import ConfigError, parse_value, split_outside, split_pairs
 
 MAX_VARIANTS = 26  # one letter each: A..Z
 LABELS = string.ascii_uppercase
@@ -40,32 +40,7 @@ class Variant:
 
 def split_values(text: str) -> list[str]:
     """Split `v1,v2` at commas outside quotes and brackets: `stop_strings=['a','b'],['c']` is two values."""
-    parts: list[str] = []
-    current: list[str] = []
-    quote: str | None = None
-    depth = 0
-    escaped = False
-    for c in text:
-        if quote:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth = max(0, depth - 1)
-        elif c == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(c)
-    parts.append("".join(current))
-    return parts
+    return split_outside(text, lambda c: c == ",")
 
 
 def parse_axis(part: str) -> Axis:

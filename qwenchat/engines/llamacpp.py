@@ -26,6 +26,7 @@ from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.think import prompt_opens_think
 from qwenchat.turn import (
+    Background,
     Job,
     Outcome,
     PrefillProgress,
@@ -33,7 +34,7 @@ from qwenchat.turn import (
     Turns,
     common_prefix_len,
     error_line,
-    shared_prefix,
+    warm_ids,
 )
 
 # Re-exported: the engine's public names, wherever they live.
@@ -72,7 +73,7 @@ SUPPORTED_SETTINGS = (
 SCHEMA = SettingsSchema("the llama.cpp engine", {k: COMMON[k] for k in SUPPORTED_SETTINGS})
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(Background):
     """One GGUF, one conversation at a time; the KV cache of the last turn is kept for the next."""
 
     supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
@@ -176,11 +177,9 @@ class LlamaCppEngine:
         self._turns.settle()
         if not self.reuse_cache:
             return False
-        known = shared_prefix([self.encode(r) for r in requests])
-        target = len(known) // self.prefill_chunk * self.prefill_chunk
-        if target <= self._aligned or target >= (self.context_window or 0):
+        ids = warm_ids([self.encode(r) for r in requests], self.prefill_chunk, self._aligned)
+        if ids is None or len(ids) > (self.context_window or 0):
             return False
-        ids = known[:target] + [0]  # the last token is never evaluated here: a placeholder
 
         def work(cancel: threading.Event) -> None:
             try:
@@ -191,14 +190,6 @@ class LlamaCppEngine:
 
         self._turns.warm(work)
         return True
-
-    def idle(self) -> float:
-        """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
-        return self._turns.settle(finish=True)
-
-    def settle(self) -> None:
-        """Stop background work at its next step and wait for it (before exit: nothing may run then)."""
-        self._turns.settle()
 
     def _invalidate(self) -> None:
         self.llm.reset()

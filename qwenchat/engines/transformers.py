@@ -26,7 +26,7 @@ from qwenchat.probs import answer_prefix
 from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
 from qwenchat.think import prompt_opens_think
-from qwenchat.turn import Job, Outcome, PrefillProgress, common_prefix_len, shared_prefix
+from qwenchat.turn import Background, Job, Outcome, PrefillProgress, common_prefix_len, warm_ids
 
 # The prefill schedule that makes a turn's tokens independent of what was cached: the prompt but its last
 # token in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last
@@ -76,7 +76,7 @@ def error_line(exc: BaseException) -> str:
     return turn.error_line(exc)
 
 
-class TransformersEngine:
+class TransformersEngine(Background):
     """One model, one conversation at a time; the REPL talks to it only through `stream`."""
 
     supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
@@ -156,11 +156,9 @@ class TransformersEngine:
         self._turns.settle()
         if not self.reuse_cache or self._cache is None:
             return False
-        known = shared_prefix([self.encode(r) for r in requests])
-        target = len(known) // self.prefill_chunk * self.prefill_chunk
-        if target <= self._aligned:
+        ids = warm_ids([self.encode(r) for r in requests], self.prefill_chunk, self._aligned)
+        if ids is None:
             return False
-        ids = known[:target] + [0]  # _prefill computes all but the last token: a placeholder
 
         def work(cancel: threading.Event) -> None:
             try:
@@ -172,14 +170,6 @@ class TransformersEngine:
 
         self._turns.warm(work)
         return True
-
-    def idle(self) -> float:
-        """Wait for background work to finish (benchmarks: a typing pause); the seconds it took."""
-        return self._turns.settle(finish=True)
-
-    def settle(self) -> None:
-        """Stop background work at its next step and wait for it (before exit: nothing may run then)."""
-        self._turns.settle()
 
     # -- LoRA adapters at run time (adapters.py) ---------------------------------------------
     def adapters(self) -> list[str]:
