@@ -93,12 +93,16 @@ class FirstToken(Headless):
     def __init__(self) -> None:
         super().__init__()
         self.first: float | None = None
+        self.skip: str | None = None  # a :branch shows its kept part first: that is not new text
 
     def answer(self, *, think_open, continues):
         observer = self
 
         class Sink:
             def feed(self, text: str) -> None:
+                if observer.skip and text == observer.skip:
+                    observer.skip = None
+                    return
                 if text and observer.first is None:
                     observer.first = time.perf_counter()
 
@@ -128,7 +132,9 @@ def branch_vs_retry(engine, long: int, at: list[int]) -> list[dict]:
         chat.settings.update({"max_new_tokens": 16, "min_new_tokens": 1})
         obs.first = None
         t1 = time.perf_counter()
-        chat.branch(plan_branch(engine, base.probs, str(n), "2"))
+        plan = plan_branch(engine, base.probs, str(n), "2")
+        obs.skip = plan.shown
+        chat.branch(plan)
         first = obs.first - t1
         chat.settings.update({"max_new_tokens": long, "min_new_tokens": long})
         rows.append(
