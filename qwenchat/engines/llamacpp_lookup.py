@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qwenchat.engines.speculative import DraftStats, find_draft
+from qwenchat.engines.speculative import DraftStats
 from qwenchat.turn import Outcome
 
 
@@ -31,7 +31,7 @@ def lookup_sample(
 ) -> None:
     """Decode after a prefill that left all but the last prompt token in the cache (llm.n_tokens)."""
     sampler = llm._init_sampler(**sampling)
-    stats = DraftStats()
+    stats = DraftStats(limit=lookup)
     history = list(ids)
     n_past = len(ids) - 1
     pending = ids[-1]
@@ -39,8 +39,7 @@ def lookup_sample(
     generated = 0
     try:
         while True:
-            room = min(lookup, n_ctx - n_past - 1, max_new - generated - 1)
-            draft = find_draft(history, room) if room > 0 and stats.allow() else []
+            draft = stats.draft(history, min(n_ctx - n_past - 1, max_new - generated - 1))
             batch = [pending, *draft]
             llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
             llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=bool(draft))

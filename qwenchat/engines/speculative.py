@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from qwenchat.engines.api import EngineError
 
 MAX_NGRAM = 3  # the longest suffix of the text so far that is looked up in the conversation
-# Auto-off: when a window of drafting steps accepted under LOW_RATE of what it drafted, drafting pauses for
-# PAUSE_STEPS decode steps, then tries again (an answer may turn from new prose to copied code).
-WINDOW_DRAFTED = 24
-LOW_RATE = 0.2
-PAUSE_STEPS = 24
+# Draft length: a turn starts with short drafts, grows them by GROW while every drafted token is accepted
+# (up to the user's N) and shrinks them to what was accepted plus one after a miss. A suffix found only as
+# one token is a weak guess: its draft is one token, which costs about nothing to check. This keeps turns
+# of new prose at plain speed and lets copied code run at long drafts (simulated on bench/speculative.py's
+# recorded answers against measured batch costs, then measured: README, "Speculative decoding").
+START_LENGTH = 2
+GROW = 2
 
 
-def find_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> list[int]:
+def match_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> tuple[list[int], int]:
     """Up to `n` tokens that followed the latest earlier occurrence of the longest suffix of `tokens`
-    (max_ngram tokens down to one) found in `tokens`; [] when none is found."""
+    (max_ngram tokens down to one) found in `tokens`, and that suffix's length; ([], 0) when none."""
     size = len(tokens)
     for ngram in range(min(max_ngram, size - 1), 0, -1):
         tail = list(tokens[size - ngram :])
@@ -36,40 +38,44 @@ def find_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> lis
             if tokens[start] == first and list(tokens[start : start + ngram]) == tail:
                 follow = list(tokens[start + ngram : start + ngram + n])
                 if follow:
-                    return follow
-    return []
+                    return follow, ngram
+    return [], 0
+
+
+def find_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> list[int]:
+    """The tokens of `match_draft`, without the suffix length."""
+    return match_draft(tokens, n, max_ngram)[0]
 
 
 @dataclass
 class DraftStats:
-    """Drafted and accepted tokens of one turn, and the auto-off's state."""
+    """One turn's drafting: counts for :stats, and how long the next draft may be."""
 
-    auto_off: bool = True
+    limit: int = 0  # the longest draft (the user's N); 0: a draft model drafts, this only counts
+    length: int = START_LENGTH
     drafted: int = 0
     accepted: int = 0
-    paused_steps: int = 0  # decode steps left without drafting
-    pauses: int = 0
-    _window: list[tuple[int, int]] = field(default_factory=list)
 
-    def allow(self) -> bool:
-        """Whether this decode step may draft; counts a paused step down."""
-        if self.paused_steps > 0:
-            self.paused_steps -= 1
-            return False
-        return True
+    def __post_init__(self) -> None:
+        self.length = min(self.length, self.limit) if self.limit else self.length
+
+    def draft(self, tokens: Sequence[int], room: int) -> list[int]:
+        """The next prompt-lookup draft for `tokens`, at most `room` tokens."""
+        n = min(self.length, room)
+        if n <= 0:
+            return []
+        follow, ngram = match_draft(tokens, n)
+        return follow[:1] if ngram == 1 else follow
 
     def record(self, drafted: int, accepted: int) -> None:
         self.drafted += drafted
         self.accepted += accepted
-        if not self.auto_off or drafted == 0:
+        if not drafted or not self.limit:
             return
-        self._window.append((drafted, accepted))
-        total = sum(d for d, _ in self._window)
-        if total >= WINDOW_DRAFTED:
-            if sum(a for _, a in self._window) < LOW_RATE * total:
-                self.paused_steps = PAUSE_STEPS
-                self.pauses += 1
-            self._window.clear()
+        if accepted == drafted:
+            self.length = min(self.limit, self.length + GROW)
+        else:
+            self.length = max(1, accepted + 1)
 
 
 class _LookupCandidates:
@@ -79,7 +85,7 @@ class _LookupCandidates:
     def __init__(self, inner: Any, stats: DraftStats, lookup: int | None, max_length: int) -> None:
         self.inner = inner
         self.stats = stats
-        self.lookup = lookup  # tokens per draft for prompt lookup; None: the inner generator drafts
+        self.lookup = lookup  # the longest lookup draft (stats.limit); None: the inner generator drafts
         self.max_length = max_length
         self._last = 0
 
@@ -93,10 +99,7 @@ class _LookupCandidates:
         else:
             import torch
 
-            budget = min(self.lookup, self.max_length - input_ids.shape[1] - 1)
-            if budget <= 0 or not self.stats.allow():
-                return input_ids, None
-            draft = find_draft(input_ids[0].tolist(), budget)
+            draft = self.stats.draft(input_ids[0].tolist(), self.max_length - input_ids.shape[1] - 1)
             if not draft:
                 return input_ids, None
             extra = torch.tensor([draft], dtype=input_ids.dtype, device=input_ids.device)

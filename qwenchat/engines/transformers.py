@@ -326,7 +326,7 @@ class TransformersEngine(Background):
             plain = capture is None and request.thinking_budget is None and schema is None
             lookup = speculative.lookup_tokens(request.settings) if plain else None
             draft = self.draft_model if plain else None
-            drafts = speculative.DraftStats() if lookup or draft is not None else None
+            drafts = speculative.DraftStats(limit=lookup or 0) if lookup or draft is not None else None
             extra = {"assistant_model": draft} if draft is not None and not lookup else {}
             try:
                 with (
