@@ -88,18 +88,27 @@ def tiny_qwen3(demo_dir):
     return build_tiny(demo_dir, Qwen3Config, Qwen3ForCausalLM, head_dim=16)  # Qwen3's default is 128
 
 
+def demo_gguf(*extras: tuple[str, str]) -> Path:
+    """The demo GGUF for llama.cpp; skips the test without the llamacpp extra, without each further
+    (module, reason) in `extras` (checked before the file: assembling it is slow), or without the file."""
+    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    for module, reason in extras:
+        pytest.importorskip(module, reason=reason)
+    from qwenchat.models.demo import DemoError, ensure_gguf
+
+    try:
+        return ensure_gguf()
+    except DemoError as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="module")
 def llamacpp_engine(request):
     """The demo GGUF in llama.cpp, loaded once per test module that asks for it and closed after; the
     module's LLAMACPP_OPTIONS (engine keywords), if any, are passed on. Skipped without the extra or file."""
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    path = demo_gguf()
     from qwenchat.engines.llamacpp import LlamaCppEngine
-    from qwenchat.models.demo import DemoError, ensure_gguf
 
-    try:
-        path = ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
     # One thread: on a small shared CI machine two OpenMP threads wait on each other.
     options = getattr(request.module, "LLAMACPP_OPTIONS", {})
     eng = LlamaCppEngine(path, n_ctx=2048, n_threads=1, **options)
@@ -110,16 +119,7 @@ def llamacpp_engine(request):
 @pytest.fixture
 def real_server(tmp_path) -> Iterator[RealServer]:
     """`python -m llama_cpp.server` on the demo GGUF, started for one test and killed after it."""
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    pytest.importorskip(
-        "llama_cpp.server.app", reason="needs the server extra: pip install 'qwenchat[serve-test]'"
-    )
-    from qwenchat.models.demo import DemoError, ensure_gguf
-
-    try:
-        gguf = ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
+    gguf = demo_gguf(("llama_cpp.server.app", "needs the server extra: pip install 'qwenchat[serve-test]'"))
     from tests.real_server import RealServer
 
     server = RealServer(str(gguf), str(tmp_path / "server.log"))
