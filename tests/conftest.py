@@ -109,7 +109,7 @@ def llamacpp_engine(request):
     path = demo_gguf()
     from qwenchat.engines.llamacpp import LlamaCppEngine
 
-    # One thread: on a small shared CI machine two OpenMP threads wait on each other.
+    # One thread: on a small shared CI machine two OpenMP threads wait on each other (2x slower).
     options = getattr(request.module, "LLAMACPP_OPTIONS", {})
     eng = LlamaCppEngine(path, n_ctx=2048, n_threads=1, **options)
     yield eng
