@@ -7,36 +7,24 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
-from qwenchat.chat import ChatSession
-from qwenchat.engines.transformers import TransformersEngine
-from qwenchat.models.loader import LoadOptions, load, resolve
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Get the current weather in a city",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string", "description": "the city's name"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
-PROMPT = "What is the weather in Paris right now?"
+from qwenchat.chat import ChatSession  # noqa: E402
+from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
+from tests.demo_tools import WEATHER, WEATHER_PROMPT  # noqa: E402
 
 
 def try_once(engine: TransformersEngine, seed: int | None) -> dict:
     session = ChatSession(engine)
-    session.toolbox.definitions = TOOLS
+    session.toolbox.definitions = [WEATHER]
     session.settings.seed = seed if seed is not None else 0
     session.settings.update({"max_new_tokens": 64})  # a call is ~25 tokens; prose past 64 is no call
     if seed is None:
         session.settings.update({"temperature": 0})
-    result = session.send(PROMPT)
+    result = session.send(WEATHER_PROMPT)
     calls = result.tool_calls
     good = [c for c in calls if c.valid and c.name == "get_weather" and "city" in (c.arguments or {})]
     return {
@@ -64,7 +52,7 @@ def main() -> None:
         json.dumps(
             {
                 "model": loaded.name,
-                "prompt": PROMPT,
+                "prompt": WEATHER_PROMPT,
                 "greedy_valid": greedy["valid"],
                 "tries": n,
                 "valid": sum(t["valid"] for t in tries),

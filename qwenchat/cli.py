@@ -377,26 +377,19 @@ def _chat(
     err: Renderer,
 ) -> int:
     from qwenchat.chat import ChatSession
-    from qwenchat.session import DEFAULT_SYSTEM, Conversation
-    from qwenchat.settings import layered_settings
+    from qwenchat.session import Conversation
+    from qwenchat.startup import session_inputs
     from qwenchat.ui.repl import Repl
 
     chat_file = prepared["file"].get("chat", {})
     # A flag beats the config file's [chat] table, which beats the defaults.
     out.think = args.think or chat_file.get("think", "fold")
     out.markdown = not args.no_markdown and chat_file.get("markdown", True)
-    system = args.system if args.system is not None else chat_file.get("system", DEFAULT_SYSTEM)
     try:
-        settings = layered_settings(
-            engine.default_settings(),
-            prepared["file"].get("generation", {}),
-            prepared["flags"],
-            args.seed,
-            schema=engine.settings_schema(),
-        )
+        system, settings = session_inputs(args, prepared, engine)
         session = ChatSession(
             engine,
-            conversation=Conversation(system=None if system == "-" else system),
+            conversation=Conversation(system=system),
             settings=settings,
             store=prepared["store"],
             overflow=args.overflow,

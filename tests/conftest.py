@@ -6,7 +6,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -49,14 +49,13 @@ def demo_loaded(demo_dir):
     return load(resolve("demo", demo=True), LoadOptions(cpu_only=True))
 
 
-@pytest.fixture(scope="session")
-def tiny_model(demo_dir):
-    """A random-weight two-layer Qwen2 with the demo model's real tokenizer: fast, text is noise."""
+def build_tiny(demo_dir: Path, config_class: Any, model_class: Any, **config: Any) -> tuple[Any, Any]:
+    """A random-weight two-layer model of one family with the demo model's real tokenizer: fast, noise."""
     import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(demo_dir)
-    config = Qwen2Config(
+    config = config_class(
         vocab_size=len(tok),
         hidden_size=64,
         intermediate_size=128,
@@ -65,26 +64,62 @@ def tiny_model(demo_dir):
         num_key_value_heads=2,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
+        **config,
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config).eval()
+    model = model_class(config).eval()
     model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
     return model, tok
+
+
+@pytest.fixture(scope="session")
+def tiny_model(demo_dir):
+    """A tiny Qwen2 (see build_tiny), shared by the whole test session."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return build_tiny(demo_dir, Qwen2Config, Qwen2ForCausalLM)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen3(demo_dir):
+    """A tiny Qwen3 (see build_tiny), one per test module: a module may change its tokenizer's template."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    return build_tiny(demo_dir, Qwen3Config, Qwen3ForCausalLM, head_dim=16)  # Qwen3's default is 128
+
+
+def demo_gguf(*extras: tuple[str, str]) -> Path:
+    """The demo GGUF for llama.cpp; skips the test without the llamacpp extra, without each further
+    (module, reason) in `extras` (checked before the file: assembling it is slow), or without the file."""
+    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    for module, reason in extras:
+        pytest.importorskip(module, reason=reason)
+    from qwenchat.models.demo import DemoError, ensure_gguf
+
+    try:
+        return ensure_gguf()
+    except DemoError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def llamacpp_engine(request):
+    """The demo GGUF in llama.cpp, loaded once per test module that asks for it and closed after; the
+    module's LLAMACPP_OPTIONS (engine keywords), if any, are passed on. Skipped without the extra or file."""
+    path = demo_gguf()
+    from qwenchat.engines.llamacpp import LlamaCppEngine
+
+    # One thread: on a small shared CI machine two OpenMP threads wait on each other (2x slower).
+    options = getattr(request.module, "LLAMACPP_OPTIONS", {})
+    eng = LlamaCppEngine(path, n_ctx=2048, n_threads=1, **options)
+    yield eng
+    eng.llm.close()
 
 
 @pytest.fixture
 def real_server(tmp_path) -> Iterator[RealServer]:
     """`python -m llama_cpp.server` on the demo GGUF, started for one test and killed after it."""
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    pytest.importorskip(
-        "llama_cpp.server.app", reason="needs the server extra: pip install 'qwenchat[serve-test]'"
-    )
-    from qwenchat.models.demo import DemoError, ensure_gguf
-
-    try:
-        gguf = ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
+    gguf = demo_gguf(("llama_cpp.server.app", "needs the server extra: pip install 'qwenchat[serve-test]'"))
     from tests.real_server import RealServer
 
     server = RealServer(str(gguf), str(tmp_path / "server.log"))

@@ -36,24 +36,8 @@ def final(chunks: list[Chunk]) -> Chunk:
 
 
 @pytest.fixture(scope="module")
-def gguf_path():
-    from qwenchat.models.demo import DemoError, ensure_gguf
-
-    try:
-        return ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def engine(gguf_path):
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engines.llamacpp import LlamaCppEngine
-
-    # One thread: on a small shared CI machine two OpenMP threads wait on each other (2x slower here).
-    eng = LlamaCppEngine(gguf_path, n_ctx=2048, n_threads=1)
-    yield eng
-    eng.llm.close()
+def engine(llamacpp_engine):
+    return llamacpp_engine  # the demo GGUF (conftest), shared by this module's tests
 
 
 # -- no llama.cpp needed ------------------------------------------------------------------------------
@@ -210,12 +194,11 @@ def test_multiturn_reuses_the_prefix(engine) -> None:
     assert warm.ttft_s < cold.ttft_s, (warm.ttft_s, cold.ttft_s)
 
 
-def test_prompt_too_long_for_the_context(gguf_path) -> None:
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+def test_prompt_too_long_for_the_context(engine) -> None:
     from qwenchat.engines.llamacpp import LlamaCppEngine
 
     # Also the load without llama.cpp's extra weight buffers, the AMX workaround (used on AMX machines).
-    small = LlamaCppEngine(gguf_path, n_ctx=128, n_threads=1, repack=False)
+    small = LlamaCppEngine(engine.path, n_ctx=128, n_threads=1, repack=False)
     try:
         assert small.context_window == 128 and small.repack is False
         end = final(ask(small, req([{"role": "user", "content": "word " * 150}])))

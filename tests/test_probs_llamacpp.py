@@ -14,24 +14,11 @@ from qwenchat.session import Conversation
 GREEDY = {"do_sample": False, "max_new_tokens": 20, "repetition_penalty": 1.0}
 
 
-@pytest.fixture(scope="module")
-def engine():
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engines.llamacpp import LlamaCppEngine
-    from qwenchat.models.demo import DemoError, ensure_gguf
-
-    try:
-        path = ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
-    eng = LlamaCppEngine(path, n_ctx=2048, n_threads=1)
-    yield eng
-    eng.llm.close()
-
-
 @pytest.mark.slow
-def test_llamacpp_probs_greedy_rank_one_match_plain_eval_and_branch(engine):
+def test_llamacpp_probs_greedy_rank_one_match_plain_eval_and_branch(llamacpp_engine):
     import llama_cpp
+
+    engine = llamacpp_engine  # the demo GGUF, one per module (conftest)
 
     chat = ChatSession(engine)
     chat.settings.update(GREEDY)

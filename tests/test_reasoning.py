@@ -26,26 +26,9 @@ GREEDY = {"do_sample": False, "max_new_tokens": 24}
 
 
 @pytest.fixture(scope="module")
-def qwen3(demo_dir):
-    import torch
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(demo_dir)
+def qwen3(tiny_qwen3):
+    model, tok = tiny_qwen3
     tok.chat_template = QWEN3_LIKE
-    config = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(config).eval()
-    model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
     return model, tok
 
 

@@ -29,23 +29,12 @@ def test_template_path_takes_the_switch_and_the_tools(demo_dir):
     assert qwen3.render(msgs).endswith("<think>\n")
 
 
-@pytest.fixture(scope="module")
-def engine():
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engines.llamacpp import LlamaCppEngine
-    from qwenchat.models.demo import DemoError, ensure_gguf
-
-    try:
-        path = ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
-    eng = LlamaCppEngine(path, n_ctx=2048, n_threads=1, prefill_chunk=8)
-    yield eng
-    eng.llm.close()
+LLAMACPP_OPTIONS = {"prefill_chunk": 8}  # the llamacpp_engine fixture's: short prompts have whole chunks
 
 
 @pytest.mark.slow
-def test_budget_in_llamacpp_and_answers_match_without_cache_reuse(engine):
+def test_budget_in_llamacpp_and_answers_match_without_cache_reuse(llamacpp_engine):
+    engine = llamacpp_engine  # the demo GGUF, one per module (conftest)
     assert "enable_thinking" not in template_variables(engine.template_source)  # the GGUF's own: Qwen2.5
     own, own_source = engine.template, engine.template_source
     engine.template = ChatTemplate(QWEN3_LIKE, own.bos_token, own.eos_token)

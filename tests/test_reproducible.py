@@ -72,21 +72,6 @@ def transformers_engine(demo_loaded):
     return TransformersEngine(model, tok, "demo", reuse_cache=True)
 
 
-@pytest.fixture(scope="module")
-def llamacpp_engine():
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engines.llamacpp import LlamaCppEngine
-    from qwenchat.models.demo import DemoError, ensure_gguf
-
-    try:
-        path = ensure_gguf()
-    except DemoError as exc:
-        pytest.skip(str(exc))
-    eng = LlamaCppEngine(path, n_ctx=2048, n_threads=1)
-    yield eng
-    eng.llm.close()
-
-
 @pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
 def test_transformers_turns_are_bit_identical(transformers_engine, sampled):
     check(transformers_engine, sampled)

@@ -10,21 +10,9 @@ import re
 import pytest
 
 from qwenchat.commands.reasoning import set_mode
+from tests.demo_tools import WEATHER, WEATHER_PROMPT
 
 pytestmark = pytest.mark.slow
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "the city's name"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +63,7 @@ def test_demo_model_asked_to_call_a_tool_and_the_parse_matches_its_text(engine, 
     session = ChatSession(engine)
     session.toolbox.definitions = [WEATHER]
     session.settings.update({"temperature": 0, "max_new_tokens": 48})
-    question = "What is the weather in Paris right now?"
+    question = WEATHER_PROMPT
     if prefill is None:
         result = session.send(question)
         text = result.text

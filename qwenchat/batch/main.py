@@ -63,28 +63,19 @@ def run(
     from qwenchat.batch.plan import check_variants, plan_runs
     from qwenchat.batch.records import ResultsFile
     from qwenchat.batch.runner import BatchContext, check_resumable, run_batch
-    from qwenchat.session import DEFAULT_SYSTEM
-    from qwenchat.settings import layered_settings
+    from qwenchat.startup import session_inputs
     from qwenchat.ui.batch_view import ProgressBar
 
-    chat_file = prepared["file"].get("chat", {})
-    system = args.system if args.system is not None else chat_file.get("system", DEFAULT_SYSTEM)
     try:
-        schema = engine.settings_schema()
-        settings = layered_settings(
-            engine.default_settings(),
-            prepared["file"].get("generation", {}),
-            prepared["flags"],
-            args.seed,
-            schema=schema,
-        )
+        system, settings = session_inputs(args, prepared, engine)
+        schema = settings.schema
         check_variants(inputs.variants, schema, engine, bool(args.seeds))
         runs = plan_runs(
             inputs.prompts,
             inputs.var_rows,
             inputs.variants,
             inputs.seeds,
-            default_system=None if system == "-" else system,
+            default_system=system,
             base_settings=settings.effective(),
             schema=schema,
             name=str(args.batch),
