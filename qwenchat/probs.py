@@ -113,6 +113,27 @@ class TokenProb:
         )
 
 
+MAX_HELD = 4  # a UTF-8 character is at most 4 bytes, so at most 4 byte-level tokens
+
+
+class WholeChars:
+    """The answer's tokens as text that never splits a character: a token that ends inside a multi-byte
+    character (CJK, emoji: byte-level tokenizers cut them) shows nothing, and the token that completes it
+    shows the whole character, instead of a U+FFFD for each half."""
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self.decode = decode
+        self._held: list[int] = []
+
+    def text(self, token: int) -> str:
+        self._held.append(token)
+        text = self.decode(self._held)
+        if text.endswith("\ufffd") and len(self._held) < MAX_HELD:
+            return ""  # the character goes on in the next token
+        self._held = []
+        return text
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

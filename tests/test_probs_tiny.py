@@ -26,3 +26,20 @@ def test_same_seed_same_answer_with_probabilities_on_or_off(tiny_model):
         assert len(probs) == 12 and tok.decode([p.id for p in probs]) == on
         # sampled: the distribution chosen from is recorded, and the chosen token is in it
         assert all(p.sampled_logprob is not None and p.sampled_logprob > float("-inf") for p in probs)
+
+
+def test_token_texts_never_split_a_character(tiny_model):
+    """Byte-level BPE cuts CJK characters and emoji into tokens that are not text on their own: the
+    recorded texts join to the answer, and none of them is half a character (U+FFFD)."""
+    from qwenchat.probs import WholeChars
+
+    _, tok = tiny_model
+    text = "naïve 你好, 龘 and 🙂🦜 done"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    single = [tok.decode([i]) for i in ids]
+    assert any("\ufffd" in t for t in single)  # the case exists in the real tokenizer
+    chars = WholeChars(lambda held: tok.decode(held))
+    texts = [chars.text(i) for i in ids]
+    assert "".join(texts) == text
+    assert not any("\ufffd" in t for t in texts)
+    assert "" in texts  # a first half shows nothing; the token that completes it shows the character

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from qwenchat.probs import Alt, TokenProb
+from qwenchat.probs import Alt, TokenProb, WholeChars
 
 
 class LlamaProbs:
@@ -23,6 +23,7 @@ class LlamaProbs:
         self.k = k
         self.n_vocab = llm.n_vocab()
         self.records: list[TokenProb] = []
+        self._chars = WholeChars(self._decode)
 
     def take(self, token: int) -> None:
         """Record `token`, just sampled from the logits the context holds now."""
@@ -35,7 +36,7 @@ class LlamaProbs:
         self.records.append(
             TokenProb(
                 id=token,
-                text=self._text(token),
+                text=self._chars.text(token),
                 logprob=float(logits[token]) - lse,
                 top=[Alt(self._text(int(i)), int(i), float(logits[i]) - lse) for i in top],
             )
@@ -43,7 +44,11 @@ class LlamaProbs:
 
     def force(self, token: int) -> None:
         """Record `token` as put there, not sampled (the closing tag of a spent thinking budget)."""
-        self.records.append(TokenProb(id=token, text=self._text(token), logprob=None, top=[], forced=True))
+        text = self._chars.text(token)
+        self.records.append(TokenProb(id=token, text=text, logprob=None, top=[], forced=True))
 
     def _text(self, token: int) -> str:
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self._decode([token])
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.llm.detokenize(ids, special=True).decode("utf-8", errors="replace")

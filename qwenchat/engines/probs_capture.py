@@ -19,7 +19,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from transformers.generation import logits_process as lp
 
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.probs import Alt, TokenProb
+from qwenchat.probs import Alt, TokenProb, WholeChars
 
 
 class ProbsCapture(LogitsProcessor):
@@ -33,6 +33,7 @@ class ProbsCapture(LogitsProcessor):
         self.warpers = warpers  # None: greedy, the choice is the first of the processed scores
         self.skip_ids = skip_ids
         self.records: list[TokenProb] = []
+        self._chars = WholeChars(lambda ids: tokenizer.decode(ids, skip_special_tokens=False))
         self._raw: torch.Tensor | None = None
         self._processed: torch.Tensor | None = None
 
@@ -78,7 +79,7 @@ class ProbsCapture(LogitsProcessor):
             sampled_top = self._alts([i for i, _ in keep], [lp for _, lp in keep])
         return TokenProb(
             id=tok,
-            text=self._texts([tok])[0],
+            text=self._chars.text(tok),
             logprob=lps[-1],
             top=self._alts(top_ids, lps[:-1]),
             sampled_logprob=sampled_lp,
