@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         dest="prompt_lookup_num_tokens",
-        help="speculative decoding: draft N tokens per step from the conversation (prompt lookup)",
+        help="speculative decoding: drafts of up to N tokens from the conversation (prompt lookup); "
+        "answers as without it in float32, at near-ties they may differ in bf16 and quantized GGUFs",
     )
     g.add_argument("--system", help='system prompt (default: "You are a helpful assistant."; "-" for none)')
     g.add_argument(

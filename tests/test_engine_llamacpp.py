@@ -102,6 +102,33 @@ def test_facts(engine) -> None:
     )[1] == ["no_repeat_ngram_size", "num_beams"]
 
 
+def test_decode_threads_default_to_the_physical_cores(engine) -> None:
+    # llama-cpp-python's default (cpu_count // 2) assumes SMT: on 2 cores without it, decode ran at half speed.
+    # (The shared fixture pins one thread for the shared CI machine; this loads the file once more.)
+    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp_load import physical_cores
+
+    own = LlamaCppEngine(engine.path, n_ctx=256)
+    try:
+        assert own.llm.n_threads == physical_cores() >= 1
+    finally:
+        own.llm.close()
+
+
+def test_physical_cores_counts_smt_siblings_once(monkeypatch, tmp_path) -> None:
+    from qwenchat.engines import llamacpp_load
+
+    for cpu, core in enumerate([0, 0, 1, 1]):  # two cores with two hardware threads each
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text("0\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    monkeypatch.setattr(llamacpp_load.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert llamacpp_load.physical_cores(tmp_path) == 2
+    monkeypatch.setattr(llamacpp_load.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})  # no topology
+    assert llamacpp_load.physical_cores(tmp_path) == 2  # then half the CPUs, as llama-cpp-python guesses
+
+
 def test_greedy_answer_and_repeat(engine) -> None:
     engine.reset()
     r = req(

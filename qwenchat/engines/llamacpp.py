@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.llamacpp_load import _load_llama, amx_risk, built_with_amx, cpu_has_amx
+from qwenchat.engines.llamacpp_load import _load_llama, amx_risk, built_with_amx, cpu_has_amx, physical_cores
 from qwenchat.engines.llamacpp_lookup import lookup_sample
 from qwenchat.engines.llamacpp_template import ChatTemplate
 from qwenchat.engines.speculative import lookup_tokens
@@ -108,7 +108,7 @@ class LlamaCppEngine(Background):
         kwargs = dict(
             model_path=str(path),
             n_ctx=n_ctx,
-            n_threads=n_threads,
+            n_threads=n_threads or physical_cores(),
             n_batch=n_batch,
             n_gpu_layers=n_gpu_layers,
             verbose=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,23 @@ def _load_llama(llama_cpp: Any, kwargs: dict[str, Any], *, extra_buffers: bool) 
             return llama_cpp.Llama(**kwargs)
         finally:
             low.llama_model_default_params = original
+
+
+def physical_cores(root: Path = Path("/sys/devices/system/cpu")) -> int:
+    """The cores this process may run on, counting SMT siblings once. llama-cpp-python's default decode
+    thread count is os.cpu_count() // 2 (it assumes two hardware threads per core): on a machine without
+    SMT that leaves half the cores idle, and on this project's 2-core machine halved decode speed."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        topology = root / f"cpu{cpu}" / "topology"
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(cpus) // 2)  # topology unknown: llama-cpp-python's own guess
+        cores.add((package, core))
+    return max(1, len(cores))

@@ -2,7 +2,7 @@
 a small draft model, checked by the model in one batch; only the tokens the model itself would have chosen
 are kept, so a greedy answer is the same with or without drafting (up to the arithmetic of batch shapes).
 
-The n-gram lookup, the per-turn counters and the auto-off live here, free of torch, and are shared by the
+The n-gram lookup, the per-turn counters and the draft length live here, free of torch, and are shared by the
 transformers engine (a wrapper around generate's candidate generator) and the llama.cpp engine (its own
 draft-and-verify loop, engines/llamacpp_lookup.py).
 """
@@ -19,11 +19,12 @@ from qwenchat.engines.api import EngineError
 MAX_NGRAM = 3  # the longest suffix of the text so far that is looked up in the conversation
 # Draft length: a turn starts with short drafts, grows them by GROW while every drafted token is accepted
 # (up to the user's N) and shrinks them to what was accepted plus one after a miss. A suffix found only as
-# one token is a weak guess: its draft is one token, which costs about nothing to check. This keeps turns
-# of new prose at plain speed and lets copied code run at long drafts (simulated on bench/speculative.py's
-# recorded answers against measured batch costs, then measured: README, "Speculative decoding").
+# one token is too weak a guess to pay for its check on a CPU, where a batch of 2 costs ~1.4 steps: no draft.
+# This keeps turns of new prose at plain speed and lets copied code run at long drafts (simulated on
+# bench/speculative.py's recorded answers against measured batch costs, then measured: README).
 START_LENGTH = 2
 GROW = 2
+MIN_NGRAM = 2
 
 
 def match_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> tuple[list[int], int]:
@@ -65,7 +66,7 @@ class DraftStats:
         if n <= 0:
             return []
         follow, ngram = match_draft(tokens, n)
-        return follow[:1] if ngram == 1 else follow
+        return follow if ngram >= MIN_NGRAM else []
 
     def record(self, drafted: int, accepted: int) -> None:
         self.drafted += drafted
