@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="transformers",
         help="in-process backend; llama.cpp needs a .gguf (-c FILE.gguf or --demo) and qwenchat[llamacpp]",
     )
+    m.add_argument(
+        "--compile",
+        action="store_true",
+        help="transformers on a GPU: a static KV cache and a torch.compile'd decode step (compiles once)",
+    )
     m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
     m.add_argument(
         "--endpoint",
@@ -280,6 +285,10 @@ def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[
 def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
     """The engine the flags ask for, with what the banner says about it; None after a one-line error."""
     try:
+        if args.compile and (args.endpoint or args.engine != "transformers"):
+            raise UserError("--compile is for the transformers engine (not --engine llama.cpp or --endpoint)")
+        if args.compile and (args.draft_model or args.prompt_lookup_num_tokens):
+            raise UserError("--compile does not combine with speculative decoding (--lookup, --draft-model)")
         if args.endpoint:
             from qwenchat.engines.openai import OpenAIEngine
 
@@ -335,6 +344,10 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
             draft = load(resolve(spec, demo=spec == "demo"), plain, progress=update)
         check_same_vocab(loaded.tokenizer, draft.tokenizer, args.draft_model)
         engine.draft_model = draft.model
+    if args.compile:
+        from qwenchat.engines.transformers_compile import enable
+
+        enable(engine)
     banner = {
         "model": loaded.name,
         "device": loaded.device,

@@ -1,0 +1,197 @@
+"""--compile (issue 19, GPU fast path): a static KV cache and a compiled decode step (transformers engine).
+
+Compilations are counted with a backend that records each graph dynamo hands it and runs it as traced (no
+inductor: fast on a CPU); one slow test compiles the tiny model with inductor for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+import pytest
+
+from qwenchat.chat import ChatSession
+from qwenchat.engines.api import GenerationRequest
+
+GRAPHS: list[Any] = []
+
+
+def counting_backend(gm: Any, example_inputs: Any) -> Any:
+    GRAPHS.append(gm)
+    return gm.forward
+
+
+QUESTIONS = ["Tell me about the ocean and the fish that live in it. " * 12, "And rivers?"]
+
+
+def session(engine: Any, max_new: int = 24, **settings: Any) -> ChatSession:
+    engine.reset()
+    chat = ChatSession(engine)
+    chat.settings.update({"max_new_tokens": max_new, "do_sample": False, **settings})
+    return chat
+
+
+def engines(model: Any, tok: Any, chunk: int = 16) -> tuple[Any, Any]:
+    """(the engine as it is, the engine with --compile and the counting backend)."""
+    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers_compile import enable
+
+    plain = TransformersEngine(model, tok, "plain")
+    compiled = TransformersEngine(model, tok, "compiled")
+    for engine in (plain, compiled):
+        engine.prefill_chunk = chunk  # short prompts still have whole chunks for the next turn to keep
+    enable(compiled, backend=counting_backend)
+    return plain, compiled
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model) -> tuple[Any, Any]:
+    return engines(*tiny_model)
+
+
+def test_second_turn_and_retry_do_not_recompile_and_match_the_dynamic_cache(tiny) -> None:
+    plain, compiled = tiny
+    expected = session(plain).send(QUESTIONS[0]).text
+    chat = session(compiled)
+    before = len(GRAPHS)
+    first = chat.send(QUESTIONS[0])
+    after_turn_1 = len(GRAPHS)
+    second = chat.send(QUESTIONS[1])
+    again = chat.retry(None)
+    assert after_turn_1 > before  # the decode step was compiled...
+    assert len(GRAPHS) == after_turn_1  # ...once: turn 2 and the retry reuse it
+    assert first.text == expected
+    assert second.stats.reused_tokens > 0 and again.stats.reused_tokens > second.stats.reused_tokens
+    assert again.text == second.text
+    ref = session(plain)
+    ref.send(QUESTIONS[0])
+    assert ref.send(QUESTIONS[1]).text == second.text
+
+
+def test_a_conversation_that_outgrows_the_cache_grows_it_once_and_keeps_the_prefix(tiny_model) -> None:
+    from qwenchat.engines.transformers_compile import MIN_CACHE
+
+    plain, compiled = engines(*tiny_model)  # a fresh engine: its cache starts at the smallest size
+    chat, ref = session(compiled, max_new=40), session(plain, max_new=40)
+    assert chat.send("Hi").text == ref.send("Hi").text
+    assert compiled._cache.get_max_length() == MIN_CACHE
+    small = len(GRAPHS)
+    long = "Now the long part: " + "rivers, lakes and seas. " * 120  # prompt + answer > MIN_CACHE tokens
+    grown = chat.send(long)
+    assert compiled._cache.get_max_length() == 2 * MIN_CACHE
+    assert grown.stats.reused_tokens > 0  # the kept prefix was copied into the bigger cache
+    assert grown.text == ref.send(long).text
+    assert len(GRAPHS) > small  # compiled for the new size...
+    big = len(GRAPHS)
+    assert chat.send("Thanks.").text == ref.send("Thanks.").text
+    assert len(GRAPHS) == big  # ...once
+
+
+def test_ctrl_c_stops_and_keeps_the_partial_answer_with_stats(tiny) -> None:
+    _, compiled = tiny
+    chat = session(compiled, max_new=400)
+    chat.send(QUESTIONS[1])  # compiled (or reused) before the cancelled turn
+    count = len(GRAPHS)
+    cancel = threading.Event()
+    request = GenerationRequest(
+        [{"role": "user", "content": "Count to a thousand."}], {"max_new_tokens": 400, "do_sample": False}
+    )
+    chunks, text = [], ""
+    for chunk in compiled.stream(request, cancel):
+        chunks.append(chunk)
+        text += chunk.text
+        if chunk.tokens >= 5:
+            cancel.set()
+    last = chunks[-1]
+    assert last.finish_reason == "interrupted" and text
+    assert 5 <= last.tokens < 400
+    assert last.stats.generated_tokens == last.tokens and last.stats.decode_tps > 0
+    assert len(GRAPHS) == count
+    # the engine goes on: the next turn is a normal one
+    assert session(compiled).send("Hello").finish_reason in ("stop", "length")
+
+
+def test_probs_turn_decodes_eagerly_with_the_same_tokens(tiny) -> None:
+    _, compiled = tiny
+    chat = session(compiled)
+    plain_answer = chat.send(QUESTIONS[1]).text
+    count = len(GRAPHS)
+    chat.probs_k = 3
+    with_probs = chat.retry(None)
+    assert with_probs.text == plain_answer
+    assert len(GRAPHS) == count
+
+
+def test_prompt_lookup_is_refused_with_one_line(tiny) -> None:
+    _, compiled = tiny
+    request = GenerationRequest([{"role": "user", "content": "Hi"}], {"prompt_lookup_num_tokens": 4})
+    last = list(compiled.stream(request, threading.Event()))[-1]
+    assert last.finish_reason == "error"
+    assert "prompt lookup does not combine with --compile" in last.error and "\n" not in last.error
+
+
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        (["--demo", "--engine", "llama.cpp"], "--compile is for the transformers engine"),
+        (["--endpoint", "http://127.0.0.1:9/v1"], "--compile is for the transformers engine"),
+        (["--demo", "--lookup", "4"], "--compile does not combine with speculative decoding"),
+    ],
+)
+def test_other_engines_and_speculation_refuse_it_before_loading(flags, line, out) -> None:
+    from qwenchat.cli import build_parser, make_engine
+
+    args: argparse.Namespace = build_parser().parse_args(["--compile", *flags])
+    assert make_engine(args, out) is None
+    text = out.buf.getvalue().strip()
+    assert line in text and len(text.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_inductor_compiles_the_tiny_model_once_with_the_same_tokens(tiny_model) -> None:
+    import shutil
+
+    import torch
+
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        pytest.skip("inductor on a CPU needs a C++ compiler")
+    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers_compile import enable
+
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "inductor")
+    enable(engine)  # the default: inductor
+    ref = session(TransformersEngine(model, tok, "plain"), max_new=12)
+    chat = session(engine, max_new=12)
+    torch._dynamo.utils.counters.clear()
+    for question in QUESTIONS:
+        assert chat.send(question).text == ref.send(question).text
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+    compiled = dict(torch._dynamo.utils.counters["stats"])
+    chat.retry(None)
+    assert dict(torch._dynamo.utils.counters["stats"]) == compiled
+
+
+@pytest.fixture(scope="module")
+def demo_f32(demo_dir) -> tuple[Any, Any]:
+    from qwenchat.models.loader import LoadOptions, load, resolve
+
+    loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))
+    return engines(loaded.model, loaded.tokenizer, chunk=128)
+
+
+@pytest.mark.slow
+def test_static_cache_gives_the_dynamic_caches_greedy_tokens_on_the_demo_model(demo_f32) -> None:
+    plain, compiled = demo_f32
+    questions = ["Write a Python function that reverses a string.", "Now add type hints and a docstring."]
+    ref, chat = session(plain, max_new=40), session(compiled, max_new=40)
+    count = None
+    for question in questions:
+        want, got = ref.send(question), chat.send(question)
+        assert got.text == want.text
+        assert got.stats.generated_tokens == want.stats.generated_tokens
+        count = len(GRAPHS) if count is None else count
+    assert got.stats.reused_tokens > 0
+    assert len(GRAPHS) == count  # turn 2 reused the graph compiled in turn 1
