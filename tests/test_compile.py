@@ -179,13 +179,16 @@ def demo_f32(demo_dir) -> tuple[Any, Any]:
     from qwenchat.models.loader import LoadOptions, load, resolve
 
     loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))
-    return engines(loaded.model, loaded.tokenizer, chunk=128)
+    return engines(loaded.model, loaded.tokenizer)
 
 
 @pytest.mark.slow
 def test_static_cache_gives_the_dynamic_caches_greedy_tokens_on_the_demo_model(demo_f32) -> None:
     plain, compiled = demo_f32
-    questions = ["Write a Python function that reverses a string.", "Now add type hints and a docstring."]
+    questions = [
+        "Write a Python function that reverses a string, with a short example of its use.",
+        "Now add type hints and a docstring.",
+    ]
     ref, chat = session(plain, max_new=40), session(compiled, max_new=40)
     count = None
     for question in questions:
