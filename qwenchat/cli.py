@@ -407,6 +407,9 @@ def _chat(
             args.seed,
             schema=engine.settings_schema(),
         )
+        if getattr(engine, "static", None) is not None:  # --compile: now, not as a pause in the first answer
+            with err.status("compiling the decode step (--compile; once) …"):
+                engine.static.warm_up(settings.effective().get("max_new_tokens"))
         session = ChatSession(
             engine,
             conversation=Conversation(system=None if system == "-" else system),

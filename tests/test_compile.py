@@ -58,6 +58,8 @@ def test_second_turn_and_retry_do_not_recompile_and_match_the_dynamic_cache(tiny
     before = len(GRAPHS)
     first = chat.send(QUESTIONS[0])
     after_turn_1 = len(GRAPHS)
+    assert chat.warm()  # the REPL's background prefill while the user types: the static cache too
+    compiled.idle()
     second = chat.send(QUESTIONS[1])
     again = chat.retry(None)
     assert after_turn_1 > before  # the decode step was compiled...
@@ -198,3 +200,20 @@ def test_static_cache_gives_the_dynamic_caches_greedy_tokens_on_the_demo_model(d
         count = len(GRAPHS) if count is None else count
     assert got.stats.reused_tokens > 0
     assert len(GRAPHS) == count  # turn 2 reused the graph compiled in turn 1
+
+
+def test_warm_up_compiles_before_the_first_turn(tiny_model) -> None:
+    _, compiled = engines(*tiny_model)
+    before = len(GRAPHS)
+    compiled.static.warm_up(1500)  # a size no other test uses: 2048
+    assert len(GRAPHS) > before
+    warmed = len(GRAPHS)
+    cancel = threading.Event()
+    request = GenerationRequest(
+        [{"role": "user", "content": "Hi"}], {"max_new_tokens": 1000, "do_sample": False}
+    )
+    for chunk in compiled.stream(request, cancel):
+        if chunk.tokens >= 3:
+            cancel.set()
+    assert compiled._cache.get_max_length() == 2048
+    assert len(GRAPHS) == warmed

@@ -42,8 +42,11 @@ class StaticDecode:
     """One engine's compiled decode: the compile config (the same object every turn, so generate reuses its
     compiled call) and the size of the static cache."""
 
-    def __init__(self, model: Any, backend: str | Callable = "inductor", mode: str | None = None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, backend: str | Callable = "inductor", mode: str | None = None
+    ) -> None:
         self.model = model
+        self.tokenizer = tokenizer  # the engine passes it to generate (stop strings); it reaches the forward
         if mode is None and backend == "inductor" and model.device.type == "cuda":
             mode = "reduce-overhead"  # CUDA graphs: the launches are what a GPU decode step waits on
         self.compile_config = CompileConfig(dynamic=False, backend=backend, mode=mode)
@@ -56,7 +59,10 @@ class StaticDecode:
         self.size = max(self.size, capacity(need, self.window))
 
     def new_cache(self) -> StaticCache:
-        return StaticCache(config=self.model.config, max_cache_len=self.size or MIN_CACHE)
+        # Its length counter is a graph input: the same kind of tensor wherever the cache is made (a warm-up
+        # or background prefill runs in inference mode, a turn does not), or the step compiles again.
+        with torch.inference_mode(False):
+            return StaticCache(config=self.model.config, max_cache_len=self.size or MIN_CACHE)
 
     def fit(self, cache: Any, keep: int) -> Any:
         """`cache` (holding `keep` positions) when it has the wanted size, else a cache of that size with
@@ -93,6 +99,23 @@ class StaticDecode:
         config.compile_config = self.compile_config
         config.disable_compile = eager
 
+    def warm_up(self, max_new_tokens: int | None, prompt_tokens: int = 64) -> None:
+        """Compile the decode step now, for the cache size a first turn of this length gets: a wait at
+        start-up (under a spinner, Ctrl-C works) instead of a pause inside the first answer (Ctrl-C waits)."""
+        self.want(prompt_tokens + (max_new_tokens or 0))
+        ids = torch.zeros((1, 2), dtype=torch.long, device=self.model.device)
+        # three tokens, end of sequence suppressed: at least one decode step runs (and compiles)
+        config = GenerationConfig(max_new_tokens=3, min_new_tokens=3, do_sample=False)
+        config.compile_config = self.compile_config
+        with torch.inference_mode():
+            self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                generation_config=config,
+                past_key_values=self.new_cache(),
+                tokenizer=self.tokenizer,  # the engine's call has it: the same arguments, the same graph
+            )
+
 
 def enable(engine: Any, backend: str | Callable = "inductor", mode: str | None = None) -> StaticDecode:
     """Switch a transformers engine to the static cache and the compiled decode step."""
@@ -100,7 +123,7 @@ def enable(engine: Any, backend: str | Callable = "inductor", mode: str | None =
         raise CompileError("--compile on a CPU needs a C++ compiler (g++ or clang++) for torch.compile")
     if getattr(engine, "draft_model", None) is not None:
         raise CompileError("--compile does not combine with --draft-model (speculative decoding)")
-    engine.static = StaticDecode(engine.model, backend, mode)
+    engine.static = StaticDecode(engine.model, engine.tokenizer, backend, mode)
     engine.reset()  # the kept cache is a dynamic one
     return engine.static
 
