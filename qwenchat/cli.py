@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from qwenchat import __version__, testbench_flags
+from qwenchat import __version__, compile_flags, testbench_flags
 from qwenchat.environment import Environment
 from qwenchat.errors import UserError, first_line
 
@@ -76,11 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="transformers",
         help="in-process backend; llama.cpp needs a .gguf (-c FILE.gguf or --demo) and qwenchat[llamacpp]",
     )
-    m.add_argument(
-        "--compile",
-        action="store_true",
-        help="transformers on a GPU: a static KV cache and a torch.compile'd decode step (compiles once)",
-    )
+    compile_flags.add_flag(m)
     m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
     m.add_argument(
         "--endpoint",
@@ -285,10 +281,8 @@ def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[
 def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
     """The engine the flags ask for, with what the banner says about it; None after a one-line error."""
     try:
-        if args.compile and (args.endpoint or args.engine != "transformers"):
-            raise UserError("--compile is for the transformers engine (not --engine llama.cpp or --endpoint)")
-        if args.compile and (args.draft_model or args.prompt_lookup_num_tokens):
-            raise UserError("--compile does not combine with speculative decoding (--lookup, --draft-model)")
+        if line := compile_flags.refusal(args):
+            raise UserError(line)
         if args.endpoint:
             from qwenchat.engines.openai import OpenAIEngine
 
@@ -344,10 +338,7 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
             draft = load(resolve(spec, demo=spec == "demo"), plain, progress=update)
         check_same_vocab(loaded.tokenizer, draft.tokenizer, args.draft_model)
         engine.draft_model = draft.model
-    if args.compile:
-        from qwenchat.engines.transformers_compile import enable
-
-        enable(engine)
+    compile_flags.apply(engine, args)
     banner = {
         "model": loaded.name,
         "device": loaded.device,
@@ -407,9 +398,7 @@ def _chat(
             args.seed,
             schema=engine.settings_schema(),
         )
-        if getattr(engine, "static", None) is not None:  # --compile: now, not as a pause in the first answer
-            with err.status("compiling the decode step (--compile; once) …"):
-                engine.static.warm_up(settings.effective().get("max_new_tokens"))
+        compile_flags.warm_up(engine, settings, err)
         session = ChatSession(
             engine,
             conversation=Conversation(system=None if system == "-" else system),
