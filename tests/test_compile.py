@@ -14,6 +14,8 @@ import pytest
 
 from qwenchat.chat import ChatSession
 from qwenchat.engines.api import GenerationRequest
+from qwenchat.observer import Headless
+from qwenchat.session import Conversation
 
 GRAPHS: list[Any] = []
 
@@ -91,28 +93,49 @@ def test_a_conversation_that_outgrows_the_cache_grows_it_once_and_keeps_the_pref
     assert len(GRAPHS) == big  # ...once
 
 
+class CtrlCAfter(Headless):
+    """Presses Ctrl-C (session.interrupt) once an answer has streamed `n` pieces of text."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.session: ChatSession | None = None
+
+    def answer(self, *, think_open: bool | None, continues: str | None) -> Any:
+        observer, seen = self, [0]
+
+        class Sink:
+            def feed(self, text: str) -> None:
+                seen[0] += bool(text)  # prefill progress comes as empty pieces
+                if seen[0] == observer.n and observer.session is not None:
+                    observer.session.interrupt()
+
+            def end(self, *args: Any, **kwargs: Any) -> None:
+                pass
+
+        return Sink()
+
+
 def test_ctrl_c_stops_and_keeps_the_partial_answer_with_stats(tiny) -> None:
-    _, compiled = tiny
+    plain, compiled = tiny
     chat = session(compiled, max_new=400)
     chat.send(QUESTIONS[1])  # compiled (or reused) before the cancelled turn
     count = len(GRAPHS)
-    cancel = threading.Event()
-    request = GenerationRequest(
-        [{"role": "user", "content": "Count to a thousand."}], {"max_new_tokens": 400, "do_sample": False}
-    )
-    chunks, text = [], ""
-    for chunk in compiled.stream(request, cancel):
-        chunks.append(chunk)
-        text += chunk.text
-        if chunk.tokens >= 5:
-            cancel.set()
-    last = chunks[-1]
-    assert last.finish_reason == "interrupted" and text
-    assert 5 <= last.tokens < 400
-    assert last.stats.generated_tokens == last.tokens and last.stats.decode_tps > 0
+    chat.observer = ctrl_c = CtrlCAfter(5)
+    ctrl_c.session = chat
+    cut = chat.send("Count to a thousand.")
+    assert cut.finish_reason == "interrupted" and cut.text and cut.kept
+    assert chat.conversation.messages[-1].content == cut.text  # the partial answer stays in the history
+    assert 5 <= cut.stats.generated_tokens < 400 and cut.stats.decode_tps > 0 and cut.stats.ttft_s > 0
     assert len(GRAPHS) == count
-    # the engine goes on: the next turn is a normal one
-    assert session(compiled).send("Hello").finish_reason in ("stop", "length")
+    # the next turn goes on from the kept cache and answers as the dynamic cache does
+    ctrl_c.session = None
+    chat.settings.update({"max_new_tokens": 24})
+    ref = session(plain, max_new=24)
+    ref.conversation = Conversation.from_dict(chat.conversation.to_dict())
+    after = chat.send("Go on.")
+    assert after.stats.reused_tokens > 0 and after.text == ref.send("Go on.").text
+    assert len(GRAPHS) == count
 
 
 def test_probs_turn_decodes_eagerly_with_the_same_tokens(tiny) -> None:
