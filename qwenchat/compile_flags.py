@@ -36,6 +36,14 @@ def apply(engine: Any, args: argparse.Namespace) -> None:
 def warm_up(engine: Any, settings: Any, err: Any) -> None:
     """Compile now, for the first turn's cache size, rather than as a pause inside the first answer."""
     static = getattr(engine, "static", None)
-    if static is not None:
+    if static is None:
+        return
+    try:
         with err.status("compiling the decode step (--compile; once) …"):
             static.warm_up(settings.effective().get("max_new_tokens"))
+    except Exception as exc:  # a backend that cannot build this model here: the chat still works, eagerly
+        from qwenchat.errors import first_line
+
+        engine.static = None
+        engine.reset()
+        err.error(f"--compile: the decode step did not compile ({first_line(exc)}); decoding without it")

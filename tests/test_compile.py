@@ -239,3 +239,20 @@ def test_warm_up_compiles_before_the_first_turn(tiny_model) -> None:
             cancel.set()
     assert compiled._cache.get_max_length() == 2048
     assert len(GRAPHS) == warmed
+
+
+def test_a_failed_start_up_compile_falls_back_to_eager_with_one_line(tiny_model, out) -> None:
+    from qwenchat import compile_flags
+
+    plain, compiled = engines(*tiny_model)
+
+    def broken(max_new_tokens: int | None) -> None:
+        raise RuntimeError("no compiler for this\nsecond line")
+
+    compiled.static.warm_up = broken
+    chat = session(compiled)
+    compile_flags.warm_up(compiled, chat.settings, out)
+    assert compiled.static is None
+    lines = out.buf.getvalue().strip().splitlines()
+    assert len(lines) == 1 and "did not compile (no compiler for this)" in lines[0]
+    assert chat.send("Hi").text == session(plain).send("Hi").text
