@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from qwenchat import __version__, testbench_flags
+from qwenchat import __version__, compile_flags, testbench_flags
 from qwenchat.environment import Environment
 from qwenchat.errors import UserError, first_line
 
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="transformers",
         help="in-process backend; llama.cpp needs a .gguf (-c FILE.gguf or --demo) and qwenchat[llamacpp]",
     )
+    compile_flags.add_flag(m)
     m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
     m.add_argument(
         "--endpoint",
@@ -281,6 +282,8 @@ def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[
 def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
     """The engine the flags ask for, with what the banner says about it; None after a one-line error."""
     try:
+        if line := compile_flags.refusal(args):
+            raise UserError(line)
         if args.endpoint:
             from qwenchat.engines.openai import OpenAIEngine
 
@@ -336,6 +339,7 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
             draft = load(resolve(spec, demo=spec == "demo"), plain, progress=update)
         check_same_vocab(loaded.tokenizer, draft.tokenizer, args.draft_model)
         engine.draft_model = draft.model
+    compile_flags.apply(engine, args)
     banner = {
         "model": loaded.name,
         "device": loaded.device,
@@ -388,6 +392,7 @@ def _chat(
     out.markdown = not args.no_markdown and chat_file.get("markdown", True)
     try:
         system, settings = session_inputs(args, prepared, engine)
+        compile_flags.warm_up(engine, settings, err)
         session = ChatSession(
             engine,
             conversation=Conversation(system=system),

@@ -103,7 +103,7 @@ def test_facts(engine) -> None:
 
 
 def test_decode_threads_default_to_the_physical_cores(engine) -> None:
-    # llama-cpp-python's default (cpu_count // 2) assumes SMT: on 2 cores without it, decode ran at half speed.
+    # llama-cpp-python's default (cpu_count // 2) assumes SMT: on 2 cores without it, decode ran at half speed
     # (The shared fixture pins one thread for the shared CI machine; this loads the file once more.)
     from qwenchat.engines.llamacpp import LlamaCppEngine
     from qwenchat.engines.llamacpp_load import physical_cores

@@ -18,7 +18,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from qwenchat import turn
 from qwenchat.adapters import AdapterError, AdapterSwitch
-from qwenchat.engines import probs_capture, speculative
+from qwenchat.engines import probs_capture, speculative, transformers_compile
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.engines.transformers_budget import budget_processors
@@ -111,6 +111,7 @@ class TransformersEngine(Background):
             self.pad_id = min(self.eos_ids)  # set quietly, so generate does not warn every turn
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self.draft_model: Any = None  # --draft-model: drafts checked by this model (assisted generation)
+        self.static: transformers_compile.StaticDecode | None = None  # --compile: static cache, compiled step
 
     # -- facts about the model ---------------------------------------------------------------
     @property
@@ -236,7 +237,9 @@ class TransformersEngine(Background):
         return GenerationConfig(**merged)
 
     def _new_cache(self) -> int:
-        self._cache, self._cached_ids = DynamicCache(config=self.model.config), []
+        static = self.static
+        self._cache = DynamicCache(config=self.model.config) if static is None else static.new_cache()
+        self._cached_ids = []
         self._aligned, self._tail_prompt = 0, None
         return 0
 
@@ -246,6 +249,8 @@ class TransformersEngine(Background):
         That is the whole aligned chunks of the common prefix, or, for the very same prompt (a retry), all
         but its last token. Tokens decoded one at a time are never kept: a new prompt computes them in chunks.
         """
+        if self.static is not None:
+            self.static.want(len(ids))  # a static cache grows to hold the prompt (warm work: its prefix)
         if not self.reuse_cache or self._cache is None:
             return self._new_cache()
         common = common_prefix_len(self._cached_ids, ids)
@@ -264,6 +269,8 @@ class TransformersEngine(Background):
         self._cached_ids = self._cached_ids[:keep]
         self._aligned = min(self._aligned, keep)
         self._tail_prompt = None
+        if self.static is not None:
+            self._cache = self.static.fit(self._cache, keep)
         return keep
 
     def _prefill(
@@ -309,6 +316,8 @@ class TransformersEngine(Background):
         capture = probs_capture.for_request(request, self.tokenizer, config, self.eos_ids)
         think_open = prompt_opens_think(prompt)
         schema = self._schema_processors(request)
+        if self.static is not None:  # --compile: a cache with room for the answer; the compiled step or not
+            self.static.prepare(request.settings, config, len(ids), eager=capture is not None)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             outcome.reused_tokens = self._prepare_cache(ids)
