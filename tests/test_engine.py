@@ -132,6 +132,23 @@ def test_length_and_stop_reasons(tiny_model):
     assert final.finish_reason == "length" and final.stats.generated_tokens == 5
 
 
+def test_a_stop_string_is_matched_in_the_answer_only(tiny_model):
+    # The prompt ends "<|im_start|>assistant\n": generate's own stop_strings matched the whole sequence, so
+    # a stop string spanning that end and the answer's start ended the answer at its first token.
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "tiny")
+    msgs = [{"role": "user", "content": "hi"}]
+    full, _ = run(engine, msgs, {"do_sample": False, "max_new_tokens": 6})
+    first = full[:1]
+    assert first  # the random model writes something
+    text, final = run(
+        engine, msgs, {"do_sample": False, "max_new_tokens": 6, "stop_strings": ["assistant\n" + first]}
+    )
+    assert text == full and final.finish_reason == "length" and final.stats.generated_tokens == 6
+    text, final = run(engine, msgs, {"do_sample": False, "max_new_tokens": 6, "stop_strings": [full[1:3]]})
+    assert text == full[: full.index(full[1:3])] and final.finish_reason == "stop"
+
+
 def test_error_in_generate_is_one_line_and_engine_survives(tiny_model, monkeypatch):
     model, tok = tiny_model
     engine = TransformersEngine(model, tok, "tiny")

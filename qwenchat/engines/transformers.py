@@ -36,17 +36,21 @@ PREFILL_CHUNK = 128
 
 
 class _CancelCriteria(StoppingCriteria):
-    """Stops generate at the next decode step once the user pressed Ctrl-C."""
+    """Stops generate at the next decode step once the user pressed Ctrl-C or the turn saw a stop string.
 
-    def __init__(self, cancel: threading.Event) -> None:
+    Stop strings are matched by the turn in the answer's text only (turn.StopMatcher), as servers do:
+    generate's own stop_strings match the end of the whole sequence, so one that spans the prompt's last
+    characters and the answer's first (a "\n\n" after "assistant\n") ended answers before they began."""
+
+    def __init__(self, cancel: threading.Event, outcome: Outcome) -> None:
         self.cancel = cancel
+        self.outcome = outcome
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
     ) -> torch.BoolTensor:
-        return torch.full(
-            (input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool, device=input_ids.device
-        )
+        stop = self.cancel.is_set() or self.outcome.stop_hit
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class _QueueStreamer(BaseStreamer):
@@ -312,6 +316,7 @@ class TransformersEngine(Background):
         prompt = self.render_prompt(request)
         ids = self._tokenize(prompt) + answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
         config = self._generation_config(request.settings)
+        stops, config.stop_strings = config.stop_strings, None  # matched in the answer by the turn
         cuda = self.device.type == "cuda"
         capture = probs_capture.for_request(request, self.tokenizer, config, self.eos_ids)
         think_open = prompt_opens_think(prompt)
@@ -349,7 +354,7 @@ class TransformersEngine(Background):
                         generation_config=config,
                         past_key_values=self._cache,
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                        stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel, outcome)]),
                         # the schema masks, the budget forces; the capture, last, sees what was sampled from
                         logits_processor=LogitsProcessorList(
                             [
@@ -358,7 +363,7 @@ class TransformersEngine(Background):
                                 *(processors or []),
                             ]
                         ),
-                        tokenizer=self.tokenizer,  # generate matches stop_strings with it
+                        tokenizer=self.tokenizer,
                         **extra,
                     )
             finally:
@@ -384,8 +389,8 @@ class TransformersEngine(Background):
             prompt_tokens=len(ids),
             think_open=think_open,
             max_new_tokens=config.max_new_tokens,
-            # generate stops at a stop string; the turn keeps it out of the answer, as servers do.
-            stop_strings=config.stop_strings,
+            # the turn stops generate at a stop string (_CancelCriteria) and keeps it out of the answer.
+            stop_strings=stops,
             decode=self._new_decoder(),
             invalidate=self._forget,
             commit=commit,
