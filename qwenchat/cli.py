@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     compile_flags.add_flag(m)
     m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
     m.add_argument(
+        "--threads", type=int, metavar="N", help="decode threads for --engine llama.cpp (default: cores)"
+    )
+    m.add_argument(
         "--endpoint",
         metavar="URL",
         help="an OpenAI-compatible server (vLLM, SGLang, llama.cpp, transformers serve); "
@@ -284,6 +287,8 @@ def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str,
     try:
         if line := compile_flags.refusal(args):
             raise UserError(line)
+        if args.threads is not None and args.threads < 1:
+            raise UserError(f"--threads must be 1 or more, not {args.threads}")
         if args.endpoint:
             from qwenchat.engines.openai import OpenAIEngine
 
@@ -366,6 +371,7 @@ def _make_llamacpp(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[s
         engine = LlamaCppEngine(
             path,
             n_ctx=args.n_ctx,
+            n_threads=args.threads,
             reuse_cache=not args.no_cache_reuse,
             name=demo.DEMO_GGUF_NAME if args.demo else None,
         )

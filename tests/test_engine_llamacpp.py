@@ -260,3 +260,13 @@ def test_cancel_during_prefill_keeps_the_computed_batches(engine) -> None:
     assert progress[0] == (size, end.stats.prompt_tokens - 1)
     again = final(ask(engine, req(msgs, max_new_tokens=2))).stats  # sending it again does not start over
     assert again.reused_tokens >= size and again.reused_tokens % size == 0
+
+
+@pytest.mark.parametrize("n", ["0", "-2"])
+def test_threads_below_one_is_one_line_before_loading(n, out) -> None:
+    from qwenchat.cli import build_parser, make_engine
+
+    args = build_parser().parse_args(["--demo", "--engine", "llama.cpp", "--threads", n])
+    assert make_engine(args, out) is None
+    text = out.buf.getvalue().strip()
+    assert f"--threads must be 1 or more, not {n}" in text and len(text.splitlines()) == 1
