@@ -1,8 +1,8 @@
 """Decode threads of the llama.cpp engine: llama-cpp-python's default (os.cpu_count() // 2, which assumes
 two hardware threads per core) against qwenchat's (the physical cores this process may use), on the demo
-GGUF, greedy, the same prompt, interleaved rounds. Each measurement runs in a process of its own: two
-llama.cpp contexts in one process (even one closed before the other loads) slowed the second to the
-one-thread rate here. Prints one JSON line per round and contestant, then a JSON summary (median decode
+GGUF, greedy, the same prompt, interleaved rounds. Each measurement runs in a process of its own: a
+llama.cpp engine whose worker thread is still alive (its OpenMP team spins) slows the next one's decode
+to the one-thread rate. Prints one JSON line per round and contestant, then a JSON summary (median decode
 tok/s and the ratio).
 
     python bench/llamacpp_threads.py                  # demo GGUF, 128 new tokens, 3 rounds
