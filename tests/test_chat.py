@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -83,10 +84,16 @@ def test_observer_sees_the_stream_in_order():
 
 
 def test_ctrl_c_keeps_partial_answer_headless():
+    # Python's own handler, as in a terminal: a run started in the background (nohup ... &) inherits
+    # SIGINT ignored, and the signal below would be lost.
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     engine = FakeEngine().enqueue(["one two three four five six seven eight nine ten"])
     engine.interrupt_after = 3  # a real SIGINT, as a terminal sends it
     session = ChatSession(engine)
-    result = session.send("count")
+    try:
+        result = session.send("count")
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert result.finish_reason == "interrupted" and result.kept
     role, content, interrupted = history(session)[-1]
     assert role == "assistant" and interrupted
