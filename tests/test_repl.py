@@ -51,6 +51,8 @@ def test_help_lists_every_command(app):
     text = transcript(app)
     for cmd in app.registry:
         assert cmd.usage in text
+    # the reproducibility contract, and what bends it
+    assert "Reproducible:" in text and "--lookup" in text and "--compile" in text
 
 
 def test_seed_and_conf_reach_the_engine(app):

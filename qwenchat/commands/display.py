@@ -31,6 +31,15 @@ def cmd_help(ctx: CommandContext, args: str) -> None:
     ctx.renderer.hint(
         "Type a message to chat. Ctrl-C stops an answer (kept, marked interrupted); Ctrl-D or :q quits."
     )
+    ctx.renderer.hint(REPRODUCIBLE)
+
+
+# The contract, and the features that bend it (README: Speculative decoding, GPU fast path).
+REPRODUCIBLE = (
+    "Reproducible: the same conversation, settings and seed give the same tokens, cache reused or not. "
+    "Answers may differ at near-ties from those without: prompt lookup (--lookup) in bf16 or a quantized "
+    "GGUF, and --compile in bf16 (also once its cache has grown)."
+)
 
 
 @command("exit", "quit", "q", help="Leave qwenchat.", example=":q")
