@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import GenerationRequest, TurnStats
-from qwenchat.engines.speculative import START_LENGTH, DraftStats, find_draft, match_draft
+from qwenchat.engines.speculative import START_LENGTH, DraftStats, find_draft
 
 CODE = (
     "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    result = 0\n"
@@ -51,7 +51,8 @@ def test_drafts_grow_while_accepted_and_shrink_after_a_miss() -> None:
 
 def test_a_one_token_match_drafts_nothing() -> None:
     tokens = [1, 2, 3, 4, 5, 9, 2]  # only "2" recurs: too weak a guess to pay for its check
-    assert match_draft(tokens, 4) == ([3, 4, 5, 9], 1)
+    assert find_draft(tokens, 4) == [3, 4, 5, 9]  # found as a one-token match
+    assert find_draft(tokens, 4, min_ngram=2) == []
     assert DraftStats(limit=8, length=4).draft(tokens, 10) == []
     strong = [1, 2, 3, 4, 5, 9, 1, 2]  # "1 2" recurs: the whole draft
     assert DraftStats(limit=8, length=4).draft(strong, 10) == [3, 4, 5, 9]

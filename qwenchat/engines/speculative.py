@@ -27,11 +27,11 @@ GROW = 2
 MIN_NGRAM = 2
 
 
-def match_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> tuple[list[int], int]:
+def find_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM, min_ngram: int = 1) -> list[int]:
     """Up to `n` tokens that followed the latest earlier occurrence of the longest suffix of `tokens`
-    (max_ngram tokens down to one) found in `tokens`, and that suffix's length; ([], 0) when none."""
+    (max_ngram tokens down to min_ngram) found in `tokens`; [] when none is found."""
     size = len(tokens)
-    for ngram in range(min(max_ngram, size - 1), 0, -1):
+    for ngram in range(min(max_ngram, size - 1), min_ngram - 1, -1):
         tail = list(tokens[size - ngram :])
         first = tail[0]
         # the latest occurrence that has at least one token after it and is not the suffix itself
@@ -39,13 +39,8 @@ def match_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> tu
             if tokens[start] == first and list(tokens[start : start + ngram]) == tail:
                 follow = list(tokens[start + ngram : start + ngram + n])
                 if follow:
-                    return follow, ngram
-    return [], 0
-
-
-def find_draft(tokens: Sequence[int], n: int, max_ngram: int = MAX_NGRAM) -> list[int]:
-    """The tokens of `match_draft`, without the suffix length."""
-    return match_draft(tokens, n, max_ngram)[0]
+                    return follow
+    return []
 
 
 @dataclass
@@ -65,8 +60,7 @@ class DraftStats:
         n = min(self.length, room)
         if n <= 0:
             return []
-        follow, ngram = match_draft(tokens, n)
-        return follow if ngram >= MIN_NGRAM else []
+        return find_draft(tokens, n, min_ngram=MIN_NGRAM)
 
     def record(self, drafted: int, accepted: int) -> None:
         self.drafted += drafted
@@ -83,10 +77,9 @@ class _LookupCandidates:
     """Stands in for generate's candidate generator: drafts by n-gram lookup (prompt lookup) or through
     the wrapped generator (a draft model), and counts what was drafted and accepted."""
 
-    def __init__(self, inner: Any, stats: DraftStats, lookup: int | None, max_length: int) -> None:
+    def __init__(self, inner: Any, stats: DraftStats, max_length: int) -> None:
         self.inner = inner
-        self.stats = stats
-        self.lookup = lookup  # the longest lookup draft (stats.limit); None: the inner generator drafts
+        self.stats = stats  # stats.limit 0: the inner generator (a draft model) drafts
         self.max_length = max_length
         self._last = 0
 
@@ -95,7 +88,7 @@ class _LookupCandidates:
 
     def get_candidates(self, input_ids: Any, **kwargs: Any) -> tuple[Any, Any]:
         self._last = 0
-        if self.lookup is None:
+        if not self.stats.limit:
             cand, logits = self.inner.get_candidates(input_ids, **kwargs)
         else:
             import torch
@@ -111,12 +104,12 @@ class _LookupCandidates:
     def update_candidate_strategy(self, input_ids: Any, scores: Any, num_matches: Any) -> None:
         self.stats.record(self._last, int(num_matches))
         self._last = 0
-        if self.lookup is None:
+        if not self.stats.limit:
             self.inner.update_candidate_strategy(input_ids, scores, num_matches)
 
 
 @contextlib.contextmanager
-def counting(model: Any, stats: DraftStats | None, lookup: int | None) -> Iterator[None]:
+def counting(model: Any, stats: DraftStats | None) -> Iterator[None]:
     """For one generate call: candidates come from our lookup (or the draft model) and are counted in
     `stats`. The hook is an instance attribute, removed afterwards: the model stays as loaded."""
     if stats is None:
@@ -127,7 +120,7 @@ def counting(model: Any, stats: DraftStats | None, lookup: int | None) -> Iterat
     def make(*args: Any, **kwargs: Any) -> Any:
         inner = original(*args, **kwargs)
         config = kwargs.get("generation_config") or args[0]
-        return _LookupCandidates(inner, stats, lookup, int(config.max_length))
+        return _LookupCandidates(inner, stats, int(config.max_length))
 
     prepare = model.prepare_inputs_for_generation
 

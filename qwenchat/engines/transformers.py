@@ -346,7 +346,7 @@ class TransformersEngine(Background):
                 with (
                     torch.inference_mode(),
                     probs_capture.attached(capture, self.model) as processors,
-                    speculative.counting(self.model, drafts, lookup),
+                    speculative.counting(self.model, drafts),
                 ):
                     self.model.generate(
                         input_ids=input_ids,
@@ -363,7 +363,6 @@ class TransformersEngine(Background):
                                 *(processors or []),
                             ]
                         ),
-                        tokenizer=self.tokenizer,
                         **extra,
                     )
             finally:

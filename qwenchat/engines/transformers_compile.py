@@ -42,11 +42,8 @@ class StaticDecode:
     """One engine's compiled decode: the compile config (the same object every turn, so generate reuses its
     compiled call) and the size of the static cache."""
 
-    def __init__(
-        self, model: Any, tokenizer: Any, backend: str | Callable = "inductor", mode: str | None = None
-    ) -> None:
+    def __init__(self, model: Any, backend: str | Callable = "inductor", mode: str | None = None) -> None:
         self.model = model
-        self.tokenizer = tokenizer  # the engine passes it to generate (stop strings); it reaches the forward
         if mode is None and backend == "inductor" and model.device.type == "cuda":
             mode = "reduce-overhead"  # CUDA graphs: the launches are what a GPU decode step waits on
         self.compile_config = CompileConfig(dynamic=False, backend=backend, mode=mode)
@@ -113,7 +110,6 @@ class StaticDecode:
                 attention_mask=torch.ones_like(ids),
                 generation_config=config,
                 past_key_values=self.new_cache(),
-                tokenizer=self.tokenizer,  # the engine's call has it: the same arguments, the same graph
             )
 
 
@@ -123,7 +119,7 @@ def enable(engine: Any, backend: str | Callable = "inductor", mode: str | None =
         raise CompileError("--compile on a CPU needs a C++ compiler (g++ or clang++) for torch.compile")
     if getattr(engine, "draft_model", None) is not None:
         raise CompileError("--compile does not combine with --draft-model (speculative decoding)")
-    engine.static = StaticDecode(engine.model, engine.tokenizer, backend, mode)
+    engine.static = StaticDecode(engine.model, backend, mode)
     engine.reset()  # the kept cache is a dynamic one
     return engine.static
 
