@@ -29,10 +29,10 @@ from qwenchat.batch.inputs import parse_text  # noqa: E402
 from qwenchat.batch.plan import plan_runs  # noqa: E402
 from qwenchat.batch.records import ResultsFile  # noqa: E402
 from qwenchat.batch.runner import BatchContext, run_batch  # noqa: E402
-from qwenchat.chat import ChatSession  # noqa: E402
-from qwenchat.session import DEFAULT_SYSTEM, Conversation  # noqa: E402
+from qwenchat.chat.session import ChatSession  # noqa: E402
+from qwenchat.compare.variants import Variant  # noqa: E402
+from qwenchat.conversation.model import DEFAULT_SYSTEM, Conversation  # noqa: E402
 from qwenchat.settings import Settings  # noqa: E402
-from qwenchat.variants import Variant  # noqa: E402
 
 PROMPTS = [
     "Write a Python function that reverses a string.",
@@ -54,12 +54,12 @@ def make_engine(args):
     from qwenchat.models import demo
 
     if args.engine == "llama.cpp":
-        from qwenchat.engines.llamacpp import LlamaCppEngine
+        from qwenchat.engines.llamacpp.engine import LlamaCppEngine
 
         return LlamaCppEngine(
             str(demo.ensure_gguf()), n_ctx=4096, name=demo.DEMO_GGUF_NAME
         ), "cpu (llama.cpp)"
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
     from qwenchat.models.loader import LoadOptions, load, resolve
 
     loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=args.cpu_only))

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from qwenchat.chat import ChatSession  # noqa: E402
-from qwenchat.compare import run_compare  # noqa: E402
-from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.chat.session import ChatSession  # noqa: E402
+from qwenchat.compare.run import run_compare  # noqa: E402
+from qwenchat.conversation.model import Conversation, Message  # noqa: E402
+from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
-from qwenchat.session import Conversation, Message  # noqa: E402
 
 SEEDS = (1, 2, 3)
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "long_answer.md"

@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qwenchat.engines.api import GenerationRequest  # noqa: E402
-from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
-from qwenchat.engines.transformers_compile import enable  # noqa: E402
+from qwenchat.engines.transformers.compile import enable  # noqa: E402
+from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
 
 FILLER = "The quick brown fox jumps over the lazy dog while the compiler counts its graphs. "

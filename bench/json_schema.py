@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qwenchat import structured  # noqa: E402
-from qwenchat.chat import ChatSession  # noqa: E402
-from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.chat.session import ChatSession  # noqa: E402
+from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
-from qwenchat.structured import load_schema  # noqa: E402
+from qwenchat.structured.schema import load_schema  # noqa: E402
+from qwenchat.structured.schema import schema as structured  # noqa: E402
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "tests" / "schemas"
 PROMPTS = {

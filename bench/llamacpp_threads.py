@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qwenchat.engines.api import GenerationRequest  # noqa: E402
-from qwenchat.engines.llamacpp import LlamaCppEngine  # noqa: E402
-from qwenchat.engines.llamacpp_load import physical_cores  # noqa: E402
+from qwenchat.engines.llamacpp.engine import LlamaCppEngine  # noqa: E402
+from qwenchat.engines.llamacpp.load import physical_cores  # noqa: E402
 
 PROMPT = [
     {"role": "user", "content": "Write a Python function that checks whether a string is a palindrome."}

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from transformers import TextIteratorStreamer  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
-from qwenchat.chat import ChatSession  # noqa: E402
+from qwenchat.chat.session import ChatSession  # noqa: E402
+from qwenchat.conversation.model import Conversation  # noqa: E402
 from qwenchat.engines.api import GenerationRequest, TurnStats  # noqa: E402
-from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
-from qwenchat.session import Conversation  # noqa: E402
 
 QUESTIONS = [
     "Write a Python function that checks whether a string is a palindrome.",
@@ -177,7 +177,7 @@ def llamacpp_engine(args, threads: int):
             raise SystemExit("--llamacpp on needs --gguf FILE for a non-GGUF checkpoint")
         print("llama.cpp engine skipped: no GGUF (give --gguf FILE)", file=sys.stderr)
         return None
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
 
     return LlamaCppEngine(gguf, n_ctx=args.n_ctx, n_threads=threads)
 

@@ -66,7 +66,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from qwenchat.engines.api import GenerationRequest
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
     from qwenchat.models.loader import LoadOptions, load, resolve
 
     torch.set_num_threads(args.threads)
@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--mode", choices=["chunked", "oneshot"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.chunk is None:
-        from qwenchat.engines.transformers import PREFILL_CHUNK
+        from qwenchat.engines.transformers.engine import PREFILL_CHUNK
 
         args.chunk = PREFILL_CHUNK
     if args.mode:

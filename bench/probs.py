@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
-from qwenchat.chat import ChatSession  # noqa: E402
+from qwenchat.chat.observer import Headless  # noqa: E402
+from qwenchat.chat.session import ChatSession  # noqa: E402
 from qwenchat.engines.api import GenerationRequest  # noqa: E402
-from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
-from qwenchat.observer import Headless  # noqa: E402
-from qwenchat.probs_branch import plan_branch  # noqa: E402
+from qwenchat.probs.branch import plan_branch  # noqa: E402
 
 PROMPT = [
     {"role": "user", "content": "Write a Python function that checks whether a string is a palindrome."}
@@ -168,7 +168,7 @@ def main() -> None:
     llama = None
     if args.llamacpp == "auto" and args.checkpoint == "demo":
         try:
-            from qwenchat.engines.llamacpp import LlamaCppEngine
+            from qwenchat.engines.llamacpp.engine import LlamaCppEngine
             from qwenchat.models.demo import ensure_gguf
 
             llama = LlamaCppEngine(ensure_gguf(), n_ctx=4096, n_threads=torch.get_num_threads())

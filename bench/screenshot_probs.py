@@ -18,10 +18,10 @@ from rich.text import Text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qwenchat.chat import ChatSession  # noqa: E402
-from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.chat.session import ChatSession  # noqa: E402
+from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
-from qwenchat.probs import summarize  # noqa: E402
+from qwenchat.probs.record import summarize  # noqa: E402
 from qwenchat.ui.render import Renderer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,12 +36,12 @@ def answer(engine, messages: list[dict], settings: dict) -> tuple[str, TurnStats
 
 def make_engine(kind: str, args):
     if kind == "transformers":
-        from qwenchat.engines.transformers import TransformersEngine
+        from qwenchat.engines.transformers.engine import TransformersEngine
         from qwenchat.models.loader import LoadOptions, load, resolve
 
         loaded = load(resolve(args.checkpoint), LoadOptions(cpu_only=True, dtype=args.dtype))
         return TransformersEngine(loaded.model, loaded.tokenizer, loaded.name)
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
     from qwenchat.models.demo import ensure_gguf
 
     return LlamaCppEngine(args.gguf or ensure_gguf(), n_ctx=args.n_ctx)

@@ -1,5 +1,5 @@
 """How often the demo model (Qwen2.5-Coder-0.5B) answers a tool prompt with a valid call: N tries with the
-model's own sampling settings and seeds 0..N-1 (one greedy try too), each parsed by qwenchat.tools.
+model's own sampling settings and seeds 0..N-1 (one greedy try too), each parsed by qwenchat.tools.calls.
 Prints JSON. Usage: python bench/toolcall_rate.py [N]"""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qwenchat.chat import ChatSession  # noqa: E402
-from qwenchat.engines.transformers import TransformersEngine  # noqa: E402
+from qwenchat.chat.session import ChatSession  # noqa: E402
+from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
 from tests.demo_tools import WEATHER, WEATHER_PROMPT  # noqa: E402
 

@@ -1,3 +1,3 @@
-from qwenchat.cli import main
+from qwenchat.cli.app import main
 
 raise SystemExit(main())

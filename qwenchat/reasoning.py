@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwenchat.errors import UserError
-from qwenchat.think import CLOSE, OPEN
+from qwenchat.text.think import CLOSE, OPEN
 
 MODES = ("on", "off", "auto")
 SWITCH = "enable_thinking"

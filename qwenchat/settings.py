@@ -194,7 +194,7 @@ def check_value(key: str, value: Any) -> Any:
     engine's long tail (GenerationConfig), imported only when such a key appears."""
     if key in COMMON:
         return NEUTRAL.check(key, value)
-    from qwenchat.engines.generation_config import generation_schema
+    from qwenchat.engines.transformers.generation_config import generation_schema
 
     return generation_schema().check(key, value)
 

@@ -107,7 +107,7 @@ def llamacpp_engine(request):
     """The demo GGUF in llama.cpp, loaded once per test module that asks for it and closed after; the
     module's LLAMACPP_OPTIONS (engine keywords), if any, are passed on. Skipped without the extra or file."""
     path = demo_gguf()
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
 
     # One thread: on a small shared CI machine two OpenMP threads wait on each other (2x slower).
     options = getattr(request.module, "LLAMACPP_OPTIONS", {})
@@ -134,7 +134,7 @@ def pytest_configure(config):
 @pytest.fixture
 def make_repl():
     """Builds the REPL the way cli does: a ChatSession on an engine, shown by a renderer."""
-    from qwenchat.chat import ChatSession
+    from qwenchat.chat.session import ChatSession
     from qwenchat.ui.repl import Repl
 
     def make(engine, renderer, *, show_stats=False, **session_options):

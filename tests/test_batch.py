@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenchat.cli import main
+from qwenchat.cli.app import main
 from qwenchat.environment import Environment
 from tests.cli_harness import QWENCHAT, cli_env
 
@@ -26,7 +26,7 @@ GREEDY = ["--seeds", "1,2", "--max-new-tokens", "3", "--temperature", "0", "--no
 
 @pytest.fixture(scope="module")
 def demo_engine(demo_loaded):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
     return engine, {"model": demo_loaded.name, "device": "cpu", "dtype": "bf16", "extra": []}
@@ -150,7 +150,7 @@ def _jsonl_prompts(path: Path, n: int, tokens: int) -> None:
 
 
 def test_ctrl_c_stops_within_a_second_and_keeps_finished_records(tiny_model, tmp_path):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     model, tok = tiny_model
     made = (
@@ -215,7 +215,7 @@ def test_kill_9_mid_batch_loses_and_repeats_nothing(tiny_dir, tmp_path):
 def test_batch_with_a_json_schema_records_whether_each_answer_is_valid(tiny_model, tmp_path):
     """--json-schema in a batch: every answer is constrained (a tiny random model still gives valid JSON for
     a bounded schema) and every record says whether it validated; a cut answer says why not."""
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     model, tok = tiny_model
     made = (

@@ -15,8 +15,8 @@ from qwenchat.batch.inputs import (
     read_vars,
 )
 from qwenchat.batch.plan import parse_seeds, plan_runs
+from qwenchat.compare.variants import Variant, parse_variants
 from qwenchat.settings import NEUTRAL
-from qwenchat.variants import Variant, parse_variants
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:

@@ -10,7 +10,7 @@ import pytest
 from qwenchat.batch.diff import diff_files, diff_records
 from qwenchat.batch.inputs import BatchError
 from qwenchat.batch.records import EXTRA_FIELDS, ResultsFile, read_records, register_extra_fields, with_extras
-from qwenchat.ui.batch_view import DiffView
+from qwenchat.ui.batch import DiffView
 from qwenchat.ui.terminal import make_console
 
 

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from qwenchat.chat import ChatError, ChatSession
+from qwenchat.chat.observer import Headless, TurnResult
+from qwenchat.chat.session import ChatError, ChatSession
+from qwenchat.conversation.store import SessionStore, save_file
 from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
 from qwenchat.errors import UserError
-from qwenchat.observer import Headless, TurnResult
 from qwenchat.settings import NEUTRAL, SettingsSchema
-from qwenchat.store import SessionStore, save_file
 from tests.fakes import FakeEngine
 
 
@@ -296,7 +296,7 @@ def test_a_headless_session_loads_no_terminal_or_model_library():
     import sys
 
     code = (
-        "import sys, qwenchat.chat; "
+        "import sys, qwenchat.chat.session; "
         "print(sorted(m for m in ('rich', 'prompt_toolkit', 'torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -336,7 +336,7 @@ def test_a_session_open_in_another_process_is_forked_not_overwritten(tmp_path):
 def test_warm_asks_the_engine_for_the_next_prompt_only_after_an_answer() -> None:
     """ChatSession.warm hands the engine the next prompt with stand-ins for the message not yet typed; with
     no answer to build on it does nothing, and an engine without warm is fine."""
-    from qwenchat.chat import WARM_PROBES
+    from qwenchat.chat.session import WARM_PROBES
 
     class Warmable(FakeEngine):
         def __init__(self) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qwenchat.cli import main
+from qwenchat.cli.app import main
+from qwenchat.conversation.model import DEFAULT_SYSTEM, Conversation
+from qwenchat.conversation.store import SessionStore
 from qwenchat.environment import Environment
-from qwenchat.session import DEFAULT_SYSTEM, Conversation
-from qwenchat.store import SessionStore
 from tests.fakes import FakeEngine
 
 BANNER = {"model": "fake-model", "device": "test-device", "dtype": "test-dtype", "extra": ["adapter: x"]}
@@ -175,7 +175,7 @@ def test_engine_factory_failure_is_exit_status_2(tmp_path):
 
 def test_help_does_not_import_torch():
     code = (
-        "import sys\nfrom qwenchat.cli import main\n"
+        "import sys\nfrom qwenchat.cli.app import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'transformers', 'prompt_toolkit') if m in sys.modules))"
     )

@@ -1,7 +1,7 @@
 import base64
 import re
 
-from qwenchat.clipboard import SCREEN_CHUNK, osc52, support_note
+from qwenchat.ui.clipboard import SCREEN_CHUNK, osc52, support_note
 
 
 def test_osc52_exact_bytes():

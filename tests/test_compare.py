@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwenchat.chat import ChatSession
-from qwenchat.compare import run_compare
-from qwenchat.engines.transformers import TransformersEngine
+from qwenchat.chat.session import ChatSession
+from qwenchat.compare.run import run_compare
+from qwenchat.engines.transformers.engine import TransformersEngine
 from qwenchat.models import loader
 from qwenchat.models.loader import LoadOptions
 from qwenchat.ui.repl import Repl

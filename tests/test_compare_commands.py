@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from qwenchat.session import Conversation, SessionFormatError
-from qwenchat.store import SessionStore
+from qwenchat.conversation.model import Conversation, SessionFormatError
+from qwenchat.conversation.store import SessionStore
 from qwenchat.ui.render import Renderer
 from qwenchat.ui.terminal import make_console
 from tests.fakes import FakeEngine

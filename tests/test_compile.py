@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from qwenchat.chat import ChatSession
+from qwenchat.chat.observer import Headless
+from qwenchat.chat.session import ChatSession
+from qwenchat.conversation.model import Conversation
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.observer import Headless
-from qwenchat.session import Conversation
 
 GRAPHS: list[Any] = []
 
@@ -37,8 +37,8 @@ def session(engine: Any, max_new: int = 24, **settings: Any) -> ChatSession:
 
 def engines(model: Any, tok: Any, chunk: int = 16) -> tuple[Any, Any]:
     """(the engine as it is, the engine with --compile and the counting backend)."""
-    from qwenchat.engines.transformers import TransformersEngine
-    from qwenchat.engines.transformers_compile import enable
+    from qwenchat.engines.transformers.compile import enable
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     plain = TransformersEngine(model, tok, "plain")
     compiled = TransformersEngine(model, tok, "compiled")
@@ -74,7 +74,7 @@ def test_second_turn_and_retry_do_not_recompile_and_match_the_dynamic_cache(tiny
 
 
 def test_a_conversation_that_outgrows_the_cache_grows_it_once_and_keeps_the_prefix(tiny_model) -> None:
-    from qwenchat.engines.transformers_compile import MIN_CACHE
+    from qwenchat.engines.transformers.compile import MIN_CACHE
 
     plain, compiled = engines(*tiny_model)  # a fresh engine: its cache starts at the smallest size
     chat, ref = session(compiled, max_new=40), session(plain, max_new=40)
@@ -165,7 +165,7 @@ def test_prompt_lookup_is_refused_with_one_line(tiny) -> None:
     ],
 )
 def test_other_engines_and_speculation_refuse_it_before_loading(flags, line, out) -> None:
-    from qwenchat.cli import build_parser, make_engine
+    from qwenchat.cli.app import build_parser, make_engine
 
     args: argparse.Namespace = build_parser().parse_args(["--compile", *flags])
     assert make_engine(args, out) is None
@@ -181,8 +181,8 @@ def test_inductor_compiles_the_tiny_model_once_with_the_same_tokens(tiny_model) 
 
     if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         pytest.skip("inductor on a CPU needs a C++ compiler")
-    from qwenchat.engines.transformers import TransformersEngine
-    from qwenchat.engines.transformers_compile import enable
+    from qwenchat.engines.transformers.compile import enable
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     model, tok = tiny_model
     engine = TransformersEngine(model, tok, "inductor")
@@ -242,7 +242,7 @@ def test_warm_up_compiles_before_the_first_turn(tiny_model) -> None:
 
 
 def test_a_failed_start_up_compile_falls_back_to_eager_with_one_line(tiny_model, out) -> None:
-    from qwenchat import compile_flags
+    from qwenchat.cli import compile_flags
 
     plain, compiled = engines(*tiny_model)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from qwenchat.store import SessionStore
+from qwenchat.conversation.store import SessionStore
 from tests.fakes import FakeEngine
 
 

@@ -136,7 +136,7 @@ def test_autosave_survives_kill_9(demo_dir, tmp_path):
 
 
 def test_retry_samples_a_new_answer_and_reuses_the_prefix(demo_loaded, out, make_repl):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
     from qwenchat.settings import Settings
 
     engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.transformers import TransformersEngine, common_prefix_len
+from qwenchat.engines.transformers.engine import TransformersEngine, common_prefix_len
 
 GREEDY = {"do_sample": False, "max_new_tokens": 12}
 

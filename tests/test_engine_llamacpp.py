@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.llamacpp import ChatTemplate
+from qwenchat.engines.llamacpp.engine import ChatTemplate
 
 SYSTEM = "You are a helpful assistant."
 
@@ -64,7 +64,7 @@ def test_chat_template_renders_as_transformers(demo_dir) -> None:
 
 
 def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
 
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(EngineError, match=r"qwenchat\[llamacpp\]"):
@@ -72,7 +72,7 @@ def test_missing_llama_cpp_is_one_line(monkeypatch, tmp_path) -> None:
 
 
 def test_settings_llama_cpp_honours_and_refuses() -> None:
-    from qwenchat.engines.llamacpp import SCHEMA
+    from qwenchat.engines.llamacpp.engine import SCHEMA
     from qwenchat.settings import ConfigError
 
     assert "typical_p" in SCHEMA.words() and "num_beams" not in SCHEMA.words()
@@ -82,7 +82,7 @@ def test_settings_llama_cpp_honours_and_refuses() -> None:
 
 # -- the real engine ----------------------------------------------------------------------------------
 def test_missing_file(engine, tmp_path) -> None:
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
 
     with pytest.raises(EngineError, match="no GGUF file"):
         LlamaCppEngine(tmp_path / "nope.gguf")
@@ -105,8 +105,8 @@ def test_facts(engine) -> None:
 def test_decode_threads_default_to_the_physical_cores(engine) -> None:
     # llama-cpp-python's default (cpu_count // 2) assumes SMT: on 2 cores without it, decode ran at half speed
     # (The shared fixture pins one thread for the shared CI machine; this loads the file once more.)
-    from qwenchat.engines.llamacpp import LlamaCppEngine
-    from qwenchat.engines.llamacpp_load import physical_cores
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
+    from qwenchat.engines.llamacpp.load import physical_cores
 
     own = LlamaCppEngine(engine.path, n_ctx=256)
     try:
@@ -116,7 +116,7 @@ def test_decode_threads_default_to_the_physical_cores(engine) -> None:
 
 
 def test_physical_cores_counts_smt_siblings_once(monkeypatch, tmp_path) -> None:
-    from qwenchat.engines import llamacpp_load
+    from qwenchat.engines.llamacpp import load as llamacpp_load
 
     for cpu, core in enumerate([0, 0, 1, 1]):  # two cores with two hardware threads each
         topology = tmp_path / f"cpu{cpu}" / "topology"
@@ -222,7 +222,7 @@ def test_multiturn_reuses_the_prefix(engine) -> None:
 
 
 def test_prompt_too_long_for_the_context(engine) -> None:
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
 
     # Also the load without llama.cpp's extra weight buffers, the AMX workaround (used on AMX machines).
     small = LlamaCppEngine(engine.path, n_ctx=128, n_threads=1, repack=False)
@@ -264,7 +264,7 @@ def test_cancel_during_prefill_keeps_the_computed_batches(engine) -> None:
 
 @pytest.mark.parametrize("n", ["0", "-2"])
 def test_threads_below_one_is_one_line_before_loading(n, out) -> None:
-    from qwenchat.cli import build_parser, make_engine
+    from qwenchat.cli.app import build_parser, make_engine
 
     args = build_parser().parse_args(["--demo", "--engine", "llama.cpp", "--threads", n])
     assert make_engine(args, out) is None

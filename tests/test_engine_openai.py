@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.openai import OpenAIEngine
-from qwenchat.engines.openai_events import server_error_message
-from qwenchat.engines.openai_http import redact_url
+from qwenchat.engines.openai.engine import OpenAIEngine
+from qwenchat.engines.openai.events import server_error_message
+from qwenchat.engines.openai.http import redact_url
 from qwenchat.settings import ConfigError
 from tests.real_server import RealServer, free_port
 from tests.scripted_server import Scripted, delta, json_reply, sse, start_stream, streams

@@ -1,9 +1,9 @@
 import re
 from datetime import datetime
 
-from qwenchat.export import conversation_title, to_markdown
-from qwenchat.session import Conversation
-from qwenchat.text import code_blocks
+from qwenchat.conversation.export import conversation_title, to_markdown
+from qwenchat.conversation.model import Conversation
+from qwenchat.text.fences import code_blocks
 
 DATE = datetime(2026, 11, 22, 2, 17)
 

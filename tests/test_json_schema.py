@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from qwenchat.chat import ChatSession
+from qwenchat.chat.session import ChatSession
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.openai import OpenAIEngine
-from qwenchat.jsonschema_check import validate_answer
-from qwenchat.structured import load_schema
+from qwenchat.engines.openai.engine import OpenAIEngine
+from qwenchat.structured.check import validate_answer
+from qwenchat.structured.schema import load_schema
 from tests.scripted_server import Scripted, delta, json_reply, sse, streams
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -27,7 +27,7 @@ SAMPLED = {"do_sample": True, "temperature": 1.0, "top_p": 0.95, "max_new_tokens
 
 @pytest.fixture(scope="module")
 def engine(demo_loaded):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     return TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
 
@@ -74,7 +74,7 @@ def test_demo_prefill_and_continue_stay_in_the_schema(engine):
 @pytest.mark.slow
 def test_llamacpp_grammar_answers_validate():
     pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
     from qwenchat.models.demo import ensure_gguf
 
     llama = LlamaCppEngine(str(ensure_gguf()), n_ctx=1024)
@@ -147,7 +147,7 @@ def test_server_refusing_the_schema_is_one_line(fake):
 # -- the token mask on a tiny random-weight model: what the constraint guarantees, whatever the weights ----
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_model):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     model, tok = tiny_model
     return TransformersEngine(model, tok, "tiny")

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.transformers import TransformersEngine
+from qwenchat.engines.transformers.engine import TransformersEngine
 from qwenchat.models import hub, loader
 from qwenchat.models.loader import LoadError, LoadOptions
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qwenchat.errors import UserError
-from qwenchat.numbers import MAX_DIGITS, parse_index, plain_int
+from qwenchat.text.numbers import MAX_DIGITS, parse_index, plain_int
 
 
 @pytest.mark.parametrize("text", ["", " ", "²", "①", "١", "-1", "+1", "1.0", "0x1", "1_0", "9" * 5000])

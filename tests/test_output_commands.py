@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from qwenchat.jsonschema_check import validate_answer
+from qwenchat.chat.switch import Switcher, spec_args
+from qwenchat.conversation.store import SessionStore
 from qwenchat.settings import SettingsSchema
-from qwenchat.store import SessionStore
-from qwenchat.structured import SchemaError, load_schema
-from qwenchat.switch import Switcher, spec_args
+from qwenchat.structured.check import validate_answer
+from qwenchat.structured.schema import SchemaError, load_schema
 from tests.fakes import FakeEngine
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -180,7 +180,7 @@ def _switcher(made):
 
 
 def test_model_switch_carries_the_chat_and_names_refused_settings(app, tmp_path):
-    from qwenchat.switch import switch_in_chat
+    from qwenchat.chat.switch import switch_in_chat
 
     app.handle_line(":system Be brief.")
     app.handle_line(":conf top_k=5 temperature=0.3")
@@ -205,7 +205,7 @@ def test_model_switch_carries_the_chat_and_names_refused_settings(app, tmp_path)
 
 
 def test_model_failed_load_keeps_the_old_model(app):
-    from qwenchat.switch import switch_in_chat
+    from qwenchat.chat.switch import switch_in_chat
 
     old = app.session.engine
     switcher, _ = _switcher(None)

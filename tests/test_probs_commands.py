@@ -11,10 +11,10 @@ import math
 import pytest
 from rich.console import Console
 
-from qwenchat.probs import Alt, TokenProb, summarize
-from qwenchat.session import Conversation, Message, SessionFormatError
-from qwenchat.store import SessionStore
-from qwenchat.ui.heatmap import heat_text
+from qwenchat.conversation.model import Conversation, Message, SessionFormatError
+from qwenchat.conversation.store import SessionStore
+from qwenchat.probs.record import Alt, TokenProb, summarize
+from qwenchat.ui.probs import heat_text
 from qwenchat.ui.render import Renderer
 from tests.fakes import FakeEngine
 

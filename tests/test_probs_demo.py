@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from qwenchat.chat import ChatSession
-from qwenchat.engines.transformers import TransformersEngine
-from qwenchat.probs_branch import plan_branch
-from qwenchat.session import Conversation
+from qwenchat.chat.session import ChatSession
+from qwenchat.conversation.model import Conversation
+from qwenchat.engines.transformers.engine import TransformersEngine
+from qwenchat.probs.branch import plan_branch
 
 GREEDY = {"do_sample": False, "max_new_tokens": 24, "repetition_penalty": 1.0}  # the demo has 1.1
 
@@ -61,7 +61,7 @@ def _worst_gap(probs, logp_rows) -> float:
 def test_recorded_probabilities_match_an_independent_forward_pass(answered, demo_loaded):
     from transformers import DynamicCache
 
-    from qwenchat.engines.transformers import PREFILL_CHUNK
+    from qwenchat.engines.transformers.engine import PREFILL_CHUNK
 
     model = demo_loaded.model
     msgs = answered.conversation.messages

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from qwenchat.chat import ChatSession
-from qwenchat.probs_branch import plan_branch
-from qwenchat.session import Conversation
+from qwenchat.chat.session import ChatSession
+from qwenchat.conversation.model import Conversation
+from qwenchat.probs.branch import plan_branch
 
 GREEDY = {"do_sample": False, "max_new_tokens": 20, "repetition_penalty": 1.0}
 

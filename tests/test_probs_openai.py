@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from qwenchat.chat import ChatSession
-from qwenchat.engines.openai import OpenAIEngine
-from qwenchat.probs_branch import plan_branch
+from qwenchat.chat.session import ChatSession
+from qwenchat.engines.openai.engine import OpenAIEngine
+from qwenchat.probs.branch import plan_branch
 from tests.real_server import RealServer
 from tests.scripted_server import Scripted, delta, sse, streams
 

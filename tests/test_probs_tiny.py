@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.transformers import TransformersEngine
+from qwenchat.engines.transformers.engine import TransformersEngine
 
 SAMPLED = {"do_sample": True, "temperature": 0.9, "top_k": 50, "top_p": 0.95, "max_new_tokens": 12}
 
@@ -31,7 +31,7 @@ def test_same_seed_same_answer_with_probabilities_on_or_off(tiny_model):
 def test_token_texts_never_split_a_character(tiny_model):
     """Byte-level BPE cuts CJK characters and emoji into tokens that are not text on their own: the
     recorded texts join to the answer, and none of them is half a character (U+FFFD)."""
-    from qwenchat.probs import WholeChars
+    from qwenchat.probs.record import WholeChars
 
     _, tok = tiny_model
     text = "naïve 你好, 龘 and 🙂🦜 done"

@@ -33,8 +33,8 @@ def qwen3(tiny_qwen3):
 
 
 def session(qwen3, *, reuse: bool = True, settings=None):
-    from qwenchat.chat import ChatSession
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.chat.session import ChatSession
+    from qwenchat.engines.transformers.engine import TransformersEngine
     from qwenchat.settings import Settings
 
     model, tok = qwen3
@@ -104,7 +104,7 @@ def test_budget_closes_the_block_after_n_tokens_and_the_answer_goes_on(qwen3, se
 
 
 def test_budget_is_refused_for_a_server():
-    from qwenchat.chat import ChatSession
+    from qwenchat.chat.session import ChatSession
     from tests.fakes import FakeEngine
 
     s = ChatSession(FakeEngine())
@@ -145,8 +145,8 @@ def test_demo_template_has_no_switch(qwen3, demo_dir):
     """The demo model's own template (Qwen2.5) reads no enable_thinking: one line says so, nothing is sent."""
     from transformers import AutoTokenizer
 
-    from qwenchat.chat import ChatSession
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.chat.session import ChatSession
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     engine = TransformersEngine(qwen3[0], AutoTokenizer.from_pretrained(demo_dir), "demo-template")
     s = ChatSession(engine)

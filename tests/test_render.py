@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from qwenchat.engines.api import TurnStats
-from qwenchat.think import ThinkSplitter, prompt_opens_think
+from qwenchat.text.think import ThinkSplitter, prompt_opens_think
 from qwenchat.ui.markdown_stream import AnswerMarkdown, BlockStream, split_preview
 from qwenchat.ui.render import Renderer
 from qwenchat.ui.terminal import LiveRegion, make_console
@@ -627,7 +627,7 @@ def test_list_preview_split_keeps_nested_code_under_its_bullet():
 
 
 # -- control characters from a model, a server or a file are shown, not obeyed (issue 18) -----------------
-PAYLOADS = {  # raw -> what the screen shows instead (qwenchat.visible)
+PAYLOADS = {  # raw -> what the screen shows instead (qwenchat.text.visible)
     "\x1b]0;TITLE\x07": "␛]0;TITLE␇",
     "\x1b]52;c;QQ==\x07": "␛]52;c;QQ==␇",
     "\x1b[2JWIPED": "␛[2JWIPED",

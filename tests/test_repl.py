@@ -223,7 +223,7 @@ def test_ctrl_c_during_autosave_or_the_answers_end_stops_nothing(out, make_repl,
     import os
     import signal
 
-    from qwenchat.store import SessionStore
+    from qwenchat.conversation.store import SessionStore
 
     class PressingStore(SessionStore):
         def autosave(self, *args, **kwargs):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from qwenchat.chat import ChatSession
+from qwenchat.chat.session import ChatSession
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def check(engine: Any, sampled: bool) -> None:
 
 @pytest.fixture(scope="module")
 def transformers_engine(demo_loaded):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     model, tok = demo_loaded.model, demo_loaded.tokenizer
     return TransformersEngine(model, tok, "demo", reuse_cache=True)

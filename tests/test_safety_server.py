@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenchat.cli import main
+from qwenchat.cli.app import main
 from qwenchat.environment import Environment
 from tests.cli_harness import (
     PROMPT,

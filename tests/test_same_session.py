@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from qwenchat.chat import ChatSession
+from qwenchat.chat.session import ChatSession
+from qwenchat.conversation.store import load_file
 from qwenchat.settings import Settings
-from qwenchat.store import load_file
 from qwenchat.ui.repl import Repl
 
 
@@ -24,9 +24,9 @@ def assistant_turns(app: Repl) -> list[str]:
 
 def test_one_session_moves_between_engines(demo_loaded, real_server, out, tmp_path) -> None:
     pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
-    from qwenchat.engines.llamacpp import LlamaCppEngine
-    from qwenchat.engines.openai import OpenAIEngine
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
+    from qwenchat.engines.openai.engine import OpenAIEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
     from qwenchat.models.demo import ensure_gguf
 
     saved = tmp_path / "chat.json"

@@ -1,6 +1,6 @@
 import pytest
 
-from qwenchat.session import DEFAULT_SYSTEM, Conversation, SessionFormatError
+from qwenchat.conversation.model import DEFAULT_SYSTEM, Conversation, SessionFormatError
 
 
 def test_to_chat_and_round_trip():

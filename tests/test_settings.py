@@ -153,7 +153,7 @@ def test_layered_settings_refuse_flags_and_drop_file_values_the_engine_cannot_ho
 
 
 def test_transformers_schema_owns_the_generation_config_vocabulary():
-    from qwenchat.engines.generation_config import generation_defaults, generation_schema
+    from qwenchat.engines.transformers.generation_config import generation_defaults, generation_schema
 
     schema = generation_schema()
     assert schema.check("no_repeat_ngram_size", 3) == 3 and "bad_words_ids" in schema.words()
@@ -214,7 +214,8 @@ def test_config_file_errors_are_one_line_naming_file_table_key(tmp_path, text, m
 
 def test_endpoint_and_llamacpp_paths_import_neither_transformers_nor_torch():
     code = (
-        "import sys, qwenchat.settings as s, qwenchat.engines.openai, qwenchat.engines.llamacpp\n"
+        "import sys, qwenchat.settings as s\n"
+        "import qwenchat.engines.openai.engine, qwenchat.engines.llamacpp.engine\n"
         "s.check_value('temperature', 0.5)\n"
         "st = s.layered_settings({}, {'top_p': 0.5}, {'temperature': 0.5}, 1)\n"
         "st.apply('top_k=5 max_new_tokens=9')\n"
@@ -273,7 +274,7 @@ def test_values_a_session_file_cannot_store_are_refused(text, msg):
 
 def test_transformers_long_tail_values_must_be_storable_too():
     pytest.importorskip("transformers")
-    from qwenchat.engines.generation_config import generation_schema
+    from qwenchat.engines.transformers.generation_config import generation_schema
 
     schema = generation_schema()
     for key, value in (("suppress_tokens", {1, 2}), ("suppress_tokens", (1, 2)), ("epsilon_cutoff", 1j)):
@@ -295,7 +296,7 @@ def test_transformers_engine_refuses_beam_search():
     """Found by hand: num_beams=2 was accepted, then every turn failed inside generate (a streamer and a
     one-sequence KV cache cannot do beam search)."""
     pytest.importorskip("transformers")
-    from qwenchat.engines.generation_config import generation_defaults, generation_schema
+    from qwenchat.engines.transformers.generation_config import generation_defaults, generation_schema
 
     s = Settings(generation_defaults(), schema=generation_schema())
     with pytest.raises(ConfigError, match="num_beams: beam search cannot stream"):

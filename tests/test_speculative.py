@@ -73,7 +73,7 @@ def test_stats_line_shows_drafts(out) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_model):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     model, tok = tiny_model
     engine = TransformersEngine(model, tok, "tiny")
@@ -118,7 +118,7 @@ def test_draft_model_is_exact_and_refused_with_another_vocab(tiny_engine, tiny_m
 
 @pytest.mark.slow
 def test_llamacpp_lookup_gives_the_same_answer() -> None:
-    from qwenchat.engines.llamacpp import LlamaCppEngine
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
     from qwenchat.models import demo
 
     engine = LlamaCppEngine(str(demo.ensure_gguf(lambda m: None)), n_ctx=1024)
@@ -134,7 +134,7 @@ def test_llamacpp_lookup_gives_the_same_answer() -> None:
 
 @pytest.mark.slow
 def test_lookup_and_self_draft_are_exact_on_the_demo_model_in_float32(demo_dir) -> None:
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
     from qwenchat.models.loader import LoadOptions, load, resolve
 
     loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))

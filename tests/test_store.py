@@ -7,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwenchat import session_file, store
-from qwenchat.session import Conversation
-from qwenchat.session_file import SavedSession, StoreError, dump_session, parse_session
-from qwenchat.store import SessionStore, atomic_write_text, load_file, save_file
+from qwenchat.conversation import file as session_file
+from qwenchat.conversation import store
+from qwenchat.conversation.file import SavedSession, StoreError, dump_session, parse_session
+from qwenchat.conversation.model import Conversation
+from qwenchat.conversation.store import SessionStore, atomic_write_text, load_file, save_file
 
 
 def conv(*pairs, system="Be brief.", interrupted_last=False):
@@ -508,7 +509,7 @@ def test_modules_do_not_import_torch():
     import sys
 
     code = (
-        "import sys, qwenchat.store, qwenchat.clipboard, qwenchat.export; "
+        "import sys, qwenchat.conversation.store, qwenchat.ui.clipboard, qwenchat.conversation.export; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

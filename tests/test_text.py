@@ -1,8 +1,8 @@
-"""Reading markdown answers (qwenchat.text): code fences for :copy, :export and :continue; think splitting."""
+"""Markdown answers (text/fences.py): code fences for :copy, :export and :continue; think splitting."""
 
 import pytest
 
-from qwenchat.text import (
+from qwenchat.text.fences import (
     closing_fence,
     code_blocks,
     fences,
@@ -11,7 +11,7 @@ from qwenchat.text import (
     open_fence,
     reopening_fence,
 )
-from qwenchat.think import split_think
+from qwenchat.text.think import split_think
 
 # -- code blocks ------------------------------------------------------------------------------------------
 

@@ -9,12 +9,12 @@ import threading
 
 import pytest
 
+from qwenchat.conversation.export import to_markdown
+from qwenchat.conversation.model import Conversation, Message, SessionFormatError
+from qwenchat.conversation.store import load_file, save_file
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.openai import OpenAIEngine
-from qwenchat.export import to_markdown
-from qwenchat.session import Conversation, Message, SessionFormatError
-from qwenchat.store import load_file, save_file
-from qwenchat.tools import (
+from qwenchat.engines.openai.engine import OpenAIEngine
+from qwenchat.tools.calls import (
     CallParser,
     DeltaAssembler,
     ToolsError,
@@ -276,7 +276,7 @@ def test_endpoint_streams_tool_calls_and_sends_tools_and_results_back():
             sse(b"[DONE]"),
         )
         engine = OpenAIEngine(server.url, model="served-model")
-        from qwenchat.chat import ChatSession
+        from qwenchat.chat.session import ChatSession
 
         session = ChatSession(engine)
         session.toolbox.definitions = [WEATHER]
@@ -313,7 +313,7 @@ def test_malformed_tool_call_deltas_are_one_line():
 def test_panel_shows_model_text_visibly_on_a_terminal():
     import io
 
-    from qwenchat.tools import parse_call
+    from qwenchat.tools.calls import parse_call
     from qwenchat.ui.render import Renderer
     from qwenchat.ui.terminal import make_console
 

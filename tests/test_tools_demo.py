@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def engine(demo_loaded):
-    from qwenchat.engines.transformers import TransformersEngine
+    from qwenchat.engines.transformers.engine import TransformersEngine
 
     return TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
 
@@ -57,8 +57,8 @@ def test_demo_model_asked_to_call_a_tool_and_the_parse_matches_its_text(engine, 
     bench/toolcall_rate.py for sampled tries); with the answer opened by `<tool_call>\n{` it writes a
     non-JSON call and no closing tag. Whatever it writes, the parse must match the text exactly, keep the
     text, and leave no call pending that the model did not make."""
-    from qwenchat.chat import ChatSession
-    from qwenchat.tools import pending_calls
+    from qwenchat.chat.session import ChatSession
+    from qwenchat.tools.calls import pending_calls
 
     session = ChatSession(engine)
     session.toolbox.definitions = [WEATHER]

@@ -1,4 +1,4 @@
-"""The shared turn (qwenchat/turn.py) with the smallest engine there can be: it implements only its own part
+"""The shared turn (engines/turn.py) with the smallest engine there can be: it implements only its own part
 (a prepare step whose job emits scripted tokens) and gets cancel, errors, stop strings, finish reasons,
 stats and one-turn-at-a-time from the turn."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.turn import Job, Outcome, PrefillProgress, PromptError, StopMatcher, Turns
+from qwenchat.engines.turn import Job, Outcome, PrefillProgress, PromptError, StopMatcher, Turns
 
 END_OF_TEXT = "<eos>"
 

@@ -2,9 +2,9 @@
 
 import pytest
 
+from qwenchat.compare.variants import MAX_VARIANTS, parse_variants, split_values
 from qwenchat.settings import ConfigError
-from qwenchat.variants import MAX_VARIANTS, parse_variants, split_values
-from qwenchat.worddiff import summarize, word_diff, words
+from qwenchat.text.worddiff import summarize, word_diff, words
 
 
 def test_zipped_variants_pair_values_and_broadcast_single_ones():

@@ -1,4 +1,4 @@
-"""The one sanitising step: control characters shown, not sent (qwenchat.visible)."""
+"""The one sanitising step: control characters shown, not sent (qwenchat.text.visible)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qwenchat.visible import VisibleStream, visible_controls
+from qwenchat.text.visible import VisibleStream, visible_controls
 
 # Every character a terminal may obey: C0 but newline and tab, DEL, C1; and lone surrogates (unencodable).
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")

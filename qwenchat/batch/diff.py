@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.batch.records import read_records
-from qwenchat.worddiff import DiffSummary, summarize
+from qwenchat.text.worddiff import DiffSummary, summarize
 
 
 def match_key(record: dict[str, Any]) -> tuple[Any, ...]:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.batch.inputs import BatchError, Prompt, filled
+from qwenchat.compare.variants import Variant
 from qwenchat.errors import UserError
 from qwenchat.settings import SettingsSchema, check_min_max
-from qwenchat.variants import Variant
 
 SPECIAL_KEYS = ("seed", "system", "adapter")
 MAX_RUNS = 1_000_000

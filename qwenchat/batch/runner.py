@@ -17,9 +17,9 @@ from qwenchat import __version__
 from qwenchat.batch.inputs import BatchError
 from qwenchat.batch.plan import Run
 from qwenchat.batch.records import ResultsFile, with_extras
-from qwenchat.chat import ChatSession
+from qwenchat.chat.session import ChatSession
+from qwenchat.conversation.model import Conversation, Message
 from qwenchat.errors import UserError, first_line
-from qwenchat.session import Conversation, Message
 from qwenchat.settings import Settings
 
 

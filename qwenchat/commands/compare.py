@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from qwenchat.chat.observer import AnswerSink
 from qwenchat.commands.registry import CommandContext, CommandError, command
-from qwenchat.compare import ORIGINAL, CompareRun, VariantResult, find, pick, run_compare
+from qwenchat.compare.run import ORIGINAL, CompareRun, VariantResult, find, pick, run_compare
 from qwenchat.engines.api import TurnStats
-from qwenchat.observer import AnswerSink
-from qwenchat.text import one_line
-from qwenchat.worddiff import summarize, word_diff
+from qwenchat.text.fences import one_line
+from qwenchat.text.worddiff import summarize, word_diff
 
 GRID = "--grid"
 

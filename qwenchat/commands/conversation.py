@@ -10,12 +10,12 @@ from pathlib import Path
 
 from qwenchat.commands.reasoning import template_notes
 from qwenchat.commands.registry import CommandContext, CommandError, command
+from qwenchat.conversation.model import DEFAULT_SYSTEM
+from qwenchat.conversation.store import TargetExists
 from qwenchat.errors import first_line
-from qwenchat.numbers import parse_index
 from qwenchat.paths import expand_user
-from qwenchat.session import DEFAULT_SYSTEM
-from qwenchat.store import TargetExists
-from qwenchat.text import one_line
+from qwenchat.text.fences import one_line
+from qwenchat.text.numbers import parse_index
 
 
 def _user_path(args: str, usage: str) -> Path:
@@ -82,7 +82,7 @@ def cmd_undo(ctx: CommandContext, args: str) -> None:
 
 @command("edit", help="Edit your last message in $EDITOR, then send it in its place.", example=":edit")
 def cmd_edit(ctx: CommandContext, args: str) -> None:
-    from qwenchat.editor import edit_text
+    from qwenchat.ui.editor import edit_text
 
     old = ctx.session.last_user_text()
     if old is None:
@@ -140,7 +140,7 @@ def _save(ctx: CommandContext, args: str, *, overwrite: bool) -> None:
     example=":load chat.json",
 )
 def cmd_load(ctx: CommandContext, args: str) -> None:
-    from qwenchat.store import load_file
+    from qwenchat.conversation.store import load_file
 
     saved = load_file(_user_path(args, ":load file"))
     ctx.session.adopt(saved)
@@ -203,9 +203,9 @@ def cmd_export_over(ctx: CommandContext, args: str) -> None:
 
 
 def _export(ctx: CommandContext, args: str, *, overwrite: bool) -> None:
-    from qwenchat.export import to_markdown
-    from qwenchat.probs_export import tokens_json, tokens_path
-    from qwenchat.store import atomic_write_text, check_target
+    from qwenchat.conversation.export import to_markdown
+    from qwenchat.conversation.store import atomic_write_text, check_target
+    from qwenchat.probs.export import tokens_json, tokens_path
 
     s = ctx.session
     path = _user_path(args, ":export file.md")
@@ -239,8 +239,8 @@ def _export(ctx: CommandContext, args: str, *, overwrite: bool) -> None:
     example=":copy code",
 )
 def cmd_copy(ctx: CommandContext, args: str) -> None:
-    from qwenchat.clipboard import osc52, support_note
-    from qwenchat.text import last_code_block
+    from qwenchat.text.fences import last_code_block
+    from qwenchat.ui.clipboard import osc52, support_note
 
     answers = ctx.session.answers()
     if not answers:

@@ -8,7 +8,7 @@ from typing import Any
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
 from qwenchat.paths import expand_user
-from qwenchat.text import one_line
+from qwenchat.text.fences import one_line
 
 
 @command(
@@ -32,7 +32,7 @@ def cmd_json(ctx: CommandContext, args: str) -> None:
         s.json_schema = None
         ctx.renderer.info("JSON schema off: answers are free text")
         return
-    from qwenchat.structured import load_schema
+    from qwenchat.structured.schema import load_schema
 
     s.json_schema = set_schema(ctx, load_schema(expand_user(args)))
     ctx.renderer.info(f"answers are now JSON for the schema in {one_line(args, 200)}, checked after each")
@@ -44,7 +44,7 @@ def set_schema(ctx: CommandContext, schema: dict) -> dict:
     second), so the first answer does not wait for either."""
     engine = ctx.session.engine
     if getattr(engine, "tokenizer", None) is not None and hasattr(engine, "eos_ids"):  # transformers
-        from qwenchat.structured import grammar, ll_tokenizer, tokenizer_ready
+        from qwenchat.structured.schema import grammar, ll_tokenizer, tokenizer_ready
 
         grammar(schema)
         if not tokenizer_ready(engine.tokenizer):
@@ -80,7 +80,7 @@ def cmd_prefill(ctx: CommandContext, args: str) -> None:
 def cmd_read(ctx: CommandContext, args: str) -> None:
     import shlex
 
-    from qwenchat.attach import read_file
+    from qwenchat.chat.attach import read_file
 
     try:
         names = shlex.split(args)
@@ -118,7 +118,7 @@ def cmd_model(ctx: CommandContext, args: str) -> None:
 def start_flags(ctx: CommandContext, args: Any, prepared: dict[str, Any], make: Any) -> None:
     """What --json-schema, --read and :model need from the start: UserError (one line) when a flag's file
     cannot be used."""
-    from qwenchat.switch import Switcher, switch_in_chat
+    from qwenchat.chat.switch import Switcher, switch_in_chat
 
     layers = prepared["file"].get("generation", {}), prepared["flags"]
     switcher = Switcher(args, *layers, make)
@@ -126,7 +126,7 @@ def start_flags(ctx: CommandContext, args: Any, prepared: dict[str, Any], make: 
     if prepared.get("schema") is not None:
         ctx.session.json_schema = set_schema(ctx, prepared["schema"])
     if args.read:
-        from qwenchat.attach import read_file
+        from qwenchat.chat.attach import read_file
 
         files = [read_file(expand_user(name), name) for name in args.read]
         counts = ctx.session.attach(files)

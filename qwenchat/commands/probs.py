@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
-from qwenchat.numbers import parse_index
-from qwenchat.probs import DEFAULT_TOP_K, MAX_TOP_K, TokenProb, parse_k
-from qwenchat.probs_branch import plan_branch
+from qwenchat.probs.branch import plan_branch
+from qwenchat.probs.record import DEFAULT_TOP_K, MAX_TOP_K, TokenProb, parse_k
+from qwenchat.text.numbers import parse_index
 
 
 def _last_probs(ctx: CommandContext) -> list[TokenProb]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from qwenchat.errors import UserError
 
 if TYPE_CHECKING:
-    from qwenchat.chat import ChatSession
+    from qwenchat.chat.session import ChatSession
     from qwenchat.ui.render import Renderer
 
 

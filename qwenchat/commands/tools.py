@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
-from qwenchat.tools import ToolsError, pending_calls, read_result
+from qwenchat.tools.calls import ToolsError, pending_calls, read_result
 
 
 @command(

@@ -113,7 +113,7 @@ class Chunk:
     think_open: bool | None = None
     # Set while the prompt is prefilled in chunks: (prompt tokens computed, prompt tokens to compute).
     prefill: tuple[int, int] | None = None
-    # With token probabilities on (`:probs on`): the records (qwenchat.probs.TokenProb) of the answer
+    # With token probabilities on (`:probs on`): the records (qwenchat.probs.record.TokenProb) of the answer
     # tokens that arrived since the previous chunk.
     probs: list[Any] | None = None
 

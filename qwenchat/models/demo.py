@@ -21,7 +21,7 @@ from typing import Any
 
 from qwenchat import paths
 from qwenchat.errors import UserError, first_line
-from qwenchat.progress import Progress, Steps, say
+from qwenchat.models.progress import Progress, Steps, say
 
 # transformers runs the converted (de-quantized) weights, llama.cpp the Q4_K_M GGUF itself.
 DEMO_NAME = "Qwen2.5-Coder-0.5B-Instruct (demo, dequantized from Q4_K_M)"

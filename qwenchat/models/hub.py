@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from qwenchat.errors import first_line
 from qwenchat.models import LoadError
-from qwenchat.progress import Progress, say
+from qwenchat.models.progress import Progress, say
 
 SOURCES = ("auto", "modelscope", "hf")
 # Files that from_pretrained never reads; skipping them saves gigabytes on some repos.

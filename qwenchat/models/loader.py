@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from qwenchat.errors import first_line
 from qwenchat.models import LoadError, demo
 from qwenchat.models.hub import SOURCES, snapshot
+from qwenchat.models.progress import Progress, say
 from qwenchat.paths import expand_user
-from qwenchat.progress import Progress, say
 
 if TYPE_CHECKING:
     import torch

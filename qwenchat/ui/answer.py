@@ -13,8 +13,9 @@ from rich.segment import ControlType, Segment
 from rich.text import Text
 
 from qwenchat.engines.api import TurnStats
-from qwenchat.think import OPEN as THINK_OPEN
-from qwenchat.think import ThinkEvent, ThinkSplitter
+from qwenchat.text.think import OPEN as THINK_OPEN
+from qwenchat.text.think import ThinkEvent, ThinkSplitter
+from qwenchat.text.visible import VisibleStream, visible_controls
 from qwenchat.ui.markdown_stream import (
     AnswerMarkdown,
     BlockStream,
@@ -25,7 +26,6 @@ from qwenchat.ui.markdown_stream import (
 from qwenchat.ui.prefill_line import PrefillLine
 from qwenchat.ui.preview import PreviewMarkdown, code_lines, text_lines, widest_line
 from qwenchat.ui.terminal import STYLE_HEADER, STYLE_THINK, LiveRegion, ansi_lines
-from qwenchat.visible import VisibleStream, visible_controls
 
 
 class Host(Protocol):
@@ -82,7 +82,7 @@ class AnswerView:
         self._interval = renderer.refresh_interval
         self._chunks: list[str] = []
         self._text: str | None = ""
-        # The model's text is shown with its control characters visible (`qwenchat.visible`), before the
+        # The model's text is shown with its control characters visible (`qwenchat.text.visible`), before the
         # markdown parser or a pipe sees it; `text` keeps it as it came.
         self._visible = VisibleStream()
         self._splitter = ThinkSplitter(think_open, UNDECIDED_HOLD_CHARS if self.live_markdown else 0)

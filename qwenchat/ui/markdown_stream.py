@@ -23,7 +23,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from rich.markdown import Markdown, UnknownElement
 
-from qwenchat.text import block_parser, fence_is_closed
+from qwenchat.text.fences import block_parser, fence_is_closed
 
 # The parser rich's Markdown uses, with raw HTML off: rich drops HTML it does not know (`<answer>` would
 # vanish), and as text it stays visible. Block boundaries come from the same rules, block rules only

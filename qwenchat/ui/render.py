@@ -36,10 +36,10 @@ from rich.table import Table
 from rich.text import Text
 
 from qwenchat.engines.api import TurnStats
-from qwenchat.ui import toolpanel
+from qwenchat.text.visible import visible_controls as safe
+from qwenchat.ui import tools as toolpanel
 from qwenchat.ui.answer import REFRESH_INTERVAL, AnswerView
 from qwenchat.ui.terminal import STYLE_ERROR, STYLE_HEADER, STYLE_HINT, STYLE_NOTICE, make_console
-from qwenchat.visible import visible_controls as safe
 
 MIN_RATE_TOKENS = 8  # :stats shows a prefill rate only from this many prefilled tokens
 
@@ -194,7 +194,7 @@ class Renderer:
 
     def token_probs(self, probs: Sequence[Any]) -> None:
         """`:probs`: the last answer as a heat map of its token probabilities, a legend and a summary."""
-        from qwenchat.ui import heatmap
+        from qwenchat.ui import probs as heatmap
 
         color = not self.plain and not self.console.no_color and self.console.color_system is not None
         source = next((p.source for p in probs if not p.forced), "raw")
@@ -205,7 +205,7 @@ class Renderer:
 
     def token_alternatives(self, index: int, prob: Any) -> None:
         """`:alt N`: the candidates at one position of the last answer."""
-        from qwenchat.ui import heatmap
+        from qwenchat.ui import probs as heatmap
 
         headers, rows = heatmap.alt_rows(prob)
         kind = "forced by :branch; " if prob.forced else ""
@@ -215,7 +215,7 @@ class Renderer:
     def answers(self, items: Sequence[tuple[str, str]]) -> None:
         """Finished answers, (title, text) each: side by side when the terminal is wide enough, else one
         after another. A pipe already has them on stdout, as they streamed: nothing is repeated there."""
-        from qwenchat.ui.columns import fits_side_by_side, one_after_another, side_by_side
+        from qwenchat.ui.compare import fits_side_by_side, one_after_another, side_by_side
 
         if self.plain or not items:
             return
@@ -226,7 +226,7 @@ class Renderer:
 
     def word_diff(self, pieces: Sequence[tuple[str, str]]) -> None:
         """A word diff: deleted words red, inserted green; [-…-] and {+…+} without colours."""
-        from qwenchat.ui.columns import diff_text
+        from qwenchat.ui.compare import diff_text
 
         self._say(diff_text(pieces, marks=self.plain or self.console.no_color), soft_wrap=False)
 

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qwenchat.chat import ChatSession
+from qwenchat.chat.observer import AnswerSink, TurnResult
+from qwenchat.chat.session import ChatSession
 from qwenchat.commands import REGISTRY, Registry
 from qwenchat.commands.registry import CommandContext
 from qwenchat.errors import UserError, first_line
-from qwenchat.observer import AnswerSink, TurnResult
-from qwenchat.tools import pending_calls
+from qwenchat.tools.calls import pending_calls
 from qwenchat.ui.render import Renderer
 
 NOT_ADDED = "Your message was not added to the history; press Up to get it back."
@@ -140,7 +140,7 @@ class Repl:
 
     def _continuation_prime(self, answer: str) -> str:
         """An answer cut inside a code fence goes on inside it: reopen the fence for the renderer only."""
-        from qwenchat.text import reopening_fence
+        from qwenchat.text.fences import reopening_fence
 
         if self.renderer.plain or not self.renderer.markdown:
             return ""

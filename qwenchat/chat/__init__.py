@@ -1,0 +1,1 @@
+"""One chat: the headless session and what it needs (observer, context fitting, attachments, model switch)."""

@@ -1,0 +1,1 @@
+"""The command line: parser, startup and subcommands. argparse lives only here."""

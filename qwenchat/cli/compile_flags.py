@@ -1,0 +1,49 @@
+"""The command-line side of `--compile` (engines/transformers_compile.py): refused before any model loads
+where it cannot work, switched on for the transformers engine, and the decode step compiled under a spinner
+before the first prompt. Torch-free itself: the refusals must not import torch."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+HELP = "transformers on a GPU: a static KV cache and a torch.compile'd decode step (compiles once)"
+
+
+def add_flag(group: Any) -> None:
+    group.add_argument("--compile", action="store_true", help=HELP)
+
+
+def refusal(args: argparse.Namespace) -> str | None:
+    """One line when the flags ask for --compile where it cannot work, else None."""
+    if not args.compile:
+        return None
+    if args.endpoint or args.engine != "transformers":
+        return "--compile is for the transformers engine (not --engine llama.cpp or --endpoint)"
+    if args.draft_model or args.prompt_lookup_num_tokens:
+        return "--compile does not combine with speculative decoding (--lookup, --draft-model)"
+    return None
+
+
+def apply(engine: Any, args: argparse.Namespace) -> None:
+    """Switch a freshly made transformers engine to the static cache and the compiled decode step."""
+    if args.compile:
+        from qwenchat.engines.transformers.compile import enable
+
+        enable(engine)
+
+
+def warm_up(engine: Any, settings: Any, err: Any) -> None:
+    """Compile now, for the first turn's cache size, rather than as a pause inside the first answer."""
+    static = getattr(engine, "static", None)
+    if static is None:
+        return
+    try:
+        with err.status("compiling the decode step (--compile; once) …"):
+            static.warm_up(settings.effective().get("max_new_tokens"))
+    except Exception as exc:  # a backend that cannot build this model here: the chat still works, eagerly
+        from qwenchat.errors import first_line
+
+        engine.static = None
+        engine.reset()
+        err.error(f"--compile: the decode step did not compile ({first_line(exc)}); decoding without it")

@@ -1,0 +1,1 @@
+"""Comparing answers (`:compare`, `:pick`): variants and running them."""

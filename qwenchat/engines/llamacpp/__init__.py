@@ -1,0 +1,1 @@
+"""The llama.cpp engine: a GGUF through llama-cpp-python, and its parts."""

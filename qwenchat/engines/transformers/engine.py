@@ -1,0 +1,440 @@
+"""The transformers engine: generate in a worker thread, decode incrementally, keep the KV cache."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from transformers import (
+    DynamicCache,
+    GenerationConfig,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from qwenchat.engines import speculative, turn
+from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
+from qwenchat.engines.transformers import compile as transformers_compile
+from qwenchat.engines.transformers import probs as probs_capture
+from qwenchat.engines.transformers.adapters import AdapterError, AdapterSwitch
+from qwenchat.engines.transformers.budget import budget_processors
+from qwenchat.engines.transformers.generation_config import generation_schema
+from qwenchat.engines.turn import Background, Job, Outcome, PrefillProgress, common_prefix_len, warm_ids
+from qwenchat.probs.record import answer_prefix
+from qwenchat.reasoning import template_variables
+from qwenchat.settings import SettingsSchema
+from qwenchat.text.think import prompt_opens_think
+
+# The prefill schedule that makes a turn's tokens independent of what was cached: the prompt but its last
+# token in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last
+# token alone (generate does it). bf16 matmuls round differently for different batch shapes, so every
+# position must always be computed in the same shape; only whole aligned chunks are kept for a longer prompt.
+PREFILL_CHUNK = 128
+
+
+class _CancelCriteria(StoppingCriteria):
+    """Stops generate at the next decode step once the user pressed Ctrl-C or the turn saw a stop string.
+
+    Stop strings are matched by the turn in the answer's text only (turn.StopMatcher), as servers do:
+    generate's own stop_strings match the end of the whole sequence, so one that spans the prompt's last
+    characters and the answer's first (a "\n\n" after "assistant\n") ended answers before they began."""
+
+    def __init__(self, cancel: threading.Event, outcome: Outcome) -> None:
+        self.cancel = cancel
+        self.outcome = outcome
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        stop = self.cancel.is_set() or self.outcome.stop_hit
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class _QueueStreamer(BaseStreamer):
+    """Hands new token ids to the turn; the first put() is the prompt and is skipped."""
+
+    def __init__(self, emit: Callable[[int], None]) -> None:
+        self.emit = emit
+        self.prompt_seen = False
+        self.last: int | None = None  # the last generated token: end of sequence or not
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for tok in value.reshape(-1).tolist():
+            self.last = tok
+            self.emit(tok)
+
+    def end(self) -> None:
+        pass  # the turn sees the end itself, after generate has returned or raised
+
+
+def error_line(exc: BaseException) -> str:
+    if "OutOfMemory" in type(exc).__name__:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return f"out of memory: {first[:200]} (try :clh or a smaller max_new_tokens)"
+    return turn.error_line(exc)
+
+
+class TransformersEngine(Background):
+    """One model, one conversation at a time; the REPL talks to it only through `stream`."""
+
+    supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        name: str,
+        *,
+        reuse_cache: bool = True,
+        adapters: list[str] | None = None,
+    ) -> None:
+        self.model = model
+        self._adapters = AdapterSwitch.of(model, adapters)  # None without switchable LoRA adapters
+        self.tokenizer = tokenizer
+        self.name = name
+        self.reuse_cache = reuse_cache
+        self._cache: DynamicCache | None = None
+        self._cached_ids: list[int] = []
+        self._aligned = 0  # leading cached positions computed in whole aligned chunks
+        self._tail_prompt: list[int] | None = None  # the prompt whose partial last chunk the cache holds
+        self.prefill_chunk = PREFILL_CHUNK
+        self._turns = turn.Turns("qwenchat-generate", error_line=error_line)
+        gc = model.generation_config
+        eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
+        self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            self.eos_ids.add(tokenizer.eos_token_id)
+        self.pad_id = gc.pad_token_id if gc.pad_token_id is not None else tokenizer.pad_token_id
+        if self.pad_id is None and self.eos_ids:
+            self.pad_id = min(self.eos_ids)  # set quietly, so generate does not warn every turn
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)
+        self.draft_model: Any = None  # --draft-model: drafts checked by this model (assisted generation)
+        self.static: transformers_compile.StaticDecode | None = None  # --compile: static cache, compiled step
+
+    # -- facts about the model ---------------------------------------------------------------
+    @property
+    def context_window(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def default_settings(self) -> dict[str, Any]:
+        gc = self.model.generation_config
+        out: dict[str, Any] = {}
+        for key in (
+            "do_sample",
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "repetition_penalty",
+            "max_new_tokens",
+        ):
+            value = getattr(gc, key, None)
+            if value is not None:
+                out[key] = value
+        if out.get("max_new_tokens") in (None, GenerationConfig().max_new_tokens):
+            out.pop("max_new_tokens", None)
+        return out
+
+    def settings_schema(self) -> SettingsSchema:
+        return generation_schema()  # the whole GenerationConfig vocabulary
+
+    def reset(self) -> None:
+        with self._turns.lock:
+            self._turns.settle()
+            self._forget()
+
+    def warm(self, requests: list[GenerationRequest]) -> bool:
+        """While the user types: compute the whole aligned chunks that every one of `requests` (the next
+        prompt, each with another stand-in for the message not yet typed) starts with, so the next turn finds
+        them cached. They are what that turn's schedule would compute, so its tokens stay the same; only a
+        retry of the last prompt then recomputes its partial last chunk. True when work was started."""
+        self._turns.settle()
+        if not self.reuse_cache or self._cache is None:
+            return False
+        ids = warm_ids([self.encode(r) for r in requests], self.prefill_chunk, self._aligned)
+        if ids is None:
+            return False
+
+        def work(cancel: threading.Event) -> None:
+            try:
+                with torch.inference_mode():
+                    self._prefill(ids, self._prepare_cache(ids), lambda _: None, cancel)
+                self._tail_prompt = None  # ids is no prompt: a retry must not take its tail as its own
+            except Exception:  # a best effort: the next turn computes it, from scratch if need be
+                self._forget()
+
+        self._turns.warm(work)
+        return True
+
+    # -- LoRA adapters at run time (adapters.py) ---------------------------------------------
+    def adapters(self) -> list[str]:
+        return self._adapters.names() if self._adapters is not None else []
+
+    def active_adapter(self) -> str | None:
+        """The active adapter's name, "on" for all of them together, None for the base model."""
+        return self._adapters.active if self._adapters is not None else None
+
+    def describe_adapter(self) -> str | None:
+        return self._adapters.describe() if self._adapters is not None else None
+
+    def set_adapter(self, name: str | None) -> str | None:
+        """Switch adapters ("off"/None, "on", a name); the kept cache goes: other weights, other keys."""
+        if self._adapters is None:
+            raise AdapterError("no switchable LoRA adapter is loaded (--adapter DIR, not merged)")
+        with self._turns.lock:
+            canonical = self._adapters.resolve(name)
+            if canonical != self._adapters.active:
+                self._adapters.set(canonical)
+                self._forget()
+            return canonical
+
+    def render_prompt(self, request: GenerationRequest) -> str:
+        return self.tokenizer.apply_chat_template(
+            request.messages,
+            tools=request.tools,
+            tokenize=False,
+            add_generation_prompt=not request.continue_final,
+            continue_final_message=request.continue_final,
+            **request.template_kwargs,
+        )
+
+    def template_variables(self) -> set[str] | None:
+        """What the chat template reads (reasoning.py: does it have the enable_thinking switch?)."""
+        return template_variables(self.tokenizer.chat_template)
+
+    def _tokenize(self, prompt: str) -> list[int]:
+        return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+    def encode(self, request: GenerationRequest) -> list[int]:
+        return self._tokenize(self.render_prompt(request))
+
+    def count_tokens(self, request: GenerationRequest) -> int:
+        return len(self.encode(request))
+
+    def detokenize(self, ids: list[int]) -> str:
+        """Answer tokens as text (`:branch` shows the kept part of an answer with it)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # -- generation --------------------------------------------------------------------------
+    def _generation_config(self, settings: dict[str, Any]) -> GenerationConfig:
+        merged = {**self.model.generation_config.to_dict(), **settings}
+        if not merged.get("do_sample"):  # the model's sampling knobs too: GenerationConfig warns about them
+            for key in SAMPLING_KEYS:
+                merged.pop(key, None)
+        if not merged.get("stop_strings"):  # [] or "" means none; generate refuses an empty list
+            merged["stop_strings"] = None
+        if not merged.get("prompt_lookup_num_tokens"):  # 0 means off; generate would refuse it
+            merged["prompt_lookup_num_tokens"] = None
+        merged["pad_token_id"] = self.pad_id
+        merged["cache_implementation"] = None
+        merged.pop("transformers_version", None)
+        return GenerationConfig(**merged)
+
+    def _new_cache(self) -> int:
+        static = self.static
+        self._cache = DynamicCache(config=self.model.config) if static is None else static.new_cache()
+        self._cached_ids = []
+        self._aligned, self._tail_prompt = 0, None
+        return 0
+
+    def _prepare_cache(self, ids: list[int]) -> int:
+        """Keep the part of the cache this prompt's schedule would compute the same way; return its length.
+
+        That is the whole aligned chunks of the common prefix, or, for the very same prompt (a retry), all
+        but its last token. Tokens decoded one at a time are never kept: a new prompt computes them in chunks.
+        """
+        if self.static is not None:
+            self.static.want(len(ids))  # a static cache grows to hold the prompt (warm work: its prefix)
+        if not self.reuse_cache or self._cache is None:
+            return self._new_cache()
+        common = common_prefix_len(self._cached_ids, ids)
+        if self._tail_prompt == ids and common >= len(ids) - 1:
+            keep = len(ids) - 1
+        else:
+            keep = min(common, self._aligned) // self.prefill_chunk * self.prefill_chunk
+        drop = self._cache.get_seq_length() - keep
+        try:
+            if drop > 0:
+                self._cache.crop(-drop)
+            elif drop < 0:  # bookkeeping out of step with the cache: trust neither
+                raise RuntimeError("cache shorter than its ids")
+        except (RuntimeError, ValueError):  # sliding windows, static caches: start over
+            return self._new_cache()
+        self._cached_ids = self._cached_ids[:keep]
+        self._aligned = min(self._aligned, keep)
+        self._tail_prompt = None
+        if self.static is not None:
+            self._cache = self.static.fit(self._cache, keep)
+        return keep
+
+    def _prefill(
+        self, ids: list[int], start: int, emit: Callable[[Any], None], cancel: threading.Event
+    ) -> bool:
+        """Compute ids[start:-1] into the cache chunk by chunk (boundaries at multiples of the chunk size),
+        checking `cancel` between chunks; False when cancelled. What was computed stays cached."""
+        end, size = len(ids) - 1, self.prefill_chunk
+        pos = start
+        while pos < end:
+            if cancel.is_set():
+                return False
+            stop = min((pos // size + 1) * size, end)
+            chunk = torch.tensor([ids[pos:stop]], dtype=torch.long, device=self.device)
+            self.model(
+                input_ids=chunk,
+                past_key_values=self._cache,
+                use_cache=True,
+                cache_position=torch.arange(pos, stop, device=self.device),
+                logits_to_keep=1,  # the logits are not needed; the vocabulary projection is costly
+            )
+            self._cached_ids = ids[:stop]
+            if stop % size == 0:
+                self._aligned = stop
+            pos = stop
+            emit(PrefillProgress(stop - start, end - start))
+        self._tail_prompt = ids
+        return not cancel.is_set()
+
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        return self._turns.stream(self._prepare, request, cancel)
+
+    def _forget(self) -> None:
+        self._cache, self._cached_ids = None, []
+        self._aligned, self._tail_prompt = 0, None
+
+    def _prepare(self, request: GenerationRequest) -> Job:
+        """This engine's part of a turn: the prompt's ids, a GenerationConfig, generate on the worker."""
+        prompt = self.render_prompt(request)
+        ids = self._tokenize(prompt) + answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
+        config = self._generation_config(request.settings)
+        stops, config.stop_strings = config.stop_strings, None  # matched in the answer by the turn
+        cuda = self.device.type == "cuda"
+        capture = probs_capture.for_request(request, self.tokenizer, config, self.eos_ids)
+        think_open = prompt_opens_think(prompt)
+        schema = self._schema_processors(request)
+        if self.static is not None:  # --compile: a cache with room for the answer; the compiled step or not
+            self.static.prepare(request.settings, config, len(ids), eager=capture is not None)
+
+        def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
+            outcome.reused_tokens = self._prepare_cache(ids)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(self.device)
+            with torch.inference_mode():
+                if not self._prefill(ids, outcome.reused_tokens, emit, cancel):
+                    return
+            if request.seed is not None:
+                torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
+            input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+            streamer = _QueueStreamer(capture.wrap(emit) if capture else emit)
+            # Probabilities are read one decode step at a time: no speculation (checked batches) then.
+            # A budget or a schema steers each step: assisted decoding does not run them the same way.
+            plain = capture is None and request.thinking_budget is None and schema is None
+            lookup = speculative.lookup_tokens(request.settings) if plain else None
+            draft = self.draft_model if plain else None
+            drafts = speculative.DraftStats(limit=lookup or 0) if lookup or draft is not None else None
+            extra = {"assistant_model": draft} if draft is not None and not lookup else {}
+            try:
+                with (
+                    torch.inference_mode(),
+                    probs_capture.attached(capture, self.model) as processors,
+                    speculative.counting(self.model, drafts),
+                ):
+                    self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        generation_config=config,
+                        past_key_values=self._cache,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel, outcome)]),
+                        # the schema masks, the budget forces; the capture, last, sees what was sampled from
+                        logits_processor=LogitsProcessorList(
+                            [
+                                *(schema or []),
+                                *budget_processors(self, request.thinking_budget, think_open, len(ids)),
+                                *(processors or []),
+                            ]
+                        ),
+                        **extra,
+                    )
+            finally:
+                if drafts is not None:
+                    outcome.drafted_tokens, outcome.accepted_tokens = drafts.drafted, drafts.accepted
+                if cuda:
+                    outcome.peak_gpu_mem_bytes = torch.cuda.max_memory_allocated(self.device)
+            if streamer.last in self.eos_ids:
+                outcome.finish = "stop"
+
+        def commit(generated: list[int]) -> None:
+            # The cache holds every token but the last sampled one (or the chunks computed before a Ctrl-C).
+            if generated:
+                self._cached_ids = ids + generated[:-1]
+            held = self._cache.get_seq_length() if self._cache is not None else 0
+            if held > len(self._cached_ids):  # generate began on the last token, then Ctrl-C
+                self._cache.crop(len(self._cached_ids) - held)  # negative: tokens to drop
+            elif held < len(self._cached_ids):
+                self._forget()
+
+        return Job(
+            run,
+            prompt_tokens=len(ids),
+            think_open=think_open,
+            max_new_tokens=config.max_new_tokens,
+            # the turn stops generate at a stop string (_CancelCriteria) and keeps it out of the answer.
+            stop_strings=stops,
+            decode=self._new_decoder(),
+            invalidate=self._forget,
+            commit=commit,
+            probs=capture.records if capture else None,
+        )
+
+    def _schema_processors(self, request: GenerationRequest) -> list[Any] | None:
+        """The JSON-schema constraint of this turn (`:json`), or None; SchemaError refuses the turn."""
+        if request.json_schema is None:
+            return None
+        from transformers import LogitsProcessorList
+
+        from qwenchat.engines.transformers.schema import schema_processor
+
+        start = request.messages[-1]["content"] if request.continue_final else ""
+        vocab = self.model.config.get_text_config().vocab_size
+        prefix = self._tokenize(start) if start else []
+        return LogitsProcessorList(
+            [schema_processor(request.json_schema, self.tokenizer, vocab, self.eos_ids, prefix)]
+        )
+
+    def _new_decoder(self):
+        """Constant work per token: tokenizers' DecodeStream when there is a fast backend."""
+        if self._backend is not None:
+            from tokenizers.decoders import DecodeStream
+
+            stream = DecodeStream(skip_special_tokens=True)
+            backend = self._backend
+
+            def step(tok: int) -> str:
+                return stream.step(backend, tok) or ""
+
+            return step
+        # Slow tokenizers: decode a window of recent tokens and emit the new suffix.
+        ids: list[int] = []
+        emitted = [0]
+
+        def step_slow(tok: int) -> str:
+            ids.append(tok)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                return ""
+            new = text[emitted[0] :]
+            emitted[0] = len(text)
+            return new
+
+        return step_slow

@@ -1,0 +1,1 @@
+"""Token probabilities (`:probs`, `:alt`, `:branch`): records, branching, their file form, export."""

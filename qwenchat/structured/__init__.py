@@ -1,0 +1,1 @@
+"""JSON-schema answers (`:json`): loading, compiling and checking a schema."""
