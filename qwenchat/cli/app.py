@@ -13,6 +13,7 @@ from qwenchat.environment import Environment
 from qwenchat.errors import UserError, first_line
 
 if TYPE_CHECKING:
+    from qwenchat.engines.api import Engine
     from qwenchat.ui.render import Renderer
 
 DEFAULT_CHECKPOINT = "Qwen/Qwen2-7B-Instruct"  # as Qwen's cli_demo
@@ -283,7 +284,7 @@ def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[
     return prepared
 
 
-def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
+def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Engine, dict[str, Any]] | None:
     """The engine the flags ask for, with what the banner says about it; None after a one-line error."""
     try:
         if line := compile_flags.refusal(args):
@@ -305,7 +306,7 @@ def make_engine(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str,
         return None
 
 
-def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]]:
+def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Engine, dict[str, Any]]:
     from qwenchat.models.loader import LoadOptions, load, resolve
 
     _quiet_libraries()
@@ -355,7 +356,7 @@ def _make_transformers(args: argparse.Namespace, err: Renderer) -> tuple[Any, di
     return engine, banner
 
 
-def _make_llamacpp(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
+def _make_llamacpp(args: argparse.Namespace, err: Renderer) -> tuple[Engine, dict[str, Any]] | None:
     from qwenchat.models import demo
 
     if args.demo:
@@ -382,7 +383,7 @@ def _make_llamacpp(args: argparse.Namespace, err: Renderer) -> tuple[Any, dict[s
 def _chat(
     args: argparse.Namespace,
     env: Environment,
-    engine: Any,
+    engine: Engine,
     banner: dict[str, Any],
     prepared: dict[str, Any],
     out: Renderer,

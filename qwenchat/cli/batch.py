@@ -12,6 +12,7 @@ from qwenchat.compare.variants import Variant, parse_variants
 from qwenchat.errors import UserError, first_line
 
 if TYPE_CHECKING:
+    from qwenchat.engines.api import Engine
     from qwenchat.environment import Environment
     from qwenchat.ui.render import Renderer
 
@@ -54,7 +55,7 @@ def prepare(args: argparse.Namespace, err: Renderer) -> BatchInputs | None:
 def run(
     args: argparse.Namespace,
     env: Environment,
-    engine: Any,
+    engine: Engine,
     banner: dict[str, Any],
     prepared: dict[str, Any],
     inputs: BatchInputs,

@@ -6,11 +6,12 @@ import argparse
 from typing import Any
 
 from qwenchat.conversation.model import DEFAULT_SYSTEM
+from qwenchat.engines.api import Engine
 from qwenchat.settings import Settings, layered_settings
 
 
 def session_inputs(
-    args: argparse.Namespace, prepared: dict[str, Any], engine: Any
+    args: argparse.Namespace, prepared: dict[str, Any], engine: Engine
 ) -> tuple[str | None, Settings]:
     """The system prompt (None for "-") and the settings: a flag beats the config file, which beats the
     defaults. Raises a UserError for settings that do not fit the engine."""

@@ -8,7 +8,7 @@ from typing import Any
 from qwenchat.chat.observer import AnswerSink
 from qwenchat.commands.registry import CommandContext, CommandError, command
 from qwenchat.compare.run import ORIGINAL, CompareRun, VariantResult, find, pick, run_compare
-from qwenchat.engines.api import TurnStats
+from qwenchat.engines.api import SupportsAdapters, TurnStats
 from qwenchat.text.fences import one_line
 from qwenchat.text.worddiff import summarize, word_diff
 
@@ -68,7 +68,7 @@ def _show_run(ctx: CommandContext, run: CompareRun) -> None:
 def _variant_words(ctx: CommandContext) -> list[str]:
     words = [GRID, *(f"{k}=" for k in ctx.session.settings.words()), "seed=", "system="]
     engine = ctx.session.engine
-    if hasattr(engine, "adapters") and engine.adapters():
+    if isinstance(engine, SupportsAdapters) and engine.adapters():
         words.append("adapter=")
     return words
 
@@ -138,13 +138,13 @@ def cmd_pick(ctx: CommandContext, args: str) -> None:
 
 def _adapter_words(ctx: CommandContext) -> list[str]:
     engine = ctx.session.engine
-    return ["off", "on", *engine.adapters()] if hasattr(engine, "adapters") else []
+    return ["off", "on", *engine.adapters()] if isinstance(engine, SupportsAdapters) else []
 
 
 def adapter_line(ctx: CommandContext) -> str | None:
     """`adapter: my-lora (loaded: my-lora)`, for :adapter and :conf; None without adapters."""
     engine = ctx.session.engine
-    if not hasattr(engine, "describe_adapter") or engine.describe_adapter() is None:
+    if not isinstance(engine, SupportsAdapters) or engine.describe_adapter() is None:
         return None
     return f"adapter: {engine.describe_adapter()} (loaded: {', '.join(engine.adapters())})"
 
@@ -159,7 +159,7 @@ def adapter_line(ctx: CommandContext) -> str | None:
 )
 def cmd_adapter(ctx: CommandContext, args: str) -> None:
     engine = ctx.session.engine
-    if not hasattr(engine, "set_adapter"):
+    if not isinstance(engine, SupportsAdapters):
         raise CommandError("this engine cannot switch adapters (the transformers engine can, with --adapter)")
     if args:
         if len(args.split()) != 1:

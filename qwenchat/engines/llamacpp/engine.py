@@ -178,6 +178,14 @@ class LlamaCppEngine(Background):
     def _warm_fill(self, ids: list[int], cancel: threading.Event) -> None:
         self._evaluate(ids, self._keep(ids), cancel, lambda _: None)
 
+    def close(self) -> None:
+        """Stop the worker thread and free the model's native memory (`:model` releases the engine)."""
+        super().close()
+        try:
+            self.llm.close()
+        except Exception:  # already closed; nothing else holds it
+            pass
+
     def _invalidate(self) -> None:
         self.llm.reset()
         self._prefix.forget()

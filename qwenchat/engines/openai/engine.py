@@ -101,6 +101,9 @@ class OpenAIEngine:
     def reset(self) -> None:
         pass  # the server keeps (or not) its own prefix cache; there is nothing to forget here
 
+    def close(self) -> None:
+        self._turns.close()  # a turn's thread ends on its own; nothing else is held
+
     def render_prompt(self, request: GenerationRequest) -> str:
         raise NotImplementedError(f"the rendered prompt is {REMOTE_ONLY}")
 

@@ -30,6 +30,7 @@ from qwenchat.engines.turn import Background, Turns
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
+from qwenchat.structured.schema import grammar, ll_tokenizer, tokenizer_ready
 from qwenchat.text.think import prompt_opens_think
 
 # The prefill schedule's chunk size (prefix_cache.py has the schedule and why it keeps turns reproducible).
@@ -82,7 +83,9 @@ def error_line(exc: BaseException) -> str:
 
 
 class TransformersEngine(Background):
-    """One model, one conversation at a time; the REPL talks to it only through `stream`."""
+    """One model, one conversation at a time. Besides Engine it has every capability in api.py: warm,
+    settle, close, template variables, detokenize, the thinking budget, adapters, schema preparation and
+    the compiled decode step."""
 
     supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
 
@@ -165,6 +168,29 @@ class TransformersEngine(Background):
     def _warm_fill(self, ids: list[int], cancel: threading.Event) -> None:
         with torch.inference_mode():
             self._prefill(ids, self._prepare_cache(ids), lambda _: None, cancel)
+
+    # -- the compiled decode step (--compile, compile.py) -------------------------------------
+    @property
+    def compiled(self) -> bool:
+        return self.static is not None
+
+    def warm_up_compiled(self, max_new_tokens: int | None) -> None:
+        if self.static is not None:
+            self.static.warm_up(max_new_tokens)
+
+    def drop_compiled(self) -> None:
+        self.static = None
+        self.reset()  # the kept cache is a static one
+
+    # -- JSON answers (`:json`): llguidance's grammar and tokenizer, built ahead of the turn ------
+    def check_schema(self, schema: dict[str, Any]) -> None:
+        grammar(schema)
+
+    def schema_tokenizer_ready(self) -> bool:
+        return tokenizer_ready(self.tokenizer)
+
+    def prepare_schema_tokenizer(self) -> None:
+        ll_tokenizer(self.tokenizer, self.model.config.get_text_config().vocab_size, self.eos_ids)
 
     # -- LoRA adapters at run time (adapters.py) ---------------------------------------------
     def adapters(self) -> list[str]:
@@ -315,6 +341,13 @@ class TransformersEngine(Background):
             draft = self.draft_model if plain else None
             drafts = speculative.DraftStats(limit=lookup or 0) if lookup or draft is not None else None
             extra = {"assistant_model": draft} if draft is not None and not lookup else {}
+            budget = budget_processors(
+                request.thinking_budget,
+                think_open,
+                len(ids),
+                tokenize=self._tokenize,
+                new_decoder=self._new_decoder,
+            )
             try:
                 with (
                     torch.inference_mode(),
@@ -332,7 +365,7 @@ class TransformersEngine(Background):
                         logits_processor=LogitsProcessorList(
                             [
                                 *(schema or []),
-                                *budget_processors(self, request.thinking_budget, think_open, len(ids)),
+                                *budget,
                                 *(processors or []),
                             ]
                         ),
