@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from qwenchat.engines.api import GenerationRequest
+from qwenchat.engines.transformers.generation_config import generation_schema
 from qwenchat.settings import (
     COMMON,
     DEFAULT_SEED,
@@ -54,7 +55,7 @@ def test_parse_assignments_quoted_and_errors():
 )
 def test_check_value_rejects(key, value, msg):
     with pytest.raises(ConfigError, match=None) as info:
-        check_value(key, value)
+        check_value(key, value, generation_schema)  # the long tail as the CLI and the session file pass it
     assert msg in str(info.value)
 
 
@@ -208,7 +209,7 @@ def test_config_file_tables_are_checked(tmp_path):
 def test_config_file_errors_are_one_line_naming_file_table_key(tmp_path, text, msg):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        read_config_file(path)
+        read_config_file(path, generation_schema)
     assert str(info.value).startswith(f"{path}: ") and msg in str(info.value) and "\n" not in str(info.value)
 
 

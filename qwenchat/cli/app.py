@@ -259,11 +259,12 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
 def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[str, Any] | None:
     """What can be checked before the slow model load: flags, config file, the session to resume."""
+    from qwenchat.engines.transformers.generation_config import generation_schema
     from qwenchat.settings import FLAG_KEYS, check_value, read_config_file
 
     try:
         flags = {k: check_value(k, getattr(args, k)) for k in FLAG_KEYS if getattr(args, k) is not None}
-        file = read_config_file(env.config_file)
+        file = read_config_file(env.config_file, generation_schema)
         prepared: dict[str, Any] = {"flags": flags, "file": file, "saved": None, "store": None}
         if not args.no_autosave or args.resume:
             from qwenchat.conversation.store import SessionStore
