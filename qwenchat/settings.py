@@ -1,7 +1,7 @@
 """Settings: an engine-neutral schema of the common generation settings, `key=value` parsing (never eval),
 the schema each engine declares (what it honours), and the config file. Imports no engine, nor torch or
 transformers: a key beyond the common ones is checked by the schema the caller passes in (the transformers
-engine's long tail, GenerationConfig, lives in engines/transformers/generation_config.py)."""
+engine's long tail, GenerationConfig, lives in engines/generation_config.py)."""
 
 from __future__ import annotations
 

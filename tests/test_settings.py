@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.transformers.generation_config import generation_schema
+from qwenchat.engines.generation_config import generation_schema
 from qwenchat.settings import (
     COMMON,
     DEFAULT_SEED,
@@ -154,7 +154,7 @@ def test_layered_settings_refuse_flags_and_drop_file_values_the_engine_cannot_ho
 
 
 def test_transformers_schema_owns_the_generation_config_vocabulary():
-    from qwenchat.engines.transformers.generation_config import generation_defaults, generation_schema
+    from qwenchat.engines.generation_config import generation_defaults, generation_schema
 
     schema = generation_schema()
     assert schema.check("no_repeat_ngram_size", 3) == 3 and "bad_words_ids" in schema.words()
@@ -275,7 +275,7 @@ def test_values_a_session_file_cannot_store_are_refused(text, msg):
 
 def test_transformers_long_tail_values_must_be_storable_too():
     pytest.importorskip("transformers")
-    from qwenchat.engines.transformers.generation_config import generation_schema
+    from qwenchat.engines.generation_config import generation_schema
 
     schema = generation_schema()
     for key, value in (("suppress_tokens", {1, 2}), ("suppress_tokens", (1, 2)), ("epsilon_cutoff", 1j)):
@@ -297,7 +297,7 @@ def test_transformers_engine_refuses_beam_search():
     """Found by hand: num_beams=2 was accepted, then every turn failed inside generate (a streamer and a
     one-sequence KV cache cannot do beam search)."""
     pytest.importorskip("transformers")
-    from qwenchat.engines.transformers.generation_config import generation_defaults, generation_schema
+    from qwenchat.engines.generation_config import generation_defaults, generation_schema
 
     s = Settings(generation_defaults(), schema=generation_schema())
     with pytest.raises(ConfigError, match="num_beams: beam search cannot stream"):

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
 def _prepare(args: argparse.Namespace, env: Environment, err: Renderer) -> dict[str, Any] | None:
     """What can be checked before the slow model load: flags, config file, the session to resume."""
-    from qwenchat.engines.transformers.generation_config import generation_schema
+    from qwenchat.engines.generation_config import generation_schema
     from qwenchat.settings import FLAG_KEYS, check_value, read_config_file
 
     try:

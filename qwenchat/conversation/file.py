@@ -92,8 +92,8 @@ def _json_value(value: Any, depth: int = 0) -> bool:
 
 def check_settings(settings: Any, where: str = "settings") -> dict[str, Any]:
     """Overrides as `:conf` would accept them one by one; the first bad one raises StoreError naming it."""
-    # the long tail of settings is the transformers engine's (transformers is imported only when one appears)
-    from qwenchat.engines.transformers.generation_config import generation_schema
+    # the long tail is the transformers engine's settings (transformers is imported only when one appears)
+    from qwenchat.engines.generation_config import generation_schema
     from qwenchat.settings import check_value
 
     if not isinstance(settings, dict):

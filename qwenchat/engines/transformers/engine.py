@@ -18,6 +18,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from qwenchat.engines import speculative
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
+from qwenchat.engines.generation_config import generation_schema
 from qwenchat.engines.job import Job, Outcome
 from qwenchat.engines.job import error_line as turn_error_line
 from qwenchat.engines.prefix_cache import PrefixCache
@@ -25,7 +26,6 @@ from qwenchat.engines.transformers import compile as transformers_compile
 from qwenchat.engines.transformers import probs as probs_capture
 from qwenchat.engines.transformers.adapters import AdapterError, AdapterSwitch
 from qwenchat.engines.transformers.budget import budget_processors
-from qwenchat.engines.transformers.generation_config import generation_schema
 from qwenchat.engines.turn import Background, Turns
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import template_variables
