@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from qwenchat.cli.app import build_parser
+from qwenchat.cli.parser import build_parser
 from qwenchat.commands import REGISTRY
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")

@@ -9,13 +9,10 @@ import gc
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from qwenchat.errors import UserError
 from qwenchat.settings import ConfigError, Settings, layered_settings
-
-if TYPE_CHECKING:
-    from qwenchat.chat.session import ChatSession
 
 # Loads the model a spec names (the command line's -c or demo) with the chat's start-up options, reporting
 # through the status renderer it gets: (engine, banner), or None after a one-line error.
@@ -110,7 +107,7 @@ def release(engine: Any) -> None:
             pass
 
 
-def switch_in_chat(session: ChatSession, renderer: Any, switcher: Switcher, spec: str) -> None:
+def switch_in_chat(session: Any, renderer: Any, switcher: Switcher, spec: str) -> None:
     """`:model SPEC` in a chat: the new model takes over the session; the old one is released. The
     session autosaves under a new id from now on, so the file of the one left behind is never rewritten."""
     old = session.engine
