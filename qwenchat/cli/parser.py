@@ -128,11 +128,13 @@ def add_generation_options(p: argparse.ArgumentParser, *, chat: bool) -> None:
     g.add_argument(
         "-s", "--seed", type=int, default=1234, help="random seed, set before every turn (default 1234)"
     )
-    g.add_argument("--max-new-tokens", type=int, metavar="N")
+    g.add_argument("--max-new-tokens", type=int, metavar="N", help="the longest answer, in tokens")
     g.add_argument("--temperature", type=float, metavar="T", help="0 means greedy")
-    g.add_argument("--top-p", type=float, metavar="P")
-    g.add_argument("--top-k", type=int, metavar="K")
-    g.add_argument("--repetition-penalty", type=float, metavar="R")
+    g.add_argument("--top-p", type=float, metavar="P", help="sample from the likeliest tokens up to mass P")
+    g.add_argument("--top-k", type=int, metavar="K", help="sample from the K likeliest tokens")
+    g.add_argument(
+        "--repetition-penalty", type=float, metavar="R", help="penalise tokens already seen (1 means off)"
+    )
     g.add_argument(
         "--draft-model",
         metavar="SPEC",
