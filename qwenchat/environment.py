@@ -1,6 +1,7 @@
 """Everything the command line takes from the outside world, in one object that tests replace wholesale
 (as httpie's Environment): the standard streams, whether they are terminals, the environment variables, the
-config and data directories, prompt-toolkit's input and output, and how an engine is built from the flags."""
+config and data directories, prompt-toolkit's input and output, and how an engine is built from the model
+options."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ run the chat or the subcommand."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions
 from qwenchat.cli.parser import UsageError, parse
@@ -21,30 +21,25 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     """Run qwenchat; `env` replaces the outside world (streams, tty flags, variables, dirs, engine)."""
     env = env or Environment()
     try:
-        options = parse(argv)
-    except UsageError as exc:
-        from qwenchat.ui.render import Renderer
-        from qwenchat.ui.terminal import make_console
-
-        Renderer(make_console(env.stderr)).error(first_line(exc))
+        options = parse(argv)  # --help and argparse's own errors exit here, before anything heavy loads
+    except UsageError as exc:  # an option in the wrong place: one line that says where it goes
+        _renderer(env.stderr).error(first_line(exc))
         return 2
-    from qwenchat.ui.render import Renderer
-    from qwenchat.ui.terminal import make_console
-
     if env.stdin_isatty:
         import signal
 
         # A parent that ignored SIGINT (some launchers, nohup-like wrappers) would make Ctrl-C dead here.
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    plain = True if options.no_color else None
-    err = Renderer(make_console(env.stderr, plain=plain))
+    err = _renderer(env.stderr, no_color=options.no_color)
     try:
         if isinstance(options, DiffOptions):
             from qwenchat.cli import batch
 
             return batch.diff(options, env, err)
-        return _run(options, env, err)
+        if isinstance(options, BatchOptions):
+            return _batch(options, env, err)
+        return _chat(options, env, err)
     except KeyboardInterrupt:
         err.error("interrupted")
         return 130
@@ -61,37 +56,47 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             restore_terminal(env.stdout)
 
 
-def _run(options: ChatOptions | BatchOptions, env: Environment, err: Renderer) -> int:
-    """A chat or a batch: the checks before the model load, the load, then the run."""
-    if (startup := _startup(options, env, err)) is None:
-        return 2
-    inputs = None
-    if isinstance(options, BatchOptions):
-        from qwenchat.cli import batch
-
-        if (inputs := batch.prepare(options, err)) is None:
-            return 2
-    make = env.engine_factory or _real_engines()
-    made = make(options.model, err)
-    if made is None:
-        return 2
-    engine, banner = made
-    if inputs is not None:
-        from qwenchat.cli import batch
-
-        return batch.run(options, startup, engine, banner, inputs, err)
-    from qwenchat.cli.chat import run_chat
+def _renderer(stream: IO[str], *, no_color: bool = False, side: Any = None) -> Renderer:
     from qwenchat.ui.render import Renderer
     from qwenchat.ui.terminal import make_console
 
+    return Renderer(make_console(stream, plain=True if no_color else None), side=side)
+
+
+def _batch(options: BatchOptions, env: Environment, err: Renderer) -> int:
+    """`qwenchat batch`: every input checked before the model loads, then the runs."""
+    from qwenchat.cli import batch
+
+    if (startup := _startup(options, env, err)) is None:
+        return 2
+    if (inputs := batch.prepare(options, err)) is None:
+        return 2
+    if (made := _engines(env)(options.model, err)) is None:
+        return 2
+    engine, banner = made
+    return batch.run(options, startup, engine, banner, inputs, err)
+
+
+def _chat(options: ChatOptions, env: Environment, err: Renderer) -> int:
+    """The chat: the start-up inputs checked before the model loads, then the loop."""
+    from qwenchat.cli.chat import run_chat
+
+    if (startup := _startup(options, env, err)) is None:
+        return 2
+    make = _engines(env)
+    if (made := make(options.model, err)) is None:
+        return 2
+    engine, banner = made
     # Output to a pipe or file holds the answers only: everything else goes to stderr.
     side = None if env.stdout_isatty else err.console
-    plain = True if options.no_color else None
-    out = Renderer(make_console(env.stdout, plain=plain), side=side)  # [chat] may change markdown, think
+    out = _renderer(env.stdout, no_color=options.no_color, side=side)  # [chat] may change markdown, think
     return run_chat(options, startup, env, engine, banner, out, err, make)
 
 
-def _real_engines() -> EngineFactory:
+def _engines(env: Environment) -> EngineFactory:
+    """The environment's engine factory (tests: a fake), else the real engines."""
+    if env.engine_factory is not None:
+        return env.engine_factory
     from qwenchat.cli.engine import make_engine
 
     return make_engine
