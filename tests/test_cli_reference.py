@@ -4,6 +4,7 @@ every option and every command, and the committed files are what the code render
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from qwenchat.cli import reference
 from qwenchat.cli.parser import build_parser, subparsers
@@ -11,7 +12,7 @@ from qwenchat.commands import REGISTRY
 
 
 def test_the_generated_docs_are_up_to_date():
-    stale = reference.stale()
+    stale = reference.stale(Path(__file__).resolve().parent.parent)
     assert not stale, f"{', '.join(map(str, stale))} out of date: run `{reference.REGENERATE}` and commit"
 
 
