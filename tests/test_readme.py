@@ -73,6 +73,8 @@ def test_every_link_resolves():
                 continue  # a web address
             path, _, anchor = target.partition("#")
             file = (page.parent / path).resolve() if path else page
+            if file.parent == ROOT / "docs" and file.name in GENERATED and not file.exists():
+                continue  # written by the generator, whose own test fails when the file is missing or stale
             assert file.is_file(), f"{page.name}: {target}"
             if anchor:
                 assert anchor in _anchors(file.read_text(encoding="utf-8")), f"{page.name}: {target}"
