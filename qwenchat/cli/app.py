@@ -424,7 +424,7 @@ def _chat(
         if saved is not None:
             session.adopt(saved, session_id=saved.id, created=saved.created)
             out.info(f"resumed {saved.id}: {saved.conversation.exchanges()} exchanges (:his shows them)")
-        from qwenchat.commands.output import start_flags
+        from qwenchat.commands.model import start_flags
 
         start_flags(repl, args, prepared, env.engine_factory or make_engine)
     except UserError as exc:  # settings that do not fit this model, from the config file or the session
