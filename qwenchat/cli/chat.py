@@ -38,7 +38,7 @@ def _start_files(repl: Repl, options: ChatOptions, startup: Startup) -> None:
     """What --json-schema and --read put into the chat from the start: UserError (one line) when a file
     cannot be used."""
     if startup.schema is not None:
-        from qwenchat.commands.output import set_schema
+        from qwenchat.commands.structured import set_schema
 
         repl.session.json_schema = set_schema(repl, startup.schema)  # as :json FILE does
     if options.read:
