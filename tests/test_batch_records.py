@@ -1,4 +1,4 @@
-"""The results file (append, torn last lines, refusals) and `--diff` matching, without a model."""
+"""The results file (append, torn last lines, refusals) and `qwenchat diff` matching, without a model."""
 
 from __future__ import annotations
 

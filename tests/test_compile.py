@@ -6,7 +6,6 @@ inductor: fast on a CPU); one slow test compiles the tiny model with inductor fo
 
 from __future__ import annotations
 
-import argparse
 import threading
 from typing import Any
 
@@ -165,10 +164,10 @@ def test_prompt_lookup_is_refused_with_one_line(tiny) -> None:
     ],
 )
 def test_other_engines_and_speculation_refuse_it_before_loading(flags, line, out) -> None:
-    from qwenchat.cli.app import build_parser, make_engine
+    from qwenchat.cli.engine import make_engine
+    from qwenchat.cli.parser import parse
 
-    args: argparse.Namespace = build_parser().parse_args(["--compile", *flags])
-    assert make_engine(args, out) is None
+    assert make_engine(parse(["--compile", *flags]).model, out) is None
     text = out.buf.getvalue().strip()
     assert line in text and len(text.splitlines()) == 1
 

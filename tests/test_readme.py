@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from qwenchat.cli.app import build_parser
+from qwenchat.cli.parser import build_parser
 from qwenchat.commands import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent

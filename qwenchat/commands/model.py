@@ -1,13 +1,8 @@
-"""Commands about the model: :model (another model, same conversation) and :adapter (LoRA adapters); and
-start_flags, what the chat's flags set up before the first prompt."""
+"""Commands about the model: :model (another model, same conversation) and :adapter (LoRA adapters)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from qwenchat.commands.registry import CommandContext, CommandError, command
-from qwenchat.commands.structured import set_schema
-from qwenchat.paths import expand_user
 
 
 @command(
@@ -18,31 +13,13 @@ from qwenchat.paths import expand_user
     example=":model demo",
 )
 def cmd_model(ctx: CommandContext, args: str) -> None:
-    switch = getattr(ctx, "switch_model", None)
+    switch = ctx.switch_model
     if not args:
         ctx.renderer.info(f"model: {ctx.session.model}")
         return
     if switch is None:
         raise CommandError(":model is not available in this chat")
     switch(args)
-
-
-def start_flags(ctx: CommandContext, args: Any, prepared: dict[str, Any], make: Any) -> None:
-    """What --json-schema, --read and :model need from the start: UserError (one line) when a flag's file
-    cannot be used."""
-    from qwenchat.chat.switch import Switcher, switch_in_chat
-
-    layers = prepared["file"].get("generation", {}), prepared["flags"]
-    switcher = Switcher(args, *layers, make)
-    ctx.switch_model = lambda spec: switch_in_chat(ctx, switcher, spec)
-    if prepared.get("schema") is not None:
-        ctx.session.json_schema = set_schema(ctx, prepared["schema"])
-    if args.read:
-        from qwenchat.chat.attach import read_file
-
-        files = [read_file(expand_user(name), name) for name in args.read]
-        counts = ctx.session.attach(files)
-        ctx.renderer.info(f"read {len(files)} file{'s' if len(files) > 1 else ''}: {counts}")
 
 
 def _adapter_words(ctx: CommandContext) -> list[str]:

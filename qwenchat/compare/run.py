@@ -32,7 +32,7 @@ _SAME = object()  # a variant that leaves the system prompt or the adapter as it
 ENGINE_KEYS = ("engine", "endpoint")
 ENGINE_REFUSAL = (
     "a chat runs on one engine, and no second engine or endpoint can be configured yet; "
-    "compare engines with two batch runs (--batch) and --diff"
+    "compare engines with two batch runs (qwenchat batch) and qwenchat diff"
 )
 
 
