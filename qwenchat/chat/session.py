@@ -19,7 +19,7 @@ from qwenchat.chat.collect import collect
 from qwenchat.chat.context_fit import fit_context
 from qwenchat.chat.observer import ChatObserver, Headless, TurnResult
 from qwenchat.chat.template_probe import inserted_system
-from qwenchat.conversation.file import SavedSession, now_stamp
+from qwenchat.conversation.file import SavedSession, conversation_to_dict, now_stamp
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.conversation.store import SessionStore, save_file
 from qwenchat.engines.api import Engine, GenerationRequest, TurnStats
@@ -310,7 +310,12 @@ class ChatSession:
             self.observer.notice(f"autosave failed: {exc}")
 
     def _state(self) -> Any:
-        return (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed, self.piped)
+        return (
+            conversation_to_dict(self.conversation),
+            dict(self.settings.overrides),
+            self.settings.seed,
+            self.piped,
+        )
 
     def _claim(self) -> None:
         """Autosave writes only a session no other process has open: else this chat forks to a new id,
