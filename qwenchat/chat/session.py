@@ -30,8 +30,6 @@ from qwenchat.settings import ConfigError, Settings
 from qwenchat.tools.calls import pending_calls
 from qwenchat.tools.turns import MAX_MOCK_ROUNDS, ToolBox, result_message, take_calls
 
-__all__ = ["ChatError", "ChatSession"]  # ChatError lives in errors.py; importable from here
-
 OVERFLOW_POLICIES = ("drop-oldest", "error")
 
 
