@@ -9,7 +9,7 @@ import json
 import pytest
 
 from qwenchat.conversation.file import conversation_from_dict
-from qwenchat.conversation.model import SessionFormatError
+from qwenchat.conversation.model import ConversationFormatError
 from qwenchat.conversation.store import SessionStore
 from qwenchat.ui.render import Renderer
 from qwenchat.ui.terminal import make_console
@@ -158,10 +158,10 @@ def test_a_version_1_file_still_loads_and_bad_alternatives_are_one_line():
             {"role": "assistant", "content": "x", "alternatives": [{"label": "\x1b[2J", "content": "y"}]}
         ],
     }
-    with pytest.raises(SessionFormatError, match="^message 1, alternative 1: 'label' must be a short"):
+    with pytest.raises(ConversationFormatError, match="^message 1, alternative 1: 'label' must be a short"):
         conversation_from_dict(bad)
     bad["messages"][0]["alternatives"] = [{"label": "A", "content": "y", "settings": {"k": {"x": 1}}}]
-    with pytest.raises(SessionFormatError, match="setting 'k' must be"):
+    with pytest.raises(ConversationFormatError, match="setting 'k' must be"):
         conversation_from_dict(bad)
 
 

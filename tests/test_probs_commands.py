@@ -13,7 +13,7 @@ from rich.console import Console
 
 from qwenchat.conversation.fields import message_to_dict
 from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
-from qwenchat.conversation.model import Conversation, Message, SessionFormatError
+from qwenchat.conversation.model import Conversation, ConversationFormatError, Message
 from qwenchat.conversation.store import SessionStore
 from qwenchat.probs.record import Alt, TokenProb, summarize
 from qwenchat.ui.probs import heat_text
@@ -175,6 +175,6 @@ def _deep(n):
     ],
 )
 def test_hostile_token_data_is_one_format_error(data, error):
-    with pytest.raises(SessionFormatError, match=None) as info:
+    with pytest.raises(ConversationFormatError, match=None) as info:
         conversation_from_dict(data)
     assert error in str(info.value) and str(info.value).startswith("message 1")

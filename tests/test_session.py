@@ -1,7 +1,7 @@
 import pytest
 
 from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
-from qwenchat.conversation.model import DEFAULT_SYSTEM, Conversation, SessionFormatError
+from qwenchat.conversation.model import DEFAULT_SYSTEM, Conversation, ConversationFormatError
 
 
 def test_to_chat_and_round_trip():
@@ -37,6 +37,6 @@ def test_no_system():
     ],
 )
 def test_from_dict_rejects(data, msg):
-    with pytest.raises(SessionFormatError) as info:
+    with pytest.raises(ConversationFormatError) as info:
         conversation_from_dict(data)
     assert msg in str(info.value)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from qwenchat.conversation import file as session_file
 from qwenchat.conversation import store
 from qwenchat.conversation.file import (
-    SavedSession,
+    SessionFile,
     StoreError,
     conversation_to_dict,
     dump_session,
@@ -402,7 +402,7 @@ def test_arbitrary_json_gives_session_or_store_error(value):
     except StoreError as exc:
         assert "\n" not in str(exc)
     else:
-        assert isinstance(s, SavedSession)
+        assert isinstance(s, SessionFile)
         # Whatever was accepted saves and loads back the same.
         text = dump_session(
             s.conversation,

@@ -11,7 +11,7 @@ import pytest
 
 from qwenchat.conversation.export import to_markdown
 from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
-from qwenchat.conversation.model import Conversation, Message, SessionFormatError
+from qwenchat.conversation.model import Conversation, ConversationFormatError, Message
 from qwenchat.conversation.store import load_file, save_file
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.openai.engine import OpenAIEngine
@@ -170,7 +170,7 @@ def test_format_2_round_trip_and_v1_still_loads(tmp_path):
     ],
 )
 def test_hostile_tool_fields_are_one_line_errors(message, error):
-    with pytest.raises(SessionFormatError, match=error):
+    with pytest.raises(ConversationFormatError, match=error):
         conversation_from_dict({"version": 2, "system": None, "messages": [message]})
 
 

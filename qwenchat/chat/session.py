@@ -19,7 +19,7 @@ from qwenchat.chat.collect import collect
 from qwenchat.chat.context_fit import fit_context
 from qwenchat.chat.observer import ChatObserver, Headless, TurnResult
 from qwenchat.chat.template_probe import inserted_system
-from qwenchat.conversation.file import SavedSession, conversation_to_dict, now_stamp
+from qwenchat.conversation.file import SessionFile, conversation_to_dict, now_stamp
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.conversation.store import SessionStore, save_file
 from qwenchat.engines.api import Engine, GenerationRequest, TurnStats
@@ -286,7 +286,7 @@ class ChatSession:
             "piped": self.piped,
         }
 
-    def save(self, path: str | Path, *, overwrite: bool = True) -> SavedSession:
+    def save(self, path: str | Path, *, overwrite: bool = True) -> SessionFile:
         """Write the session to `path` (StoreError, one line, when it cannot; TargetExists when the file
         exists and not `overwrite`)."""
         return save_file(path, overwrite=overwrite, **self.fields())
@@ -331,9 +331,7 @@ class ChatSession:
             f"{self.session_id}, so neither loses a turn"
         )
 
-    def adopt(
-        self, saved: SavedSession, *, session_id: str | None = None, created: str | None = None
-    ) -> None:
+    def adopt(self, saved: SessionFile, *, session_id: str | None = None, created: str | None = None) -> None:
         """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache.
         With `session_id` (a resumed autosave) later autosaves go on writing that session; without it (a
         loaded file) they go to a new one. Either way the session left behind keeps its file as it was."""

@@ -4,14 +4,14 @@ data and the answers a `:branch` replaced, `:compare` alternatives, tool calls a
 The codecs live here, beside the conversation, rather than in each feature: the file format is one document
 with one version (`conversation.file`), and a feature that stores something on a message uses these (its
 records come from its own vocabulary module, e.g. `probs.record`). A session file may come from anywhere, so
-every field is read strictly: a hostile file gets one SessionFormatError line, never a half-read message.
+every field is read strictly: a hostile file gets one ConversationFormatError line, never a half-read message.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from qwenchat.conversation.model import ROLES, Alternative, Message, SessionFormatError
+from qwenchat.conversation.model import ROLES, Alternative, ConversationFormatError, Message
 from qwenchat.probs.record import ProbsFormatError, probs_from_list, probs_to_list
 
 MAX_REPLACED = 100  # answers replaced by :branch kept behind one answer; deeper is a hostile file
@@ -36,22 +36,22 @@ def message_to_dict(m: Message) -> dict[str, Any]:
 
 
 def message_from_dict(m: Any, version: int, where: str) -> Message:
-    """One message of a conversation written in format `version`; SessionFormatError naming `where`."""
+    """One message of a conversation written in format `version`; ConversationFormatError naming `where`."""
     if not isinstance(m, dict):
-        raise SessionFormatError(f"{where} is not an object")
+        raise ConversationFormatError(f"{where} is not an object")
     role, content = m.get("role"), m.get("content")
     if role not in ROLES or (role == "tool" and version < 2):  # tool messages came with format 2
         expected = "user, assistant or tool" if version >= 2 else "user or assistant"
-        raise SessionFormatError(f"{where} has role {role!r}; expected {expected}")
+        raise ConversationFormatError(f"{where} has role {role!r}; expected {expected}")
     if not isinstance(content, str):
-        raise SessionFormatError(f"{where} has no text content")
+        raise ConversationFormatError(f"{where} has no text content")
     interrupted = m.get("interrupted", False)
     if not isinstance(interrupted, bool):
-        raise SessionFormatError(f"{where}: 'interrupted' must be true or false")
+        raise ConversationFormatError(f"{where}: 'interrupted' must be true or false")
     try:
         extra = read_tool_fields(m, role, where) if version >= 2 else {}
     except ValueError as exc:
-        raise SessionFormatError(str(exc)) from None
+        raise ConversationFormatError(str(exc)) from None
     msg = Message(role, content, interrupted, **extra)
     if "alternatives" in m:
         msg.alternatives = parse_alternatives(m["alternatives"], where)
@@ -115,7 +115,7 @@ def read_extras(m: dict[str, Any], where: str) -> tuple[Any, Message | None]:
     """(probs, replaces) of message dict `m`; `replaces` is a chain of earlier answers, read iteratively.
     Both are optional, so a format-1 message (which has neither) loads as it is."""
     if m.get("role") != "assistant":
-        raise SessionFormatError(f"{where}: only an answer can carry token data or a replaced answer")
+        raise ConversationFormatError(f"{where}: only an answer can carry token data or a replaced answer")
     head: Message | None = None
     tail: Message | None = None
     probs: Any = None
@@ -125,7 +125,7 @@ def read_extras(m: dict[str, Any], where: str) -> tuple[Any, Message | None]:
         try:
             p = None if p is None else probs_from_list(p, where)
         except ProbsFormatError as exc:
-            raise SessionFormatError(str(exc)) from None
+            raise ConversationFormatError(str(exc)) from None
         if depth == 0:
             probs = p
         else:
@@ -139,13 +139,13 @@ def read_extras(m: dict[str, Any], where: str) -> tuple[Any, Message | None]:
         if nxt is None:
             return probs, head
         if not isinstance(nxt, dict) or not isinstance(nxt.get("content"), str):
-            raise SessionFormatError(
+            raise ConversationFormatError(
                 f"{where}: 'replaces' must be an earlier answer (an object with its content)"
             )
         if not isinstance(nxt.get("interrupted", False), bool):
-            raise SessionFormatError(f"{where}: 'interrupted' must be true or false")
+            raise ConversationFormatError(f"{where}: 'interrupted' must be true or false")
         current = nxt
-    raise SessionFormatError(f"{where}: more than {MAX_REPLACED} replaced answers")
+    raise ConversationFormatError(f"{where}: more than {MAX_REPLACED} replaced answers")
 
 
 # -- `:compare` alternatives ----------------------------------------------------------------------
@@ -156,31 +156,31 @@ def _json_value(value: Any, depth: int = 0) -> bool:
 
 
 def parse_alternatives(raw: Any, where: str) -> tuple[Alternative, ...]:
-    """The `alternatives` list of one message; SessionFormatError naming the place on anything wrong."""
+    """The `alternatives` list of one message; ConversationFormatError naming the place on anything wrong."""
     if not isinstance(raw, list):
-        raise SessionFormatError(f"{where}: 'alternatives' must be a list")
+        raise ConversationFormatError(f"{where}: 'alternatives' must be a list")
     if len(raw) > MAX_ALTERNATIVES:
-        raise SessionFormatError(f"{where}: more than {MAX_ALTERNATIVES} alternatives")
+        raise ConversationFormatError(f"{where}: more than {MAX_ALTERNATIVES} alternatives")
     out = []
     for i, alt in enumerate(raw):
         here = f"{where}, alternative {i + 1}"
         if not isinstance(alt, dict):
-            raise SessionFormatError(f"{here} is not an object")
+            raise ConversationFormatError(f"{here} is not an object")
         content, label = alt.get("content"), alt.get("label")
         if not isinstance(content, str) or len(content) > MAX_ALTERNATIVE_CHARS:
-            raise SessionFormatError(f"{here} has no text content")
+            raise ConversationFormatError(f"{here} has no text content")
         if not isinstance(label, str) or not label or len(label) > MAX_LABEL_CHARS or not label.isprintable():
-            raise SessionFormatError(f"{here}: 'label' must be a short printable string")
+            raise ConversationFormatError(f"{here}: 'label' must be a short printable string")
         settings = alt.get("settings", {})
         if not isinstance(settings, dict) or len(settings) > 200:
-            raise SessionFormatError(f"{here}: 'settings' must be an object")
+            raise ConversationFormatError(f"{here}: 'settings' must be an object")
         for key, value in settings.items():
             if not isinstance(key, str) or len(key) > 100 or not _json_value(value):
-                raise SessionFormatError(f"{here}: setting {key!r:.40} must be a number, string or list")
+                raise ConversationFormatError(f"{here}: setting {key!r:.40} must be a number, string or list")
             if isinstance(value, str) and len(value) > MAX_ALTERNATIVE_CHARS:
-                raise SessionFormatError(f"{here}: setting {key!r:.40} is too long")
+                raise ConversationFormatError(f"{here}: setting {key!r:.40} is too long")
         interrupted = alt.get("interrupted", False)
         if not isinstance(interrupted, bool):
-            raise SessionFormatError(f"{here}: 'interrupted' must be true or false")
+            raise ConversationFormatError(f"{here}: 'interrupted' must be true or false")
         out.append(Alternative(content, label, dict(settings), interrupted))
     return tuple(out)

@@ -17,7 +17,7 @@ from typing import Any
 
 from qwenchat.conversation.export import conversation_title
 from qwenchat.conversation.fields import message_from_dict, message_to_dict
-from qwenchat.conversation.model import Conversation, SessionFormatError
+from qwenchat.conversation.model import Conversation, ConversationFormatError
 from qwenchat.errors import UserError
 
 FORMAT = "qwenchat-session"
@@ -49,7 +49,10 @@ class StoreError(UserError):
 
 
 @dataclass
-class SavedSession:
+class SessionFile:
+    """What one session file holds: a chat session (`chat.ChatSession`) as saved, read back by
+    `parse_session`. `SessionStore` keeps these files."""
+
     id: str
     created: str  # ISO 8601, as written
     updated: str
@@ -164,20 +167,20 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
 def conversation_from_dict(data: Any) -> Conversation:
     """Strict: a wrong type anywhere is an error naming the place, never a half-read conversation."""
     if not isinstance(data, dict):
-        raise SessionFormatError("not a qwenchat conversation (expected a JSON object)")
+        raise ConversationFormatError("not a qwenchat conversation (expected a JSON object)")
     version = data.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise SessionFormatError("missing or invalid 'version'")
+        raise ConversationFormatError("missing or invalid 'version'")
     if version > VERSION:
-        raise SessionFormatError(
+        raise ConversationFormatError(
             f"written by a newer qwenchat (format {version}, this one reads up to {VERSION})"
         )
     system = data.get("system")
     if system is not None and not isinstance(system, str):
-        raise SessionFormatError("'system' must be a string or null")
+        raise ConversationFormatError("'system' must be a string or null")
     raw = data.get("messages")
     if not isinstance(raw, list):
-        raise SessionFormatError("'messages' must be a list")
+        raise ConversationFormatError("'messages' must be a list")
     messages = [message_from_dict(m, version, f"message {i + 1}") for i, m in enumerate(raw)]
     return Conversation(system=system, messages=messages)
 
@@ -204,7 +207,7 @@ def _replace_lone_surrogates(data: Any) -> tuple[Any, int]:
     return data, 0
 
 
-def parse_session(text: str, *, source: str = "file") -> SavedSession:
+def parse_session(text: str, *, source: str = "file") -> SessionFile:
     """A session file's text, checked field by field; StoreError("<source>: <problem>") on anything wrong."""
 
     def fail(problem: str) -> StoreError:
@@ -258,14 +261,14 @@ def parse_session(text: str, *, source: str = "file") -> SavedSession:
     settings = check_settings(data.get("settings"), f"{source}: 'settings'")
     try:
         conversation = conversation_from_dict(data.get("conversation"))
-    except SessionFormatError as exc:
+    except ConversationFormatError as exc:
         raise fail(f"conversation: {exc}") from None
     if conversation.system is not None and len(conversation.system) > MAX_MESSAGE_CHARS:
         raise fail(f"the system prompt is over {MAX_MESSAGE_CHARS:,} characters")
     for i, m in enumerate(conversation.messages):
         if len(m.content) > MAX_MESSAGE_CHARS:
             raise fail(f"message {i + 1} is over {MAX_MESSAGE_CHARS:,} characters")
-    return SavedSession(
+    return SessionFile(
         session_id,
         times["created"],
         times["updated"],

@@ -16,7 +16,7 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 ROLES = ("user", "assistant", "tool")
 
 
-class SessionFormatError(UserError, ValueError):
+class ConversationFormatError(UserError, ValueError):
     """A saved conversation that cannot be read; the message says exactly why."""
 
 
