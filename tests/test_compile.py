@@ -1,4 +1,4 @@
-"""--compile (issue 19, GPU fast path): a static KV cache and a compiled decode step (transformers engine).
+"""--compile (the GPU fast path): a static KV cache and a compiled decode step (transformers engine).
 
 Compilations are counted with a backend that records each graph dynamo hands it and runs it as traced (no
 inductor: fast on a CPU); one slow test compiles the tiny model with inductor for real.

@@ -545,7 +545,7 @@ def test_modules_do_not_import_torch():
     assert out.strip() == "[]"
 
 
-# -- issue 17: pipe runs are not "last"; user-named files are never created in a missing directory -------
+# -- pipe runs are not "last"; user-named files are never created in a missing directory -----------------
 def test_last_passes_over_pipe_runs_unless_there_is_nothing_else(tmp_path):
     s = SessionStore(tmp_path)
 
