@@ -30,10 +30,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "qwenchat"
 
-# (group, rank, module prefixes); a module belongs to the group of its longest matching prefix.
+# (group, rank, modules): `pkg.*` is a package and everything under it, any other name that module alone; a
+# module belongs to the group of its most specific entry, and a new module has none until it is placed here.
 LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
-    ("leaf", 0, ("qwenchat", "qwenchat.errors", "qwenchat.paths", "qwenchat.text")),
-    ("shared", 1, ("qwenchat.settings", "qwenchat.models")),
+    ("leaf", 0, ("qwenchat", "qwenchat.errors", "qwenchat.paths", "qwenchat.text.*")),
+    ("shared", 1, ("qwenchat.settings", "qwenchat.models.*")),
     (
         "vocabulary",
         2,
@@ -50,16 +51,26 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
             "qwenchat.engines.prefix_cache",
         ),
     ),
-    ("conversation", 4, ("qwenchat.conversation",)),
+    ("conversation", 4, ("qwenchat.conversation.*",)),
     (
         "features",
         5,
-        ("qwenchat.probs", "qwenchat.compare", "qwenchat.tools", "qwenchat.structured", "qwenchat.batch"),
+        (
+            "qwenchat.probs.*",
+            "qwenchat.compare.*",
+            "qwenchat.tools.*",
+            "qwenchat.structured.*",
+            "qwenchat.batch.*",
+        ),
     ),
-    ("chat", 6, ("qwenchat.chat",)),
-    ("engines", 6, ("qwenchat.engines.transformers", "qwenchat.engines.llamacpp", "qwenchat.engines.openai")),
-    ("app", 7, ("qwenchat.commands", "qwenchat.ui", "qwenchat.batch.runner", "qwenchat.environment")),
-    ("cli", 8, ("qwenchat.cli", "qwenchat.__main__")),
+    ("chat", 6, ("qwenchat.chat.*",)),
+    (
+        "engines",
+        6,
+        ("qwenchat.engines.transformers.*", "qwenchat.engines.llamacpp.*", "qwenchat.engines.openai.*"),
+    ),
+    ("app", 7, ("qwenchat.commands.*", "qwenchat.ui.*", "qwenchat.batch.runner", "qwenchat.environment")),
+    ("cli", 8, ("qwenchat.cli.*", "qwenchat.__main__")),
 ]
 ENGINE_MAY_IMPORT = {"leaf", "shared", "vocabulary", "contract"}  # and its own engine package
 
@@ -72,14 +83,20 @@ def module_name(path: Path) -> str:
 
 
 def layer(module: str) -> tuple[str, int] | None:
-    """(group, rank) of a module: the longest prefix in LAYERS that it is or lies under."""
+    """(group, rank) of a module: its entry in LAYERS (an exact name before a package's `.*`, the deepest
+    package first); None when it has none."""
     best: tuple[int, str, int] | None = None
-    for group, rank, prefixes in LAYERS:
-        for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (
-                best is None or len(prefix) > best[0]
-            ):
-                best = (len(prefix), group, rank)
+    for group, rank, entries in LAYERS:
+        for entry in entries:
+            package = entry.removesuffix(".*")
+            if entry == module:
+                specificity = 1000
+            elif entry.endswith(".*") and (module == package or module.startswith(package + ".")):
+                specificity = len(package)
+            else:
+                continue
+            if best is None or specificity > best[0]:
+                best = (specificity, group, rank)
     return None if best is None else (best[1], best[2])
 
 
@@ -194,6 +211,9 @@ def test_a_cycle_is_found():
 def test_every_module_has_a_layer():
     """A new module is placed in the table on purpose, not by a default."""
     assert [m for m in import_graph() if layer(m) is None] == []
+    assert layer("qwenchat.newthing") is None and layer("qwenchat.engines.mlx") is None
+    assert layer("qwenchat.batch.runner") == ("app", 7) and layer("qwenchat.batch.plan") == ("features", 5)
+    assert layer("qwenchat.probs") == ("features", 5) and layer("qwenchat.engines") == ("contract", 3)
 
 
 def test_the_layers_point_one_way():
