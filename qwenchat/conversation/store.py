@@ -1,4 +1,4 @@
-"""Saved sessions on disk: one JSON file each (format: conversation/file.py), written atomically and privately;
+"""Saved sessions on disk: one JSON file each (format: file.py), written atomically and privately;
 autosave, listing, resolving `last`/N/id, and one writer per session (a lock)."""
 
 from __future__ import annotations
