@@ -15,8 +15,9 @@ The layers, lowest first (a module imports modules of a lower rank, or of its ow
     4 conversation  conversation/: the data model, the file format, the store, export
     5 features      probs/, compare/, tools/, structured/, batch/ (but its runner): each feature's flows
     6 chat          chat/: the headless session        6 engines   engines/<engine>/: one package per engine
-    7 app           commands/, ui/, batch.runner, environment: what drives a session and shows it
-    8 cli           cli/, __main__: parses the arguments and wires the rest
+    7 app           commands/, ui/, batch.runner: what drives a session and shows it
+    8 cli           cli/, __main__, environment (the outside world the command line is given): parses the
+                    arguments and wires the rest
 
 A group of the same rank is a neighbour, not a dependency: the session never imports an engine package (the
 CLI hands it one) and no engine imports the session. An engine package imports only the contract, the
@@ -69,8 +70,8 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
         6,
         ("qwenchat.engines.transformers.*", "qwenchat.engines.llamacpp.*", "qwenchat.engines.openai.*"),
     ),
-    ("app", 7, ("qwenchat.commands.*", "qwenchat.ui.*", "qwenchat.batch.runner", "qwenchat.environment")),
-    ("cli", 8, ("qwenchat.cli.*", "qwenchat.__main__")),
+    ("app", 7, ("qwenchat.commands.*", "qwenchat.ui.*", "qwenchat.batch.runner")),
+    ("cli", 8, ("qwenchat.cli.*", "qwenchat.__main__", "qwenchat.environment")),
 ]
 ENGINE_MAY_IMPORT = {"leaf", "shared", "vocabulary", "contract"}  # and its own engine package
 
