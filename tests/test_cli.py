@@ -314,7 +314,7 @@ def test_diff_through_the_cli(tmp_path):
     assert run("diff", str(a), str(tmp_path / "none.jsonl")) == 2 and "no such file" in run.err
 
 
-# -- issue 17: pipe runs -------------------------------------------------------------------------------
+# -- pipe runs: answers on stdout, the rest on stderr, a failure in the exit status --------------------
 def test_pipe_run_stdout_is_the_answers_and_a_failed_line_sets_the_exit_status(tmp_path):
     run = Run(tmp_path, ":conf temperature=abc\n:seed 5\nhello\n:nosuch\n", answers=["hi there"])
     assert run() == 1  # every line ran, and the status says one failed

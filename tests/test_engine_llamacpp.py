@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.llamacpp.engine import ChatTemplate
+from qwenchat.engines.llamacpp.template import ChatTemplate
 
 SYSTEM = "You are a helpful assistant."
 
