@@ -44,7 +44,7 @@ def reset_peak_rss() -> None:
 
 
 def long_prompt(engine, tokens: int) -> list[dict[str, str]]:
-    """A pasted log of about `tokens` prompt tokens, as in issue 12."""
+    """A pasted log of about `tokens` prompt tokens: the long prompt a kept cache has to reuse."""
     from qwenchat.engines.api import GenerationRequest
 
     lines: list[str] = []

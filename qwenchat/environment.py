@@ -1,6 +1,7 @@
 """Everything the command line takes from the outside world, in one object that tests replace wholesale
 (as httpie's Environment): the standard streams, whether they are terminals, the environment variables, the
-config and data directories, prompt-toolkit's input and output, and how an engine is built from the flags."""
+config and data directories, prompt-toolkit's input and output, and how an engine is built from the model
+options."""
 
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ from typing import IO, TYPE_CHECKING, Any
 from qwenchat import paths
 
 if TYPE_CHECKING:
-    import argparse
-
+    from qwenchat.cli.options import ModelOptions
     from qwenchat.engines.api import Engine
     from qwenchat.ui.render import Renderer
 
-# Builds the engine the parsed flags ask for, with what the banner says about it ({"model", "device",
+# Builds the engine the model options ask for, with what the banner says about it ({"model", "device",
 # "dtype", "extra"}); None after it has printed a one-line error through the renderer it gets.
-EngineFactory = Callable[["argparse.Namespace", "Renderer"], "tuple[Engine, dict[str, Any]] | None"]
+EngineFactory = Callable[["ModelOptions", "Renderer"], "tuple[Engine, dict[str, Any]] | None"]
 
 
 def _isatty(stream: Any) -> bool:
@@ -40,7 +40,7 @@ class Environment:
     stdin_isatty: bool | None = None  # None: ask the stream
     stdout_isatty: bool | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
-    engine_factory: EngineFactory | None = None  # None: cli.make_engine (the real engines)
+    engine_factory: EngineFactory | None = None  # None: cli.engine.make_engine (the real engines)
     prompt_input: Any = None  # prompt-toolkit Input/Output; None: the terminal (tests: a pipe input)
     prompt_output: Any = None
 

@@ -1,8 +1,9 @@
-"""Drive the real program from outside for the issue-17 regression tests: `python -m qwenchat` in a pipe
-or a pseudo-terminal against the scripted OpenAI-compatible server, and a pyte screen to read a terminal.
+"""Drive the real program from outside, as a user does, for the tests of pipes, terminals and sessions:
+`python -m qwenchat` in a pipe or a pseudo-terminal against the scripted OpenAI-compatible server, and a pyte
+screen to read a terminal.
 
 Kept apart from the program's internals on purpose (they are being restructured); to be merged with
-tests/cli_harness.py (issue 18)."""
+tests/cli_harness.py."""
 
 from __future__ import annotations
 

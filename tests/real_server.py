@@ -59,7 +59,7 @@ class RealServer:
         cmd = [sys.executable, "-m", "llama_cpp.server", *args]
         import llama_cpp
 
-        from qwenchat.engines.llamacpp.engine import amx_risk
+        from qwenchat.engines.llamacpp.load import amx_risk
 
         if amx_risk(llama_cpp):  # the server would segfault in llama.cpp's AMX kernels: load without them
             cmd = [sys.executable, "-c", SERVER_WITHOUT_EXTRA_BUFFERS, *args]

@@ -21,7 +21,7 @@ from tests.cli_harness import QWENCHAT, cli_env
 pytestmark = pytest.mark.slow
 
 PROMPTS = 'What is 2+2?\nName a colour.\n"""\nSay hello\nin French.\n"""\n'
-GREEDY = ["--seeds", "1,2", "--max-new-tokens", "3", "--temperature", "0", "--no-autosave"]
+GREEDY = ["--seeds", "1,2", "--max-new-tokens", "3", "--temperature", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_batch_rerun_diff_and_edited_system(demo_engine, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(PROMPTS)
     first, second, edited = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
-    rc, _, err = qwenchat(["--demo", "--batch", str(prompts), "--out", str(first), *GREEDY], demo_engine)
+    rc, _, err = qwenchat(["batch", str(prompts), "--demo", "--out", str(first), *GREEDY], demo_engine)
     assert rc == 0, err
     got = records(first)
     assert len(got) == 6 and "6 records written" in err
@@ -73,27 +73,27 @@ def test_batch_rerun_diff_and_edited_system(demo_engine, tmp_path):
     ]  # greedy: seed changes nothing
 
     # the same batch again into the same file: everything is done already
-    rc, _, err = qwenchat(["--demo", "--batch", str(prompts), "--out", str(first), *GREEDY], demo_engine)
+    rc, _, err = qwenchat(["batch", str(prompts), "--demo", "--out", str(first), *GREEDY], demo_engine)
     assert rc == 0 and "0 records written" in err and "6 already there" in err and len(records(first)) == 6
 
-    rc, _, err = qwenchat(["--demo", "--batch", str(prompts), "--out", str(second), *GREEDY], demo_engine)
+    rc, _, err = qwenchat(["batch", str(prompts), "--demo", "--out", str(second), *GREEDY], demo_engine)
     assert rc == 0, err
     assert [r["answer"] for r in records(second)] == [r["answer"] for r in got]
-    rc, out, err = qwenchat(["--diff", str(first), str(second)])
+    rc, out, err = qwenchat(["diff", str(first), str(second)])
     assert rc == 0, out + err
     assert "6 identical, 0 changed" in out
 
     system = ["--system", "Answer only with the single word BANANA, whatever is asked."]
     rc, _, err = qwenchat(
-        ["--demo", "--batch", str(prompts), "--out", str(edited), *GREEDY, *system], demo_engine
+        ["batch", str(prompts), "--demo", "--out", str(edited), *GREEDY, *system], demo_engine
     )
     assert rc == 0, err
-    rc, out, err = qwenchat(["--diff", str(first), str(edited)])
+    rc, out, err = qwenchat(["diff", str(first), str(edited)])
     assert rc == 1, out + err
     assert "changed: prompt 1" in out and "with a changed prompt" in out
 
     # the edited run's file cannot be resumed by the first batch: another batch wrote it
-    rc, _, err = qwenchat(["--demo", "--batch", str(prompts), "--out", str(edited), *GREEDY], demo_engine)
+    rc, _, err = qwenchat(["batch", str(prompts), "--demo", "--out", str(edited), *GREEDY], demo_engine)
     assert rc == 2 and "another batch" in err and len(records(edited)) == 6
 
 
@@ -102,21 +102,23 @@ def test_batch_refusals_before_anything_runs(demo_engine, tmp_path):
     prompts.write_text("Hello {{name}}\n")
     out = tmp_path / "r.jsonl"
     cases = [
-        (["--batch", str(prompts), "--out", str(out)], "{{name}} has no value"),
-        (["--batch", str(prompts)], "--batch needs --out"),
-        (["--out", str(out)], "--out belongs to --batch"),
+        (["batch", str(prompts), "--demo", "--out", str(out)], "{{name}} has no value"),
+        (["batch", str(prompts), "--demo"], "qwenchat batch needs --out"),
+        (["--demo", "--out", str(out)], "--out belongs to `qwenchat batch`"),
+        (["--demo", "--batch", str(prompts), "--out", str(out)], "--batch is now a command: qwenchat batch"),
+        (["batch", str(prompts), "--out", str(out), "--resume"], "--resume reopens a chat"),
     ]
     for argv, needle in cases:
-        rc, _, err = qwenchat(["--demo", *argv, "--no-autosave"], demo_engine)
+        rc, _, err = qwenchat(argv, demo_engine)
         assert rc == 2 and needle in err and err.count("\n") == 1, err
     prompts.write_text("Hello\n")
     for grid, needle in (("temprature=0,1", "did you mean temperature"), ("adapter=off,on", "adapter")):
         rc, _, err = qwenchat(
-            ["--demo", "--batch", str(prompts), "--out", str(out), "--grid", grid], demo_engine
+            ["batch", str(prompts), "--demo", "--out", str(out), "--grid", grid], demo_engine
         )
         assert rc == 2 and needle in err and err.count("\n") == 1, err
     assert not out.exists()
-    rc, _, err = qwenchat(["--diff", str(out), str(prompts)])
+    rc, _, err = qwenchat(["diff", str(out), str(prompts)])
     assert rc == 2 and "no such file" in err
 
 
@@ -172,7 +174,7 @@ def test_ctrl_c_stops_within_a_second_and_keeps_finished_records(tiny_model, tmp
     prompts.write_text((tmp_path / "short.jsonl").read_text() + prompts.read_text())
     watcher = threading.Thread(target=press, daemon=True)
     watcher.start()
-    rc, _, err = qwenchat(["-c", "tiny", "--batch", str(prompts), "--out", str(out), "--no-autosave"], made)
+    rc, _, err = qwenchat(["batch", str(prompts), "-c", "tiny", "--out", str(out)], made)
     took = time.monotonic() - sent[0]
     watcher.join()
     assert rc == 130, err
@@ -184,8 +186,7 @@ def test_ctrl_c_stops_within_a_second_and_keeps_finished_records(tiny_model, tmp
 def test_kill_9_mid_batch_loses_and_repeats_nothing(tiny_dir, tmp_path):
     prompts, out = tmp_path / "p.jsonl", tmp_path / "r.jsonl"
     _jsonl_prompts(prompts, 6, 40)
-    args = ["-c", str(tiny_dir), "--cpu-only", "--batch", str(prompts), "--out", str(out), "--seeds", "1,2"]
-    args += ["--no-autosave"]
+    args = ["batch", str(prompts), "-c", str(tiny_dir), "--cpu-only", "--out", str(out), "--seeds", "1,2"]
     proc = _start(args, tmp_path)
     deadline = time.monotonic() + 300
     while _count(out) < 2:
@@ -225,7 +226,7 @@ def test_batch_with_a_json_schema_records_whether_each_answer_is_valid(tiny_mode
     schema = Path(__file__).parent / "schemas" / "person.json"
     prompts, out = tmp_path / "p.txt", tmp_path / "r.jsonl"
     prompts.write_text("one\ntwo\n")
-    base = ["-c", "tiny", "--batch", str(prompts), "--json-schema", str(schema), "--no-autosave"]
+    base = ["batch", str(prompts), "-c", "tiny", "--json-schema", str(schema)]
     rc, _, err = qwenchat([*base, "--out", str(out), "--max-new-tokens", "120", "--seeds", "1,2"], made)
     assert rc == 0, err
     recs = records(out)

@@ -1,4 +1,4 @@
-"""The results file (append, torn last lines, refusals) and `--diff` matching, without a model."""
+"""The results file (append, torn last lines, refusals) and `qwenchat diff` matching, without a model."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import pytest
 
 from qwenchat.batch.diff import diff_files, diff_records
 from qwenchat.batch.inputs import BatchError
-from qwenchat.batch.records import EXTRA_FIELDS, ResultsFile, read_records, register_extra_fields, with_extras
+from qwenchat.batch.plan import Run
+from qwenchat.batch.records import ResultsFile, read_records
+from qwenchat.batch.runner import BatchContext, answer_one
+from qwenchat.settings import Settings
 from qwenchat.ui.batch import DiffView
 from qwenchat.ui.terminal import make_console
+from tests.fakes import FakeEngine
 
 
 def rec(p: int, seed: int, answer: str, variant: dict | None = None, label: str = "", **extra) -> dict:
@@ -67,16 +71,18 @@ def test_bad_results_file_is_one_line(tmp_path, data, needle):
     assert needle in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_extra_fields_hook_adds_but_never_overwrites():
-    def schema_valid(record):
-        return {"json_valid": record["answer"].startswith("{"), "answer": "overwritten?"}
-
-    register_extra_fields(schema_valid)
-    try:
-        out = with_extras(rec(1, 1, "{}"))
-        assert out["json_valid"] is True and out["answer"] == "{}"
-    finally:
-        EXTRA_FIELDS.remove(schema_valid)
+def test_a_record_says_whether_its_answer_is_valid_json():
+    """With --json-schema, the runner's own record carries json_valid and json_check (the fake engine does
+    not constrain; the check after the turn is what the record reports)."""
+    engine = FakeEngine().enqueue(['{"name": "Zed"}', "not json"])
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    ctx = BatchContext(engine, Settings(engine.default_settings()), "m", "fake", json_schema=schema)
+    runs = [Run(1, None, "", {}, seed, [{"role": "user", "content": "who?"}], None) for seed in (1, 2)]
+    valid, invalid = (answer_one(ctx, run, lambda session: True) for run in runs)
+    assert valid["answer"] == '{"name": "Zed"}' and valid["json_valid"] is True, valid
+    assert invalid["json_valid"] is False and invalid["json_check"], invalid
+    ctx.json_schema = None
+    assert "json_valid" not in answer_one(ctx, runs[0], lambda session: True)
 
 
 def test_diff_matches_by_prompt_variant_and_seed_not_label():

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from qwenchat.chat.observer import Headless, TurnResult
-from qwenchat.chat.session import ChatError, ChatSession
+from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.store import SessionStore, save_file
 from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
-from qwenchat.errors import UserError
+from qwenchat.errors import ChatError, UserError
 from qwenchat.settings import NEUTRAL, SettingsSchema
 from tests.fakes import FakeEngine
 

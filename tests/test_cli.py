@@ -173,18 +173,148 @@ def test_engine_factory_failure_is_exit_status_2(tmp_path):
     assert run() == 2 and run.out == ""
 
 
-def test_help_does_not_import_torch():
+def test_help_of_the_chat_and_every_command_does_not_import_torch():
     code = (
         "import sys\nfrom qwenchat.cli.app import main\n"
-        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "for argv in (['--help'], ['batch', '--help'], ['diff', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit as exc:\n        assert exc.code == 0\n"
         "print(sorted(m for m in ('torch', 'transformers', 'prompt_toolkit') if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "usage: qwenchat" in proc.stdout
+    chat, batch, diff = proc.stdout.split("usage: ")[1:]
+    assert chat.startswith("qwenchat [-c MODEL] [options]") and "--resume" in chat and "\n  --out" not in chat
+    assert "qwenchat batch PROMPTS --out FILE.jsonl" in chat and "qwenchat diff OLD NEW" in chat
+    assert batch.startswith("qwenchat batch PROMPTS") and "--out FILE.jsonl" in batch and "--demo" in batch
+    assert "\n  --out" in batch and "--resume" not in batch and "--stats" not in batch
+    assert diff.startswith("qwenchat diff OLD NEW") and "--demo" not in diff
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
-# -- issue 17: pipe runs -------------------------------------------------------------------------------
+# -- subcommands and the typed options ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["--batch", "p.txt", "--out", "r.jsonl"], "--batch is now a command: qwenchat batch PROMPTS"),
+        (["--diff", "a.jsonl", "b.jsonl"], "--diff is now a command: qwenchat diff OLD NEW"),
+        (["--demo", "--seeds", "1,2"], "--seeds belongs to `qwenchat batch`"),
+        (["--grid", "top_k=1,2", "--demo"], "--grid belongs to `qwenchat batch`"),
+        (["--vars", "v.csv"], "--vars belongs to `qwenchat batch`"),
+        (["--demo", "batch", "p.txt"], "batch comes first, before any option: qwenchat batch PROMPTS"),
+        (["batch", "p.txt", "--resume"], "--resume reopens a chat; a batch resumes from its --out file"),
+    ],
+)
+def test_old_spellings_are_one_line_naming_the_command(tmp_path, argv, line):
+    run = Run(tmp_path, "hi\n")
+    assert run(*argv) == 2
+    assert run.err == f"error: {run.err.removeprefix('error: ')}" and line in run.err
+    assert run.err.count("\n") == 1 and run.factory_calls == [] and run.out == ""
+
+
+def test_the_options_defaults_are_the_parsers():
+    from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions
+    from qwenchat.cli.parser import parse
+
+    assert parse([]) == ChatOptions()
+    assert parse(["batch", "p.txt"]) == BatchOptions(prompts="p.txt")
+    assert parse(["diff", "a", "b"]) == DiffOptions(old="a", new="b")
+
+
+def test_every_option_lands_in_a_typed_object():
+    """No flag is parsed and then lost: each subcommand's destinations are its options object's fields."""
+    import argparse
+    import dataclasses
+
+    from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions
+    from qwenchat.cli.parser import build_parser, subparsers
+
+    def leaves(cls) -> set[str]:
+        names = set()
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            names |= leaves(type(default)) if dataclasses.is_dataclass(default) else {f.name}
+        return names
+
+    def dests(parser) -> set[str]:
+        return {
+            a.dest
+            for a in parser._actions
+            if a.help != argparse.SUPPRESS and not isinstance(a, argparse._SubParsersAction)
+        } - {"help", "version"}
+
+    chat = build_parser()
+    assert dests(chat) == leaves(ChatOptions)
+    assert dests(subparsers(chat)["batch"]) == leaves(BatchOptions)
+    assert dests(subparsers(chat)["diff"]) == leaves(DiffOptions)
+
+
+def test_options_parse_into_typed_objects():
+    from qwenchat.cli.options import BatchOptions
+    from qwenchat.cli.parser import parse
+
+    chat = parse(
+        ["-c", "X", "--adapter", "a", "--adapter", "b", "--lookup", "4", "--read", "f", "--seed", "7"]
+    )
+    assert chat.model.checkpoint_path == "X" and chat.model.adapter == ("a", "b")
+    assert chat.model.prompt_lookup_num_tokens == 4 and chat.read == ("f",) and chat.generation.seed == 7
+    batch = parse(["batch", "p.txt", "--demo", "--out", "r.jsonl", "--grid", "top_k=1,2", "seed=1,2"])
+    assert isinstance(batch, BatchOptions) and batch.model.demo and batch.out == "r.jsonl"
+    assert batch.grid == ("top_k=1,2", "seed=1,2")
+
+
+def test_model_options_for_another_spec():
+    from qwenchat.cli.options import ModelOptions
+
+    options = ModelOptions(demo=True, adapter=("lora",), dtype="float32")
+    assert options.for_spec("./m.gguf").checkpoint_path == "./m.gguf"
+    assert not options.for_spec("./m.gguf").demo and options.for_spec("x").adapter == ()
+    assert options.for_spec("demo").demo and options.for_spec("demo").checkpoint_path is None
+    assert options.for_spec("x").dtype == "float32"  # everything else carries over
+
+
+def test_batch_through_the_cli_with_the_fake_engine(tmp_path):
+    """The batch path, from the command line's typed options to records on disk, without a model."""
+    import json
+
+    prompts, out = tmp_path / "p.txt", tmp_path / "r.jsonl"
+    prompts.write_text("one\ntwo\n")
+    run = Run(tmp_path, answers=["a1", "a2", "b1", "b2"])
+    argv = ["batch", str(prompts), "-c", "fake", "--out", str(out), "--seeds", "1,2", "--system", "Be brief."]
+    assert run(*argv) == 0, run.err
+    [options] = run.factory_calls
+    assert options.checkpoint_path == "fake"
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["p1/s1", "p1/s2", "p2/s1", "p2/s2"]
+    assert [r["answer"] for r in records] == ["a1", "a2", "b1", "b2"]
+    assert run.engine.requests[0].messages[0] == {"role": "system", "content": "Be brief."}
+    assert "4 records written" in run.err and run.out == ""
+    assert not (tmp_path / "data" / "sessions").exists()  # a batch never autosaves
+
+
+def test_diff_through_the_cli(tmp_path):
+    import json
+
+    def write(path, answers):
+        rows = [
+            {"key": f"p{i}/s1#0", "id": f"p{i}/s1", "prompt_index": i, "seed": 1, "answer": a}
+            for i, a in enumerate(answers)
+        ]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    write(a, ["red", "blue"])
+    write(b, ["red", "blue"])
+    write(c, ["red", "green"])
+    run = Run(tmp_path)
+    assert run("diff", str(a), str(b)) == 0, run.err
+    assert "2 identical, 0 changed" in run.out
+    run = Run(tmp_path)
+    assert run("diff", str(a), str(c), "--no-color") == 1
+    assert "1 identical, 1 changed" in run.out and run.factory_calls == []
+    run = Run(tmp_path)
+    assert run("diff", str(a), str(tmp_path / "none.jsonl")) == 2 and "no such file" in run.err
+
+
+# -- pipe runs: answers on stdout, the rest on stderr, a failure in the exit status --------------------
 def test_pipe_run_stdout_is_the_answers_and_a_failed_line_sets_the_exit_status(tmp_path):
     run = Run(tmp_path, ":conf temperature=abc\n:seed 5\nhello\n:nosuch\n", answers=["hi there"])
     assert run() == 1  # every line ran, and the status says one failed

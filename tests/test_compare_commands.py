@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from qwenchat.conversation.model import Conversation, SessionFormatError
+from qwenchat.conversation.file import conversation_from_dict
+from qwenchat.conversation.model import ConversationFormatError
 from qwenchat.conversation.store import SessionStore
 from qwenchat.ui.render import Renderer
 from qwenchat.ui.terminal import make_console
@@ -149,7 +150,7 @@ def test_each_variant_is_saved_as_it_finishes(app):
 
 def test_a_version_1_file_still_loads_and_bad_alternatives_are_one_line():
     v1 = {"version": 1, "system": None, "messages": [{"role": "user", "content": "hi"}]}
-    assert Conversation.from_dict(v1).messages[0].alternatives == ()
+    assert conversation_from_dict(v1).messages[0].alternatives == ()
     bad = {
         "version": 2,
         "system": None,
@@ -157,11 +158,11 @@ def test_a_version_1_file_still_loads_and_bad_alternatives_are_one_line():
             {"role": "assistant", "content": "x", "alternatives": [{"label": "\x1b[2J", "content": "y"}]}
         ],
     }
-    with pytest.raises(SessionFormatError, match="^message 1, alternative 1: 'label' must be a short"):
-        Conversation.from_dict(bad)
+    with pytest.raises(ConversationFormatError, match="^message 1, alternative 1: 'label' must be a short"):
+        conversation_from_dict(bad)
     bad["messages"][0]["alternatives"] = [{"label": "A", "content": "y", "settings": {"k": {"x": 1}}}]
-    with pytest.raises(SessionFormatError, match="setting 'k' must be"):
-        Conversation.from_dict(bad)
+    with pytest.raises(ConversationFormatError, match="setting 'k' must be"):
+        conversation_from_dict(bad)
 
 
 def test_ctrl_c_stops_the_variant_and_the_compare(app):

@@ -1,4 +1,4 @@
-"""--compile (issue 19, GPU fast path): a static KV cache and a compiled decode step (transformers engine).
+"""--compile (the GPU fast path): a static KV cache and a compiled decode step (transformers engine).
 
 Compilations are counted with a backend that records each graph dynamo hands it and runs it as traced (no
 inductor: fast on a CPU); one slow test compiles the tiny model with inductor for real.
@@ -6,7 +6,6 @@ inductor: fast on a CPU); one slow test compiles the tiny model with inductor fo
 
 from __future__ import annotations
 
-import argparse
 import threading
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from qwenchat.chat.observer import Headless
 from qwenchat.chat.session import ChatSession
-from qwenchat.conversation.model import Conversation
+from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
 from qwenchat.engines.api import GenerationRequest
 
 GRAPHS: list[Any] = []
@@ -131,7 +130,7 @@ def test_ctrl_c_stops_and_keeps_the_partial_answer_with_stats(tiny) -> None:
     ctrl_c.session = None
     chat.settings.update({"max_new_tokens": 24})
     ref = session(plain, max_new=24)
-    ref.conversation = Conversation.from_dict(chat.conversation.to_dict())
+    ref.conversation = conversation_from_dict(conversation_to_dict(chat.conversation))
     after = chat.send("Go on.")
     assert after.stats.reused_tokens > 0 and after.text == ref.send("Go on.").text
     assert len(GRAPHS) == count
@@ -165,10 +164,10 @@ def test_prompt_lookup_is_refused_with_one_line(tiny) -> None:
     ],
 )
 def test_other_engines_and_speculation_refuse_it_before_loading(flags, line, out) -> None:
-    from qwenchat.cli.app import build_parser, make_engine
+    from qwenchat.cli.engine import make_engine
+    from qwenchat.cli.parser import parse
 
-    args: argparse.Namespace = build_parser().parse_args(["--compile", *flags])
-    assert make_engine(args, out) is None
+    assert make_engine(parse(["--compile", *flags]).model, out) is None
     text = out.buf.getvalue().strip()
     assert line in text and len(text.splitlines()) == 1
 

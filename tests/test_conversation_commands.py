@@ -274,7 +274,7 @@ def test_in_process_commands_say_so_for_remote_engines(app):
     assert app.session.conversation.system == "be brief"
 
 
-# -- issue 17: new autosave sessions, refused overwrites, help examples, ~user paths -----------------
+# -- new autosave sessions, refused overwrites, help examples, ~user paths ---------------------------
 def test_clear_history_and_load_go_on_in_a_new_autosave_session(app, tmp_path):
     app.handle_line("the secret")
     first = app.session.session_id

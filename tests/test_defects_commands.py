@@ -1,4 +1,4 @@
-"""Issue 17: crashes on `~user` paths, the unchecked [chat] table, and commands that surprise.
+"""Crashes on `~user` paths, the unchecked [chat] table, and commands that surprise.
 
 The real program in a pipe or a pseudo-terminal against the scripted server; the two cases that need an
 in-process engine and a real chat template run a tiny random-weight Qwen2 saved with the demo model's

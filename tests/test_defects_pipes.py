@@ -1,4 +1,4 @@
-"""Issue 17, pipes: in pipe mode only answers go to stdout; notices, errors and command output go to stderr;
+"""Pipes: in pipe mode only answers go to stdout; notices, errors and command output go to stderr;
 a failed command makes the exit status non-zero at the end, after every line has run."""
 
 from __future__ import annotations

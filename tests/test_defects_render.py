@@ -1,4 +1,4 @@
-"""Issue 17, rendering, seen as a user sees it: the real program in a pseudo-terminal against the scripted
+"""Rendering, seen as a user sees it: the real program in a pseudo-terminal against the scripted
 server, the screen read with the pyte terminal emulator (tests/defects_harness.py: with scrollback and
 reflow on resize, as tmux and most terminals do)."""
 

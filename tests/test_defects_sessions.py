@@ -1,4 +1,4 @@
-"""Issue 17, data loss: `:clh`, `:load` and `:resume` must never overwrite the autosaved session (they start
+"""Data loss: `:clh`, `:load` and `:resume` must never overwrite the autosaved session (they start
 a new one), and pipe runs must not become the "last" session that `--resume` reopens.
 
 The real program in a pseudo-terminal (an interactive user) or a pipe, against the scripted server."""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.llamacpp.engine import ChatTemplate
+from qwenchat.engines.llamacpp.template import ChatTemplate
 
 SYSTEM = "You are a helpful assistant."
 
@@ -264,9 +264,9 @@ def test_cancel_during_prefill_keeps_the_computed_batches(engine) -> None:
 
 @pytest.mark.parametrize("n", ["0", "-2"])
 def test_threads_below_one_is_one_line_before_loading(n, out) -> None:
-    from qwenchat.cli.app import build_parser, make_engine
+    from qwenchat.cli.engine import make_engine
+    from qwenchat.cli.parser import parse
 
-    args = build_parser().parse_args(["--demo", "--engine", "llama.cpp", "--threads", n])
-    assert make_engine(args, out) is None
+    assert make_engine(parse(["--demo", "--engine", "llama.cpp", "--threads", n]).model, out) is None
     text = out.buf.getvalue().strip()
     assert f"--threads must be 1 or more, not {n}" in text and len(text.splitlines()) == 1

@@ -129,7 +129,7 @@ def test_fence_an_answer_left_open_in_a_list_item_is_closed_there():
 
 
 def test_control_characters_are_written_visibly():
-    """A `cat` of the file must not retitle the window or write the clipboard (issue 18)."""
+    """A `cat` of the file must not retitle the window or write the clipboard."""
     c = Conversation(system="sys \x1b]0;SYS\x07")
     c.add_user("q \x1b[2J\x9b1m")
     c.add_assistant(

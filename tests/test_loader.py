@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwenchat.models import demo, hub, loader
-from qwenchat.models.loader import LoadError, LoadOptions, ModelSource
+from qwenchat.models import LoadError, demo, hub, loader
+from qwenchat.models.loader import LoadOptions, ModelSource
 
 
 @pytest.fixture(autouse=True)

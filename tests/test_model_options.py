@@ -23,8 +23,8 @@ import torch
 
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.transformers.engine import TransformersEngine
-from qwenchat.models import hub, loader
-from qwenchat.models.loader import LoadError, LoadOptions
+from qwenchat.models import LoadError, hub, loader
+from qwenchat.models.loader import LoadOptions
 
 HUB_ID = "Qwen/Qwen2-7B-Instruct"
 GREEDY = {"do_sample": False, "max_new_tokens": 8}

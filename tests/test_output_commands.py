@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qwenchat.chat.switch import Switcher, spec_args
+from qwenchat.chat.switch import Switcher
 from qwenchat.conversation.store import SessionStore
 from qwenchat.settings import SettingsSchema
 from qwenchat.structured.check import validate_answer
@@ -167,16 +167,13 @@ class OtherEngine(FakeEngine):
 
 
 def _switcher(made):
-    import argparse
-
-    args = argparse.Namespace(demo=False, checkpoint_path="first", adapter=[])
     asked = []
 
-    def make(a, renderer):
-        asked.append(a)
+    def load(spec, renderer):
+        asked.append(spec)
         return made
 
-    return Switcher(args, {}, {}, make), asked
+    return Switcher(load, {}, {}), asked
 
 
 def test_model_switch_carries_the_chat_and_names_refused_settings(app, tmp_path):
@@ -189,9 +186,9 @@ def test_model_switch_carries_the_chat_and_names_refused_settings(app, tmp_path)
     saved = (tmp_path / "sessions" / f"{old_id}.json").read_text()
     new = OtherEngine()
     switcher, asked = _switcher((new, {"model": "other-model", "device": "cpu", "dtype": "x", "extra": []}))
-    app.switch_model = lambda spec: switch_in_chat(app, switcher, spec)
+    app.switch_model = lambda spec: switch_in_chat(app.session, app.renderer, switcher, spec)
     app.handle_line(":model demo")
-    assert asked[0].demo and asked[0].checkpoint_path is None
+    assert asked == ["demo"]
     assert app.session.engine is new and app.session.settings.overrides == {"temperature": 0.3}
     assert "cannot honour top_k from your settings: dropped" in said(app)
     assert "qwenchat · other-model · cpu · x" in said(app)  # the banner again
@@ -209,20 +206,11 @@ def test_model_failed_load_keeps_the_old_model(app):
 
     old = app.session.engine
     switcher, _ = _switcher(None)
-    app.switch_model = lambda spec: switch_in_chat(app, switcher, spec)
+    app.switch_model = lambda spec: switch_in_chat(app.session, app.renderer, switcher, spec)
     app.handle_line(":model ./nowhere")
     assert app.session.engine is old and "could not load ./nowhere" in said(app)
     app.handle_line("still there?")
     assert old.requests
-
-
-def test_spec_args_maps_demo_and_paths():
-    import argparse
-
-    args = argparse.Namespace(demo=True, checkpoint_path=None, adapter=["lora"])
-    assert spec_args(args, "./m.gguf").checkpoint_path == "./m.gguf"
-    assert not spec_args(args, "./m.gguf").demo and spec_args(args, "x").adapter == []
-    assert spec_args(args, "demo").demo
 
 
 # -- the flags, through the CLI with the fake engine ------------------------------------------------------

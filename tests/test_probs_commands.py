@@ -11,7 +11,9 @@ import math
 import pytest
 from rich.console import Console
 
-from qwenchat.conversation.model import Conversation, Message, SessionFormatError
+from qwenchat.conversation.fields import message_to_dict
+from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
+from qwenchat.conversation.model import Conversation, ConversationFormatError, Message
 from qwenchat.conversation.store import SessionStore
 from qwenchat.probs.record import Alt, TokenProb, summarize
 from qwenchat.ui.probs import heat_text
@@ -89,10 +91,10 @@ def test_alt_lists_candidates_and_marks_the_chosen_one(app):
     ],
 )
 def test_bad_arguments_are_one_line_and_change_nothing(app, line, error):
-    before = [m.to_dict() for m in app.session.conversation.messages]
+    before = [message_to_dict(m) for m in app.session.conversation.messages]
     app.handle_line(line)
     assert said(app).strip().splitlines()[-1] == f"error: {error}"
-    assert [m.to_dict() for m in app.session.conversation.messages] == before
+    assert [message_to_dict(m) for m in app.session.conversation.messages] == before
     assert app.session.probs_k == 0
 
 
@@ -136,12 +138,12 @@ def test_format_2_round_trip_and_format_1_still_loads():
     conv = Conversation(
         messages=[Message("user", "hi"), Message("assistant", "The sky\n", False, PROBS, old)]
     )
-    data = json.loads(json.dumps(conv.to_dict()))
+    data = json.loads(json.dumps(conversation_to_dict(conv)))
     assert data["version"] == 2
-    back = Conversation.from_dict(data)
+    back = conversation_from_dict(data)
     assert back.messages[-1].probs == PROBS and back.messages[-1].replaces.probs == [PROBS[0]]
     v1 = {"version": 1, "system": None, "messages": [{"role": "user", "content": "hi"}]}
-    assert Conversation.from_dict(v1).messages[0].probs is None
+    assert conversation_from_dict(v1).messages[0].probs is None
 
 
 def _bad(**fields):
@@ -173,6 +175,6 @@ def _deep(n):
     ],
 )
 def test_hostile_token_data_is_one_format_error(data, error):
-    with pytest.raises(SessionFormatError, match=None) as info:
-        Conversation.from_dict(data)
+    with pytest.raises(ConversationFormatError, match=None) as info:
+        conversation_from_dict(data)
     assert error in str(info.value) and str(info.value).startswith("message 1")

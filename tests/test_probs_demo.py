@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qwenchat.chat.session import ChatSession
+from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
 from qwenchat.conversation.model import Conversation
 from qwenchat.engines.transformers.engine import TransformersEngine
 from qwenchat.probs.branch import plan_branch
@@ -108,8 +109,8 @@ def test_branch_keeps_the_prefix_forces_the_alternative_and_undo_restores(answer
     # the new answer's tokens, as ids, are the kept ones, the forced one and the generated ones
     assert chat.engine.detokenize([p.id for p in new.probs]) == new.content
     # the session file keeps both answers
-    data = chat.conversation.to_dict()
-    again = Conversation.from_dict(data)
+    data = conversation_to_dict(chat.conversation)
+    again = conversation_from_dict(data)
     assert again.messages[-1].replaces.content == old.content
     assert [p.id for p in again.messages[-1].probs] == [p.id for p in new.probs]
     chat.undo()

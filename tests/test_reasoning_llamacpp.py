@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.llamacpp.engine import ChatTemplate
+from qwenchat.engines.llamacpp.template import ChatTemplate
 from qwenchat.reasoning import CLOSE_TEXT, template_variables
 from tests.test_reasoning import QWEN3_LIKE
 from tests.test_tools import WEATHER

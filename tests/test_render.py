@@ -626,7 +626,7 @@ def test_list_preview_split_keeps_nested_code_under_its_bullet():
     assert split_preview(nested).indent == 6
 
 
-# -- control characters from a model, a server or a file are shown, not obeyed (issue 18) -----------------
+# -- control characters from a model, a server or a file are shown, not obeyed ----------------------------
 PAYLOADS = {  # raw -> what the screen shows instead (qwenchat.text.visible)
     "\x1b]0;TITLE\x07": "␛]0;TITLE␇",
     "\x1b]52;c;QQ==\x07": "␛]52;c;QQ==␇",

@@ -1,5 +1,5 @@
-"""Issue 12: with the KV cache reused, a first answer, `:retry SEED` and `:undo` + resend give the same
-tokens, greedy and sampled with a fixed seed, over a three-turn conversation, in both in-process engines
+"""Reproducible turns: with the KV cache reused, a first answer, `:retry SEED` and `:undo` + resend give the
+same tokens, greedy and sampled with a fixed seed, over a three-turn conversation, in both in-process engines
 (real demo model). Each answer is also compared with a session recomputed from scratch."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 18, class 3: no number or timing of Ctrl-C presses ends the process (only Ctrl-D, :q or SIGTERM
+"""Ctrl-C: no number or timing of Ctrl-C presses ends the process (only Ctrl-D, :q or SIGTERM
 do), and every answer that was shown is in the autosave.
 
 A timing sweep in a pseudo-terminal: the scripted server streams each answer at a known pace, so the test

@@ -1,4 +1,4 @@
-"""Issue 18, class 1: no byte from a model, a server or a session file reaches the terminal as a control
+"""Escapes: no byte from a model, a server or a session file reaches the terminal as a control
 sequence, in any mode; it is shown visibly instead (text is kept, newlines and tabs stay).
 
 Sixteen payloads x every output path. Each path is one real qwenchat process (pipe or pty) against the
@@ -293,7 +293,7 @@ def pipe_run(home) -> Outcome:
     lines = [f"turn {n}" for n in range(len(replies))] + [":system", ":his", ":export out.md"]
     with ChatServer(*replies) as server:
         run = run_pipe(["--endpoint", server.url, "--system", "SYS-MARK"], lines, cli_env(base), cwd=cwd)
-    # stdout holds the answers only; the notices and the output of :system and :his go to stderr (issue 17)
+    # stdout holds the answers only; the notices and the output of :system and :his go to stderr
     out, err = run.stdout, run.stderr
     his_at = _find(err, "SYS-MARK", 0)
     outcome = Outcome(notes=[f"exit status {run.rc}"] if run.rc else [])

@@ -1,4 +1,4 @@
-"""Issue 18, class 5: files. The input history and the data directory are private; a session file with a
+"""Files: the input history and the data directory are private; a session file with a
 lone surrogate is refused (or shown visibly) and never breaks :his or autosave; two processes on one session
 lose no turn; settings JSON cannot store are refused at :conf, so autosave keeps working.
 """
@@ -114,7 +114,7 @@ def surrogate_runs(tmp_path_factory) -> dict[str, Any]:
 def test_load_of_lone_surrogate_is_refused_or_visible_and_autosave_lives(surrogate_runs) -> None:
     run = surrogate_runs["load"]
     text = run.stdout
-    # A refused :load makes the exit status 1 once every line has run (issue 17).
+    # A refused :load makes the exit status 1 once every line has run.
     assert TRACEBACK not in text and run.rc == (1 if error_lines(text) else 0), text[-1500:]
     assert len(error_lines(text)) <= 1, error_lines(text)
     assert "ECHO after the load" in text, text[-800:]
@@ -207,7 +207,7 @@ def conf_runs(tmp_path_factory) -> dict[str, Any]:
 def test_conf_refuses_values_json_cannot_store(conf_runs, pair: str) -> None:
     run, requests, home = conf_runs[pair]
     text = run.stdout
-    assert TRACEBACK not in text and run.rc == 1, text[-1200:]  # the refused :conf line (issue 17)
+    assert TRACEBACK not in text and run.rc == 1, text[-1200:]  # the refused :conf line
     conf_part = text[text.find("ECHO before") : text.find("ECHO after the setting")]
     assert len(error_lines(conf_part)) == 1, f"{pair}: not refused with one line: {conf_part!r}"
     assert "ECHO after the setting" in text

@@ -1,4 +1,4 @@
-"""Issue 18, class 6: input. Numbers that are not plain ASCII digits or are absurdly long get one clear line
+"""Input: numbers that are not plain ASCII digits or are absurdly long get one clear line
 and the session goes on (or, on the command line, a usage error with status 2); a very long typed line
 cannot grow memory without bound: the input is capped with a notice.
 """
@@ -109,7 +109,7 @@ def test_resume_flag_with_a_bad_number_is_a_usage_error(cli_runs, value: str) ->
 
 def test_sanity_resume_last_works_today(cli_runs) -> None:
     run = cli_runs["last"]
-    assert run.rc == 0 and "a saved question" in run.stderr  # :his is command output: stderr (issue 17)
+    assert run.rc == 0 and "a saved question" in run.stderr  # :his is command output: stderr
 
 
 # -- a very long line ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Issue 18, class 4: secrets. An API key with surrounding whitespace (a CRLF key file read with `$(cat ...)`)
+"""Secrets: an API key with surrounding whitespace (a CRLF key file read with `$(cat ...)`)
 is stripped and works; no key and no password from the endpoint URL is ever printed (status line, banner,
 answers, errors) or written to a session file.
 """

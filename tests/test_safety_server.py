@@ -1,4 +1,4 @@
-"""Issue 18, class 2: every server response, however malformed, becomes at most one clear line; the REPL
+"""Safety against a server: every server response, however malformed, becomes at most one clear line; the REPL
 lives and answers the next message; the terminal's modes are restored.
 
 A corpus of malformed streams against the scripted server, each in a fresh qwenchat process (pipe mode, and
@@ -129,7 +129,7 @@ def test_malformed_stream_in_pipe_mode(pipe_results, case: Case) -> None:
     rc, text = pipe_results[case.name]
     first = text[: text.find(SECOND)] if SECOND in text else text
     found = check_one_line(first, case.must_error)
-    if rc != (1 if error_lines(first) else 0):  # a failed turn: status 1 once every line ran (issue 17)
+    if rc != (1 if error_lines(first) else 0):  # a failed turn: status 1 once every line ran
         found.append(f"exit status {rc}")
     if SECOND not in text:
         found.append("the next message was not answered")
@@ -197,7 +197,7 @@ def quiet_run(tmp_path_factory) -> str:
         run = run_pipe(
             ["--endpoint", server.url], lines, cli_env(tmp_path_factory.mktemp("quiet")), merged=True
         )
-    # The redirected turns failed: every line ran, and the exit status says so (issue 17).
+    # The redirected turns failed: every line ran, and the exit status says so.
     assert TRACEBACK not in run.stdout and run.rc == 1, run.stdout[-2000:]
     return run.stdout
 
@@ -224,7 +224,7 @@ def test_sanity_good_server_error_is_one_line_today(tmp_path) -> None:
     """A well-formed 500 with a JSON error body: one error line naming it, and the next answer comes."""
     body = json.dumps({"error": {"message": "model overloaded"}}).encode()
     rc, text = pipe_case(tmp_path, status_reply(500, body))
-    assert rc == 1 and SECOND in text  # the failed turn makes the exit status non-zero (issue 17)
+    assert rc == 1 and SECOND in text  # the failed turn makes the exit status non-zero
     errors = error_lines(text)
     assert len(errors) == 1 and "model overloaded" in errors[0], errors
     assert not check_one_line(text, True)

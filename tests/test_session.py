@@ -1,6 +1,7 @@
 import pytest
 
-from qwenchat.conversation.model import DEFAULT_SYSTEM, Conversation, SessionFormatError
+from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
+from qwenchat.conversation.model import DEFAULT_SYSTEM, Conversation, ConversationFormatError
 
 
 def test_to_chat_and_round_trip():
@@ -12,7 +13,7 @@ def test_to_chat_and_round_trip():
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hel"},
     ]
-    again = Conversation.from_dict(c.to_dict())
+    again = conversation_from_dict(conversation_to_dict(c))
     assert again == c and again.messages[1].interrupted
 
 
@@ -36,6 +37,6 @@ def test_no_system():
     ],
 )
 def test_from_dict_rejects(data, msg):
-    with pytest.raises(SessionFormatError) as info:
-        Conversation.from_dict(data)
+    with pytest.raises(ConversationFormatError) as info:
+        conversation_from_dict(data)
     assert msg in str(info.value)

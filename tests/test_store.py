@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from qwenchat.conversation import file as session_file
 from qwenchat.conversation import store
-from qwenchat.conversation.file import SavedSession, StoreError, dump_session, parse_session
+from qwenchat.conversation.file import (
+    SessionFile,
+    StoreError,
+    conversation_to_dict,
+    dump_session,
+    parse_session,
+)
 from qwenchat.conversation.model import Conversation
 from qwenchat.conversation.store import SessionStore, atomic_write_text, load_file, save_file
 
@@ -83,7 +89,9 @@ def test_dump_parse_keeps_ids_and_times():
         created="2026-01-02T03:04:05+00:00",
     )
     d = json.loads(text)
-    assert d["format"] == "qwenchat-session" and d["version"] == 1
+    # one version, on the file and on its conversation alike
+    assert d["format"] == "qwenchat-session" and d["version"] == session_file.VERSION == 2
+    assert d["conversation"]["version"] == session_file.VERSION
     s = parse_session(text)
     assert s.id == "a-b_c.d" and s.created == "2026-01-02T03:04:05+00:00" and s.updated == d["updated"]
     assert s.conversation == conv() and s.title == "(empty)" and s.settings == {}
@@ -97,9 +105,11 @@ def test_no_system_prompt_round_trip():
 
 def test_title_is_first_user_line_truncated():
     long = "word " * 40
-    s = parse_session(json.dumps(doc(conversation=conv(("\n\n  " + long + "\nnext", "a")).to_dict())))
+    s = parse_session(
+        json.dumps(doc(conversation=conversation_to_dict(conv(("\n\n  " + long + "\nnext", "a")))))
+    )
     assert len(s.title) <= 60 and s.title.endswith("…") and s.title.startswith("word word")
-    s = parse_session(json.dumps(doc(conversation=conv(("evil\x1b[2J title", "a")).to_dict())))
+    s = parse_session(json.dumps(doc(conversation=conversation_to_dict(conv(("evil\x1b[2J title", "a"))))))
     assert "\x1b" not in s.title
 
 
@@ -174,6 +184,23 @@ def test_rejects_bad_json(text, fragment):
     rejects(text, fragment)
 
 
+def test_files_written_before_the_one_version_still_load():
+    """Such a file says 1 on the file and 1 or 2 on its conversation; format-2 fields (a tool result) load."""
+    conversation = {
+        "version": 2,
+        "system": None,
+        "messages": [
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c", "name": "f", "arguments": {}}]},
+            {"role": "tool", "content": "42", "tool_call_id": "c", "name": "f"},
+        ],
+    }
+    s = parse_session(json.dumps(doc(version=1, conversation=conversation)))
+    assert [m.role for m in s.conversation.messages] == ["assistant", "tool"]
+    assert s.conversation.messages[1].name == "f"
+    v1 = {"version": 1, "system": "s", "messages": [{"role": "user", "content": "hi"}]}
+    assert parse_session(json.dumps(doc(version=1, conversation=v1))).conversation.messages[0].content == "hi"
+
+
 @pytest.mark.parametrize(
     "changes,fragment",
     [
@@ -221,9 +248,11 @@ def test_rejects_bad_fields(changes, fragment):
 
 def test_rejects_huge_message_and_system(monkeypatch):
     monkeypatch.setattr(session_file, "MAX_MESSAGE_CHARS", 1000)
-    rejects(doc(conversation=conv(("x" * 1001, "a")).to_dict()), "message 1 is over 1,000 characters")
-    rejects(doc(conversation=conv(system="s" * 1001).to_dict()), "system prompt is over")
-    parse_session(json.dumps(doc(conversation=conv(("x" * 1000, "a")).to_dict())))
+    rejects(
+        doc(conversation=conversation_to_dict(conv(("x" * 1001, "a")))), "message 1 is over 1,000 characters"
+    )
+    rejects(doc(conversation=conversation_to_dict(conv(system="s" * 1001))), "system prompt is over")
+    parse_session(json.dumps(doc(conversation=conversation_to_dict(conv(("x" * 1000, "a"))))))
 
 
 def test_rejects_huge_text_before_parsing(monkeypatch):
@@ -373,7 +402,7 @@ def test_arbitrary_json_gives_session_or_store_error(value):
     except StoreError as exc:
         assert "\n" not in str(exc)
     else:
-        assert isinstance(s, SavedSession)
+        assert isinstance(s, SessionFile)
         # Whatever was accepted saves and loads back the same.
         text = dump_session(
             s.conversation,
@@ -516,7 +545,7 @@ def test_modules_do_not_import_torch():
     assert out.strip() == "[]"
 
 
-# -- issue 17: pipe runs are not "last"; user-named files are never created in a missing directory -------
+# -- pipe runs are not "last"; user-named files are never created in a missing directory -----------------
 def test_last_passes_over_pipe_runs_unless_there_is_nothing_else(tmp_path):
     s = SessionStore(tmp_path)
 

@@ -10,7 +10,8 @@ import threading
 import pytest
 
 from qwenchat.conversation.export import to_markdown
-from qwenchat.conversation.model import Conversation, Message, SessionFormatError
+from qwenchat.conversation.file import conversation_from_dict, conversation_to_dict
+from qwenchat.conversation.model import Conversation, ConversationFormatError, Message
 from qwenchat.conversation.store import load_file, save_file
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.openai.engine import OpenAIEngine
@@ -136,14 +137,14 @@ def tool_conversation() -> Conversation:
 
 def test_format_2_round_trip_and_v1_still_loads(tmp_path):
     conv = tool_conversation()
-    data = conv.to_dict()
+    data = conversation_to_dict(conv)
     assert data["version"] == 2
     assert data["messages"][1]["tool_calls"][0]["arguments"] == {"city": "Paris"}
-    assert Conversation.from_dict(json.loads(json.dumps(data))) == conv
+    assert conversation_from_dict(json.loads(json.dumps(data))) == conv
     saved = save_file(tmp_path / "s.json", conversation=conv, model="m", settings_overrides={}, seed=1)
     assert load_file(saved.path).conversation == conv
     v1 = {"version": 1, "system": "s", "messages": [{"role": "user", "content": "hi"}]}
-    assert Conversation.from_dict(v1).messages == [Message("user", "hi")]
+    assert conversation_from_dict(v1).messages == [Message("user", "hi")]
     chat = conv.to_chat()
     assert chat[2]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
     assert chat[3] == {
@@ -169,8 +170,8 @@ def test_format_2_round_trip_and_v1_still_loads(tmp_path):
     ],
 )
 def test_hostile_tool_fields_are_one_line_errors(message, error):
-    with pytest.raises(SessionFormatError, match=error):
-        Conversation.from_dict({"version": 2, "system": None, "messages": [message]})
+    with pytest.raises(ConversationFormatError, match=error):
+        conversation_from_dict({"version": 2, "system": None, "messages": [message]})
 
 
 def test_export_shows_calls_and_results():

@@ -1,4 +1,4 @@
-"""`--diff old.jsonl new.jsonl`: the answers of two batch runs matched by prompt, variables row, variant
+"""`qwenchat diff OLD NEW`: the answers of two batch runs matched by prompt, variables row, variant
 (what it overrides, not its letter) and seed. Exit status 0 when every answer is the same and both sides
 hold the same runs, 1 when something changed, 2 on bad input."""
 

@@ -6,33 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from qwenchat.batch.inputs import BatchError
 
-# Extra fields per record: each function gets the finished record (answer, settings, messages, ...) and
-# returns fields to add to it (or None). Another feature registers one (JSON-schema validity, ...).
-ExtraFields = Callable[[dict[str, Any]], "dict[str, Any] | None"]
-EXTRA_FIELDS: list[ExtraFields] = []
-
 REQUIRED = ("key", "id", "prompt_index", "seed", "answer")
-
-
-def register_extra_fields(fn: ExtraFields) -> ExtraFields:
-    """Add `fn`'s fields to every record written from now on (usable as a decorator)."""
-    if fn not in EXTRA_FIELDS:
-        EXTRA_FIELDS.append(fn)
-    return fn
-
-
-def with_extras(record: dict[str, Any]) -> dict[str, Any]:
-    for fn in EXTRA_FIELDS:
-        extra = fn(record)
-        if extra:
-            record.update({k: v for k, v in extra.items() if k not in record})  # never overwrite a field
-    return record
 
 
 def _parse(line: bytes, where: str) -> dict[str, Any]:

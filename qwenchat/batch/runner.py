@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from qwenchat import __version__
 from qwenchat.batch.inputs import BatchError
 from qwenchat.batch.plan import Run
-from qwenchat.batch.records import ResultsFile, with_extras
+from qwenchat.batch.records import ResultsFile
 from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.engines.api import Engine, SupportsAdapters
@@ -85,7 +85,7 @@ class _Stopped(Exception):
 
 
 def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession], bool]) -> dict[str, Any]:
-    """One run through a fresh headless ChatSession: its record (without extras), or a UserError.
+    """One run through a fresh headless ChatSession: its record, or a UserError.
     `session_hook` sees the session before its turn starts and says whether to start it."""
     settings = copy.deepcopy(ctx.settings)
     settings.update(run.settings)
@@ -207,7 +207,7 @@ def run_batch(
                 summary.failed.append((run.id, record["error"] or record["finish_reason"]))
                 progress.finished(run, None)
                 continue
-            results.append(with_extras(record))
+            results.append(record)
             summary.written += 1
             progress.finished(run, record)
     finally:

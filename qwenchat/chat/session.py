@@ -19,7 +19,7 @@ from qwenchat.chat.collect import collect
 from qwenchat.chat.context_fit import fit_context
 from qwenchat.chat.observer import ChatObserver, Headless, TurnResult
 from qwenchat.chat.template_probe import inserted_system
-from qwenchat.conversation.file import SavedSession, now_stamp
+from qwenchat.conversation.file import SessionFile, conversation_to_dict, now_stamp
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.conversation.store import SessionStore, save_file
 from qwenchat.engines.api import (
@@ -36,8 +36,6 @@ from qwenchat.reasoning import Reasoning
 from qwenchat.settings import ConfigError, Settings
 from qwenchat.tools.calls import pending_calls
 from qwenchat.tools.turns import MAX_MOCK_ROUNDS, ToolBox, result_message, take_calls
-
-__all__ = ["ChatError", "ChatSession"]  # ChatError lives in errors.py; importable from here
 
 OVERFLOW_POLICIES = ("drop-oldest", "error")
 
@@ -294,7 +292,7 @@ class ChatSession:
             "piped": self.piped,
         }
 
-    def save(self, path: str | Path, *, overwrite: bool = True) -> SavedSession:
+    def save(self, path: str | Path, *, overwrite: bool = True) -> SessionFile:
         """Write the session to `path` (StoreError, one line, when it cannot; TargetExists when the file
         exists and not `overwrite`)."""
         return save_file(path, overwrite=overwrite, **self.fields())
@@ -316,7 +314,12 @@ class ChatSession:
             self.observer.notice(f"autosave failed: {exc}")
 
     def _state(self) -> Any:
-        return (self.conversation.to_dict(), dict(self.settings.overrides), self.settings.seed, self.piped)
+        return (
+            conversation_to_dict(self.conversation),
+            dict(self.settings.overrides),
+            self.settings.seed,
+            self.piped,
+        )
 
     def _claim(self) -> None:
         """Autosave writes only a session no other process has open: else this chat forks to a new id,
@@ -334,9 +337,7 @@ class ChatSession:
             f"{self.session_id}, so neither loses a turn"
         )
 
-    def adopt(
-        self, saved: SavedSession, *, session_id: str | None = None, created: str | None = None
-    ) -> None:
+    def adopt(self, saved: SessionFile, *, session_id: str | None = None, created: str | None = None) -> None:
         """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache.
         With `session_id` (a resumed autosave) later autosaves go on writing that session; without it (a
         loaded file) they go to a new one. Either way the session left behind keeps its file as it was."""

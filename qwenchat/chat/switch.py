@@ -4,8 +4,6 @@ one in place), carry over the conversation, the system prompt and the settings t
 
 from __future__ import annotations
 
-import argparse
-import copy
 import ctypes
 import gc
 import sys
@@ -17,8 +15,9 @@ from qwenchat.engines.api import Engine, SupportsClose
 from qwenchat.errors import UserError
 from qwenchat.settings import ConfigError, Settings, layered_settings
 
-# Builds an engine from the command line's flags: cli.make_engine, returning (engine, banner) or None.
-EngineFactory = Callable[[argparse.Namespace, Any], "tuple[Engine, dict[str, Any]] | None"]
+# Loads the model a spec names (the command line's -c or demo) with the chat's start-up options, reporting
+# through the status renderer it gets: (engine, banner), or None after a one-line error.
+SpecLoader = Callable[[str, Any], "tuple[Engine, dict[str, Any]] | None"]
 
 
 class SwitchError(UserError):
@@ -47,33 +46,18 @@ def rss_bytes() -> int | None:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def spec_args(args: argparse.Namespace, spec: str) -> argparse.Namespace:
-    """The flags the chat started with, for another model: `demo` is --demo, anything else is -c's."""
-    new = copy.copy(args)
-    new.demo = spec == "demo"
-    new.checkpoint_path = None if new.demo else spec
-    new.adapter = []  # an adapter belongs to the model it was trained on
-    return new
-
-
 class Switcher:
-    """What the REPL calls for `:model`: the start-up flags and layers, and the engine factory."""
+    """What the REPL calls for `:model`: how a spec is loaded, and the start-up settings layers."""
 
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        file_values: dict[str, Any],
-        flags: dict[str, Any],
-        make: EngineFactory,
-    ) -> None:
-        self.args, self.file_values, self.flags, self.make = args, file_values, flags, make
+    def __init__(self, load: SpecLoader, file_values: dict[str, Any], flags: dict[str, Any]) -> None:
+        self.load_spec, self.file_values, self.flags = load, file_values, flags
 
     def load(self, spec: str, old_settings: Settings, status: Any) -> Switched:
         """The new engine and its settings; SwitchError (one line) when it cannot be loaded."""
         if not spec.strip():
             raise SwitchError("usage: :model SPEC (a hub id, a directory, a .gguf file, or demo)")
         before = rss_bytes()
-        made = self.make(spec_args(self.args, spec.strip()), status)
+        made = self.load_spec(spec.strip(), status)
         if made is None:
             raise SwitchError(f"could not load {spec}; still chatting with the current model")
         engine, banner = made
@@ -117,12 +101,11 @@ def release(engine: Engine) -> None:
             pass
 
 
-def switch_in_chat(ctx: Any, switcher: Switcher, spec: str) -> None:
+def switch_in_chat(session: Any, renderer: Any, switcher: Switcher, spec: str) -> None:
     """`:model SPEC` in a chat: the new model takes over the session; the old one is released. The
     session autosaves under a new id from now on, so the file of the one left behind is never rewritten."""
-    session = ctx.session
     old = session.engine
-    switched = switcher.load(spec, session.settings, ctx.renderer)
+    switched = switcher.load(spec, session.settings, renderer)
     both = rss_bytes()
     session.engine, session.settings = switched.engine, switched.settings
     session.new_autosave_session()
@@ -134,14 +117,14 @@ def switch_in_chat(ctx: Any, switcher: Switcher, spec: str) -> None:
     window = switched.engine.context_window
     context = f"context {window} tokens · " if window else ""
     extra = [*b.get("extra", []), f"{context}seed {session.settings.seed}"]
-    ctx.renderer.banner(model=b["model"], device=b["device"], dtype=b["dtype"], extra=extra)
+    renderer.banner(model=b["model"], device=b["device"], dtype=b["dtype"], extra=extra)
     if switched.dropped:
-        ctx.renderer.notice(switched.settings.schema.dropped_notice(switched.dropped, "your settings"))
+        renderer.notice(switched.settings.schema.dropped_notice(switched.dropped, "your settings"))
     if None not in (switched.rss_before, both, after):
         gb = 1 << 30
-        ctx.renderer.hint(
+        renderer.hint(
             f"memory: {switched.rss_before / gb:.2f} GiB before, {both / gb:.2f} GiB with both models, "
             f"{after / gb:.2f} GiB after releasing the old one"
         )
     n = session.conversation.exchanges()
-    ctx.renderer.info(f"switched to {switched.engine.name}; the conversation ({n} exchanges) carries over")
+    renderer.info(f"switched to {switched.engine.name}; the conversation ({n} exchanges) carries over")

@@ -1,22 +1,22 @@
-"""The command line's batch entries: `--batch` (checked before the model loads, then run) and `--diff`.
-Every refusal is one line on stderr and exit status 2."""
+"""`qwenchat batch` (checked before the model loads, then run) and `qwenchat diff`. Every refusal is one
+line on stderr and exit status 2."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from qwenchat.batch.inputs import BatchError, Prompt, check_placeholders, read_prompts, read_vars
+from qwenchat.cli.options import BatchOptions, DiffOptions
+from qwenchat.cli.startup import Startup
 from qwenchat.compare.variants import Variant, parse_variants
 from qwenchat.errors import UserError, first_line
 
 if TYPE_CHECKING:
+    from qwenchat.batch.runner import Summary
     from qwenchat.engines.api import Engine
     from qwenchat.environment import Environment
     from qwenchat.ui.render import Renderer
-
-BATCH_ONLY = ("out", "vars", "grid", "seeds")
 
 
 @dataclass
@@ -27,24 +27,19 @@ class BatchInputs:
     seeds: list[int]
 
 
-def prepare(args: argparse.Namespace, err: Renderer) -> BatchInputs | None:
+def prepare(options: BatchOptions, err: Renderer) -> BatchInputs | None:
     """Everything that can be checked before the slow model load; None after a one-line error."""
     from qwenchat.batch.plan import parse_seeds
 
     try:
-        if not args.batch:
-            used = [f"--{k}" for k in BATCH_ONLY if getattr(args, k)]
-            raise BatchError(f"{', '.join(used)} belong{'s' if len(used) == 1 else ''} to --batch PROMPTS")
-        if not args.out:
-            raise BatchError("--batch needs --out FILE.jsonl (where the results go, and resume from)")
-        if args.resume:
-            raise BatchError("--resume reopens a chat; a batch resumes from its --out file by itself")
-        prompts = read_prompts(args.batch)
-        var_rows = read_vars(args.vars) if args.vars else None
-        check_placeholders(prompts, set(var_rows[0]) if var_rows else set(), str(args.batch))
-        variants = parse_variants(args.grid, grid=True) if args.grid else [Variant("")]
-        seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
-        if args.seeds and any("seed" in v.overrides for v in variants):
+        if not options.out:
+            raise BatchError("qwenchat batch needs --out FILE.jsonl (where the results go, and resume from)")
+        prompts = read_prompts(options.prompts)
+        var_rows = read_vars(options.vars) if options.vars else None
+        check_placeholders(prompts, set(var_rows[0]) if var_rows else set(), str(options.prompts))
+        variants = parse_variants(list(options.grid), grid=True) if options.grid else [Variant("")]
+        seeds = parse_seeds(options.seeds) if options.seeds else [options.generation.seed]
+        if options.seeds and any("seed" in v.overrides for v in variants):
             raise BatchError("seed is both in --grid and --seeds; give it in one place")
     except UserError as exc:
         err.error(first_line(exc))
@@ -53,11 +48,10 @@ def prepare(args: argparse.Namespace, err: Renderer) -> BatchInputs | None:
 
 
 def run(
-    args: argparse.Namespace,
-    env: Environment,
+    options: BatchOptions,
+    startup: Startup,
     engine: Engine,
     banner: dict[str, Any],
-    prepared: dict[str, Any],
     inputs: BatchInputs,
     err: Renderer,
 ) -> int:
@@ -67,10 +61,11 @@ def run(
     from qwenchat.cli.startup import session_inputs
     from qwenchat.ui.batch import ProgressBar
 
+    out = str(options.out)  # prepare() refused a batch without one
     try:
-        system, settings = session_inputs(args, prepared, engine)
+        system, settings = session_inputs(options.generation, startup, engine)
         schema = settings.schema
-        check_variants(inputs.variants, schema, engine, bool(args.seeds))
+        check_variants(inputs.variants, schema, engine, bool(options.seeds))
         runs = plan_runs(
             inputs.prompts,
             inputs.var_rows,
@@ -79,28 +74,29 @@ def run(
             default_system=system,
             base_settings=settings.effective(),
             schema=schema,
-            name=str(args.batch),
+            name=str(options.prompts),
         )
-        results = ResultsFile(args.out).open()
+        results = ResultsFile(out).open()
     except UserError as exc:
         err.error(first_line(exc))
         return 2
-    engine_name = f"openai:{engine.base_url}" if args.endpoint else args.engine
+    model = options.model
+    engine_name = f"openai:{engine.base_url}" if model.endpoint else model.engine
     ctx = BatchContext(
         engine,
         settings,
         model=banner["model"],
         engine_name=engine_name,
-        adapter=", ".join(args.adapter) or None,
-        overflow=args.overflow,
-        json_schema=prepared.get("schema"),
+        adapter=", ".join(model.adapter) or None,
+        overflow=options.generation.overflow,
+        json_schema=startup.schema,
     )
     try:
         check_resumable(runs, results)
         if results.torn:
-            err.notice(f"{args.out}: its last line was cut by a killed write; that run is done again")
+            err.notice(f"{out}: its last line was cut by a killed write; that run is done again")
         if results.done:
-            err.info(f"resuming {args.out}: {len(results.done)} of {len(runs)} runs already done")
+            err.info(f"resuming {out}: {len(results.done)} of {len(runs)} runs already done")
         bar = ProgressBar(err.console)
         try:
             summary = run_batch(ctx, runs, results, bar)
@@ -111,12 +107,12 @@ def run(
         return 2
     finally:
         results.close()
-    return _report(summary, args, err)
+    return _report(summary, out, err)
 
 
-def _report(summary: Any, args: argparse.Namespace, err: Renderer) -> int:
+def _report(summary: Summary, out: str, err: Renderer) -> int:
     rate = f" ({summary.per_minute:.1f} answers/min)" if summary.written else ""
-    done = f"{summary.written} record{'s' if summary.written != 1 else ''} written to {args.out}"
+    done = f"{summary.written} record{'s' if summary.written != 1 else ''} written to {out}"
     skipped = f", {summary.skipped} already there" if summary.skipped else ""
     if summary.failed:
         first_id, first_error = summary.failed[0]
@@ -129,19 +125,18 @@ def _report(summary: Any, args: argparse.Namespace, err: Renderer) -> int:
     return 1 if summary.failed else 0
 
 
-def diff(args: argparse.Namespace, env: Environment, err: Renderer) -> int:
-    """`--diff OLD NEW`: 0 identical, 1 changed, 2 bad input."""
+def diff(options: DiffOptions, env: Environment, err: Renderer) -> int:
+    """`qwenchat diff OLD NEW`: 0 identical, 1 changed, 2 bad input."""
     from qwenchat.batch.diff import diff_files
     from qwenchat.ui.batch import DiffView
     from qwenchat.ui.terminal import make_console
 
-    old, new = args.diff
     try:
-        report = diff_files(old, new)
+        report = diff_files(options.old, options.new)
     except UserError as exc:
         err.error(first_line(exc))
         return 2
     for note in report.notes:
         err.notice(note)
-    DiffView(make_console(env.stdout, plain=True if args.no_color else None)).show(report)
+    DiffView(make_console(env.stdout, plain=True if options.no_color else None)).show(report)
     return report.exit_code

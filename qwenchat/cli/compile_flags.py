@@ -1,15 +1,15 @@
-"""The command-line side of `--compile` (engines/transformers_compile.py): refused before any model loads
+"""The command-line side of `--compile` (engines/transformers/compile.py): refused before any model loads
 where it cannot work, switched on for the transformers engine, and the decode step compiled under a spinner
 before the first prompt. Torch-free itself: the refusals must not import torch."""
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING, Any
 
 from qwenchat.engines.api import Engine, SupportsCompiledDecode
 
 if TYPE_CHECKING:
+    from qwenchat.cli.options import ModelOptions
     from qwenchat.settings import Settings
     from qwenchat.ui.render import Renderer
 
@@ -20,20 +20,20 @@ def add_flag(group: Any) -> None:
     group.add_argument("--compile", action="store_true", help=HELP)
 
 
-def refusal(args: argparse.Namespace) -> str | None:
+def refusal(options: ModelOptions) -> str | None:
     """One line when the flags ask for --compile where it cannot work, else None."""
-    if not args.compile:
+    if not options.compile:
         return None
-    if args.endpoint or args.engine != "transformers":
+    if options.endpoint or options.engine != "transformers":
         return "--compile is for the transformers engine (not --engine llama.cpp or --endpoint)"
-    if args.draft_model or args.prompt_lookup_num_tokens:
+    if options.draft_model or options.prompt_lookup_num_tokens:
         return "--compile does not combine with speculative decoding (--lookup, --draft-model)"
     return None
 
 
-def apply(engine: Engine, args: argparse.Namespace) -> None:
+def apply(engine: Engine, options: ModelOptions) -> None:
     """Switch a freshly made transformers engine to the static cache and the compiled decode step."""
-    if args.compile:
+    if options.compile:
         from qwenchat.engines.transformers.compile import enable
 
         enable(engine)

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwenchat.reasoning import MODES, parse_budget
 from qwenchat.tools.turns import ToolBox
+
+if TYPE_CHECKING:
+    from qwenchat.cli.options import ChatOptions
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -31,24 +34,24 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_toolbox(args: argparse.Namespace) -> ToolBox:
+def load_toolbox(options: ChatOptions) -> ToolBox:
     """The tools and mocks the flags name, checked (ToolsError listing every problem)."""
     box = ToolBox()
-    if args.tools:
-        box.load(args.tools)
-    if args.tool_mocks:
-        box.load_mocks(args.tool_mocks)
-    parse_budget(args.reasoning_budget)  # ReasoningError now, not after the load
+    if options.tools:
+        box.load(options.tools)
+    if options.tool_mocks:
+        box.load_mocks(options.tool_mocks)
+    parse_budget(options.reasoning_budget)  # ReasoningError now, not after the load
     return box
 
 
-def apply(session: Any, args: argparse.Namespace, box: ToolBox) -> list[str]:
+def apply(session: Any, options: ChatOptions, box: ToolBox) -> list[str]:
     """Put the flags into a new session; returns notices (a template without the switch)."""
     from qwenchat.commands.reasoning import set_budget, set_mode
 
     session.toolbox = box
-    line = set_mode(session, args.reasoning)
-    set_budget(session, args.reasoning_budget)
+    line = set_mode(session, options.reasoning)
+    set_budget(session, options.reasoning_budget)
     return [line] if line else []
 
 

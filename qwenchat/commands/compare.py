@@ -1,5 +1,5 @@
-"""Commands to compare answers: :compare runs variants, :diff shows two word by word, :pick keeps one;
-:adapter switches LoRA adapters. The logic lives in compare.py and adapters.py; here, only the showing."""
+"""Commands to compare answers: :compare runs variants, :diff shows two word by word, :pick keeps one.
+The logic lives in qwenchat/compare/; here, only the showing."""
 
 from __future__ import annotations
 
@@ -134,38 +134,3 @@ def cmd_pick(ctx: CommandContext, args: str) -> None:
         raise CommandError("usage: :pick X (a variant label, e.g. :pick B)")
     alt = pick(ctx.session, args)
     ctx.renderer.info(f"variant {alt.label} is now the answer: {one_line(alt.content)}")
-
-
-def _adapter_words(ctx: CommandContext) -> list[str]:
-    engine = ctx.session.engine
-    return ["off", "on", *engine.adapters()] if isinstance(engine, SupportsAdapters) else []
-
-
-def adapter_line(ctx: CommandContext) -> str | None:
-    """`adapter: my-lora (loaded: my-lora)`, for :adapter and :conf; None without adapters."""
-    engine = ctx.session.engine
-    if not isinstance(engine, SupportsAdapters) or engine.describe_adapter() is None:
-        return None
-    return f"adapter: {engine.describe_adapter()} (loaded: {', '.join(engine.adapters())})"
-
-
-@command(
-    "adapter",
-    usage=":adapter [off|on|NAME]",
-    help="Show the active LoRA adapter, or switch: off (the base model), on (all loaded), or one by name; "
-    "no reload (the kept cache is recomputed).",
-    arg_words=_adapter_words,
-    example=":adapter off",
-)
-def cmd_adapter(ctx: CommandContext, args: str) -> None:
-    engine = ctx.session.engine
-    if not isinstance(engine, SupportsAdapters):
-        raise CommandError("this engine cannot switch adapters (the transformers engine can, with --adapter)")
-    if args:
-        if len(args.split()) != 1:
-            raise CommandError("usage: :adapter [off|on|NAME]")
-        engine.set_adapter(args.strip())
-    line = adapter_line(ctx)
-    if line is None:
-        raise CommandError("no switchable LoRA adapter is loaded (--adapter DIR, without --merge-adapter)")
-    ctx.renderer.info(line)

@@ -26,6 +26,7 @@ class CommandContext(Protocol):
     renderer: Renderer
     registry: Registry
     show_stats: bool  # print TurnStats after every answer
+    switch_model: Callable[[str], None] | None  # `:model SPEC`; None where no model can be loaded
 
     def request_exit(self) -> None:
         """Leave the loop after this command."""

@@ -1,4 +1,4 @@
-""":tools and :tool-result: the tool-call test bench (tools.py, tool_turns.py)."""
+""":tools and :tool-result: the tool-call test bench (the logic lives in qwenchat/tools/)."""
 
 from __future__ import annotations
 

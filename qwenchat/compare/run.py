@@ -16,10 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qwenchat.chat.observer import TurnResult
 from qwenchat.compare.variants import Variant, parse_variants
-from qwenchat.conversation.alternatives import MAX_ALTERNATIVES, Alternative
-from qwenchat.conversation.model import Conversation, Message
+from qwenchat.conversation.fields import MAX_ALTERNATIVES
+from qwenchat.conversation.model import Alternative, Conversation, Message
 from qwenchat.engines.api import Engine, GenerationRequest, SupportsAdapters, TurnStats
 from qwenchat.errors import UserError
 from qwenchat.paths import expand_user
@@ -32,19 +31,29 @@ _SAME = object()  # a variant that leaves the system prompt or the adapter as it
 ENGINE_KEYS = ("engine", "endpoint")
 ENGINE_REFUSAL = (
     "a chat runs on one engine, and no second engine or endpoint can be configured yet; "
-    "compare engines with two batch runs (--batch) and --diff"
+    "compare engines with two batch runs (qwenchat batch) and qwenchat diff"
 )
 
 
-class ChatSession(Protocol):
-    """What a compare needs of `chat.ChatSession` (named here, so that nothing below chat imports it)."""
+class TurnAnswer(Protocol):
+    """What a compare reads of one turn's result (`chat.observer.TurnResult` is one)."""
+
+    text: str
+    finish_reason: str
+    stats: TurnStats | None
+    error: str | None
+
+
+class CompareHost(Protocol):
+    """What a compare needs of the session it runs in (`chat.ChatSession` is one); named here, so that
+    nothing below chat imports it."""
 
     engine: Engine
     conversation: Conversation
     settings: Settings
     interrupts: int
 
-    def answer_request(self, request: GenerationRequest) -> TurnResult: ...
+    def answer_request(self, request: GenerationRequest) -> TurnAnswer: ...
 
     def autosave(self) -> None: ...
 
@@ -62,7 +71,7 @@ class Prepared:
     system: Any = _SAME  # str | None, or _SAME
     adapter: Any = _SAME  # "off", "on", a name, or _SAME
 
-    def record(self, session: ChatSession) -> dict[str, Any]:
+    def record(self, session: CompareHost) -> dict[str, Any]:
         """What the variant ran with, as stored beside its answer."""
         out: dict[str, Any] = {**self.settings.overrides, "seed": self.settings.seed}
         if self.system is not _SAME:
@@ -105,7 +114,7 @@ class CompareObserver(Protocol):
 
 
 # -- checking ----------------------------------------------------------------------------------
-def _active_adapter(session: ChatSession) -> str | None:
+def _active_adapter(session: CompareHost) -> str | None:
     engine = session.engine
     if not isinstance(engine, SupportsAdapters) or not engine.adapters():
         return None
@@ -133,7 +142,7 @@ def _read_system(value: Any) -> str | None:
         raise ConfigError(f"system: {path} is not UTF-8 text") from None
 
 
-def _check_adapter(session: ChatSession, value: Any) -> str:
+def _check_adapter(session: CompareHost, value: Any) -> str:
     engine = session.engine
     names = engine.adapters() if isinstance(engine, SupportsAdapters) else []
     if not names:
@@ -147,7 +156,7 @@ def _check_adapter(session: ChatSession, value: Any) -> str:
     return choice
 
 
-def prepare(session: ChatSession, variants: list[Variant]) -> list[Prepared]:
+def prepare(session: CompareHost, variants: list[Variant]) -> list[Prepared]:
     """Check every variant before any runs; ConfigError (one line, nothing run) for the first bad one."""
     out = []
     for v in variants:
@@ -173,7 +182,7 @@ def prepare(session: ChatSession, variants: list[Variant]) -> list[Prepared]:
 
 
 # -- running -----------------------------------------------------------------------------------
-def _answer_index(session: ChatSession) -> int:
+def _answer_index(session: CompareHost) -> int:
     msgs = session.conversation.messages
     if not msgs or msgs[-1].role != "assistant":
         raise CompareError("there is no answer to compare yet: send a message first")
@@ -181,7 +190,7 @@ def _answer_index(session: ChatSession) -> int:
 
 
 def run_compare(
-    session: ChatSession,
+    session: CompareHost,
     spec: str | list[Variant],
     observer: CompareObserver,
     *,
@@ -219,7 +228,7 @@ def run_compare(
     return run
 
 
-def _restorer(session: ChatSession) -> Callable[[], None]:
+def _restorer(session: CompareHost) -> Callable[[], None]:
     engine = session.engine
     if not isinstance(engine, SupportsAdapters) or not engine.adapters():
         return lambda: None
@@ -233,7 +242,7 @@ def _restorer(session: ChatSession) -> Callable[[], None]:
 
 
 def _run_one(
-    session: ChatSession, p: Prepared, history: list[Message], observer: CompareObserver
+    session: CompareHost, p: Prepared, history: list[Message], observer: CompareObserver
 ) -> VariantResult:
     if p.adapter is not _SAME and isinstance(session.engine, SupportsAdapters):  # checked in _check_adapter
         session.engine.set_adapter(p.adapter)
@@ -256,7 +265,7 @@ def _run_one(
     return result
 
 
-def _keep(session: ChatSession, idx: int, result: VariantResult) -> None:
+def _keep(session: CompareHost, idx: int, result: VariantResult) -> None:
     """The variant's answer beside the one in the history, saved at once."""
     msgs = session.conversation.messages
     old = msgs[idx]
@@ -266,7 +275,7 @@ def _keep(session: ChatSession, idx: int, result: VariantResult) -> None:
 
 
 # -- after a compare ---------------------------------------------------------------------------
-def find(session: ChatSession, label: str) -> Alternative:
+def find(session: CompareHost, label: str) -> Alternative:
     """The latest alternative of the last answer called `label` (case aside)."""
     msgs = session.conversation.messages
     alts = msgs[-1].alternatives if msgs and msgs[-1].role == "assistant" else ()
@@ -280,7 +289,7 @@ def find(session: ChatSession, label: str) -> Alternative:
     raise CompareError(f"no variant {label!r}; this answer has {', '.join(labels)}")
 
 
-def pick(session: ChatSession, label: str) -> Alternative:
+def pick(session: CompareHost, label: str) -> Alternative:
     """Put variant `label` as the answer in the history; the answer it replaces stays an alternative."""
     alt = find(session, label)
     msgs = session.conversation.messages

@@ -16,11 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.conversation.export import conversation_title
-from qwenchat.conversation.model import Conversation, SessionFormatError
+from qwenchat.conversation.fields import message_from_dict, message_to_dict
+from qwenchat.conversation.model import Conversation, ConversationFormatError
 from qwenchat.errors import UserError
 
 FORMAT = "qwenchat-session"
-VERSION = 1
+# The one version of the session file, written on the file and on its conversation alike.
+# 1: system prompt and user/assistant messages. 2: optional per-message fields (an answer's token
+# probabilities, the answer a :branch replaced, :compare alternatives, tool calls and tool results).
+# Files written before the two numbers were one say 1 on the file and 1 or 2 on the conversation: they load
+# as before, since each number is checked against VERSION and the conversation's own says which fields it has.
+VERSION = 2
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_MESSAGE_CHARS = 5_000_000
 MAX_SETTINGS = 200
@@ -43,7 +49,10 @@ class StoreError(UserError):
 
 
 @dataclass
-class SavedSession:
+class SessionFile:
+    """What one session file holds: a chat session (`chat.ChatSession`) as saved, read back by
+    `parse_session`. `SessionStore` keeps these files."""
+
     id: str
     created: str  # ISO 8601, as written
     updated: str
@@ -138,7 +147,7 @@ def dump_session(
         "model": model,
         "settings": dict(settings_overrides),
         "seed": seed,
-        "conversation": conversation.to_dict(),
+        "conversation": conversation_to_dict(conversation),
     }
     if piped:  # only then: files of interactive sessions stay as they were
         doc["piped"] = True
@@ -147,6 +156,35 @@ def dump_session(
     except (TypeError, ValueError) as exc:
         raise StoreError(f"cannot save the session: {exc}") from None
     return _SURROGATE.sub("\ufffd", text)  # UTF-8 cannot hold a lone surrogate: never fail a save on one
+
+
+def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "system": conversation.system,
+        "messages": [message_to_dict(m) for m in conversation.messages],
+    }
+
+
+def conversation_from_dict(data: Any) -> Conversation:
+    """Strict: a wrong type anywhere is an error naming the place, never a half-read conversation."""
+    if not isinstance(data, dict):
+        raise ConversationFormatError("not a qwenchat conversation (expected a JSON object)")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConversationFormatError("missing or invalid 'version'")
+    if version > VERSION:
+        raise ConversationFormatError(
+            f"written by a newer qwenchat (format {version}, this one reads up to {VERSION})"
+        )
+    system = data.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ConversationFormatError("'system' must be a string or null")
+    raw = data.get("messages")
+    if not isinstance(raw, list):
+        raise ConversationFormatError("'messages' must be a list")
+    messages = [message_from_dict(m, version, f"message {i + 1}") for i, m in enumerate(raw)]
+    return Conversation(system=system, messages=messages)
 
 
 def _reject_constant(name: str) -> Any:
@@ -171,7 +209,7 @@ def _replace_lone_surrogates(data: Any) -> tuple[Any, int]:
     return data, 0
 
 
-def parse_session(text: str, *, source: str = "file") -> SavedSession:
+def parse_session(text: str, *, source: str = "file") -> SessionFile:
     """A session file's text, checked field by field; StoreError("<source>: <problem>") on anything wrong."""
 
     def fail(problem: str) -> StoreError:
@@ -197,7 +235,7 @@ def parse_session(text: str, *, source: str = "file") -> SavedSession:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise fail("missing or invalid 'version'")
     if version > VERSION:
-        raise fail(f"written by a newer qwenchat (version {version}); this one reads version {VERSION}")
+        raise fail(f"written by a newer qwenchat (version {version}); this one reads up to version {VERSION}")
     session_id = data.get("id")
     if not isinstance(session_id, str) or not _ID.fullmatch(session_id):
         raise fail("'id' must be a string of letters, digits, '.', '_' and '-'")
@@ -224,15 +262,15 @@ def parse_session(text: str, *, source: str = "file") -> SavedSession:
         raise fail("'piped' must be true or false")
     settings = check_settings(data.get("settings"), f"{source}: 'settings'")
     try:
-        conversation = Conversation.from_dict(data.get("conversation"))
-    except SessionFormatError as exc:
+        conversation = conversation_from_dict(data.get("conversation"))
+    except ConversationFormatError as exc:
         raise fail(f"conversation: {exc}") from None
     if conversation.system is not None and len(conversation.system) > MAX_MESSAGE_CHARS:
         raise fail(f"the system prompt is over {MAX_MESSAGE_CHARS:,} characters")
     for i, m in enumerate(conversation.messages):
         if len(m.content) > MAX_MESSAGE_CHARS:
             raise fail(f"message {i + 1} is over {MAX_MESSAGE_CHARS:,} characters")
-    return SavedSession(
+    return SessionFile(
         session_id,
         times["created"],
         times["updated"],

@@ -1,4 +1,6 @@
-"""The conversation: system prompt and messages, with marks for answers that were cut short."""
+"""The conversation: system prompt and messages, with marks for answers that were cut short. Plain data: the
+session file's reading and writing live in `conversation.file` (the version) and `conversation.fields` (the
+optional per-message fields)."""
 
 from __future__ import annotations
 
@@ -6,20 +8,33 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from qwenchat.errors import UserError
-from qwenchat.tools.messages import chat_message, read_tool_fields, tool_fields
 
 if TYPE_CHECKING:
     from qwenchat.probs.record import TokenProb
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
-# 2: optional per-message fields: an answer's token probabilities, the answer a :branch replaced, the
-# :compare variants (alternatives), tool calls and tool results; a version 1 file reads as before.
-FORMAT_VERSION = 2
 ROLES = ("user", "assistant", "tool")
 
 
-class SessionFormatError(UserError, ValueError):
+class ConversationFormatError(UserError, ValueError):
     """A saved conversation that cannot be read; the message says exactly why."""
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """Another answer to the same message, kept beside the one in the history (`:compare` keeps its variants
+    there, `:pick` swaps one in). It lives in the session file only: the prompt sees the message's content."""
+
+    content: str
+    label: str  # "A", "B", ... ("orig": the answer a :pick replaced)
+    settings: dict[str, Any] = field(default_factory=dict)  # what the variant ran with (seed, system, ...)
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"label": self.label, "content": self.content, "settings": dict(self.settings)}
+        if self.interrupted:
+            d["interrupted"] = True
+        return d
 
 
 @dataclass
@@ -29,28 +44,34 @@ class Message:
     interrupted: bool = False  # the answer was cut by Ctrl-C, an error or max_new_tokens
     probs: list[TokenProb] | None = None  # per-token data, recorded with `:probs on` (qwenchat.probs.record)
     replaces: Message | None = None  # the answer a `:branch` replaced; `:undo` brings it back
-    # Other answers to the same message (`:compare` variants; see alternatives.py): never in the prompt.
-    alternatives: tuple[Any, ...] = ()
-    tool_calls: list[dict[str, Any]] | None = None  # assistant: [{"id", "name", "arguments"}] (tools.py)
+    # Other answers to the same message (`:compare` variants): never in the prompt.
+    alternatives: tuple[Alternative, ...] = ()
+    tool_calls: list[dict[str, Any]] | None = (
+        None  # assistant: [{"id", "name", "arguments"}] (qwenchat.tools)
+    )
     tool_call_id: str | None = None  # tool: the call this result answers
     name: str | None = None  # tool: the tool's name
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_chat(self) -> dict[str, Any]:
+        """The message in the shape chat templates take: the calls as `tool_calls` (arguments an object), a
+        result with its call's id and tool name."""
         d: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.interrupted:
-            d["interrupted"] = True
-        d.update(tool_fields(self))
-        if self.probs is not None or self.replaces is not None:
-            from qwenchat.probs.file import extras_to_dict
-
-            d.update(extras_to_dict(self))
-        if self.alternatives:
-            d["alternatives"] = [a.to_dict() for a in self.alternatives]
+        if self.tool_calls:
+            d["tool_calls"] = chat_calls(self.tool_calls)
+        if self.role == "tool":
+            if self.tool_call_id:
+                d["tool_call_id"] = self.tool_call_id
+            if self.name:
+                d["name"] = self.name
         return d
 
-    def to_chat(self) -> dict[str, Any]:
-        """The message in the shape chat templates take."""
-        return chat_message(self)
+
+def chat_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored calls in the shape chat templates (transformers, GGUF) take: arguments as an object."""
+    return [
+        {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+        for c in calls
+    ]
 
 
 @dataclass
@@ -75,57 +96,3 @@ class Conversation:
         chat = [{"role": "system", "content": self.system}] if self.system is not None else []
         chat.extend(m.to_chat() for m in self.messages)
         return chat
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": FORMAT_VERSION,
-            "system": self.system,
-            "messages": [m.to_dict() for m in self.messages],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Conversation:
-        """Strict: a wrong type anywhere is an error naming the place, never a half-read conversation."""
-        if not isinstance(data, dict):
-            raise SessionFormatError("not a qwenchat conversation (expected a JSON object)")
-        version = data.get("version")
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise SessionFormatError("missing or invalid 'version'")
-        if version > FORMAT_VERSION:
-            raise SessionFormatError(
-                f"written by a newer qwenchat (format {version}, this one reads up to {FORMAT_VERSION})"
-            )
-        system = data.get("system")
-        if system is not None and not isinstance(system, str):
-            raise SessionFormatError("'system' must be a string or null")
-        raw = data.get("messages")
-        if not isinstance(raw, list):
-            raise SessionFormatError("'messages' must be a list")
-        messages = []
-        for i, m in enumerate(raw):
-            if not isinstance(m, dict):
-                raise SessionFormatError(f"message {i + 1} is not an object")
-            role, content = m.get("role"), m.get("content")
-            if role not in ROLES or (role == "tool" and version < 2):  # tool messages came with format 2
-                expected = "user, assistant or tool" if version >= 2 else "user or assistant"
-                raise SessionFormatError(f"message {i + 1} has role {role!r}; expected {expected}")
-            if not isinstance(content, str):
-                raise SessionFormatError(f"message {i + 1} has no text content")
-            interrupted = m.get("interrupted", False)
-            if not isinstance(interrupted, bool):
-                raise SessionFormatError(f"message {i + 1}: 'interrupted' must be true or false")
-            try:
-                extra = read_tool_fields(m, role, f"message {i + 1}") if version >= 2 else {}
-            except ValueError as exc:
-                raise SessionFormatError(str(exc)) from None
-            msg = Message(role, content, interrupted, **extra)
-            if "alternatives" in m:
-                from qwenchat.conversation.alternatives import parse_alternatives
-
-                msg.alternatives = parse_alternatives(m["alternatives"], f"message {i + 1}")
-            if "probs" in m or "replaces" in m:
-                from qwenchat.probs.file import read_extras
-
-                msg.probs, msg.replaces = read_extras(m, f"message {i + 1}", Message, SessionFormatError)
-            messages.append(msg)
-        return cls(system=system, messages=messages)

@@ -1,4 +1,4 @@
-"""Saved sessions on disk: one JSON file each (format: session_file.py), written atomically and privately;
+"""Saved sessions on disk: one JSON file each (format: file.py), written atomically and privately;
 autosave, listing, resolving `last`/N/id, and one writer per session (a lock)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from qwenchat.conversation.file import (
     MAX_FILE_BYTES,
-    SavedSession,
+    SessionFile,
     StoreError,
     check_id,
     dump_session,
@@ -88,7 +88,7 @@ def save_file(
     created: str | None = None,
     piped: bool = False,
     overwrite: bool = True,
-) -> SavedSession:
+) -> SessionFile:
     """Save to `path` (atomically); a new id when none is given. Returns what was saved. The directory
     must exist; an existing file is replaced only with `overwrite` (TargetExists otherwise)."""
     path = Path(path)
@@ -110,12 +110,12 @@ def save_file(
         atomic_write_text(path, text)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {_os_reason(exc)}") from None
-    return SavedSession(
+    return SessionFile(
         session_id, created, updated, model, dict(settings_overrides), seed, conversation, path, piped
     )
 
 
-def load_file(path: str | os.PathLike[str]) -> SavedSession:
+def load_file(path: str | os.PathLike[str]) -> SessionFile:
     """Read and check one session file; StoreError with one line on anything wrong."""
     path = Path(path)
     try:
@@ -217,7 +217,7 @@ class SessionStore:
             raise StoreError(f"autosave failed: cannot write {path}: {_os_reason(exc)}") from None
         return path
 
-    def list(self) -> list[SavedSession]:
+    def list(self) -> list[SessionFile]:
         """Every readable session, newest first; corrupt files are passed over (see `skipped`)."""
         self.skipped = []
         sessions = []
@@ -233,7 +233,7 @@ class SessionStore:
         sessions.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
         return sessions
 
-    def resolve(self, ref: str) -> SavedSession:
+    def resolve(self, ref: str) -> SessionFile:
         """ "last" (the newest session not written by pipe runs alone, if any), an exact id, a unique id
         prefix or a 1-based number from list()."""
         ref = ref.strip()

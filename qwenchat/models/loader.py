@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from qwenchat.errors import first_line
 from qwenchat.models import LoadError, demo
-from qwenchat.models.hub import SOURCES, snapshot
+from qwenchat.models.hub import snapshot
 from qwenchat.models.progress import Progress, say
 from qwenchat.paths import expand_user
 
 if TYPE_CHECKING:
     import torch
-
-__all__ = ["SOURCES", "LoadError", "LoadOptions", "LoadedModel", "ModelSource", "download", "load", "resolve"]
 
 # Accepted spellings for --dtype, mapped to torch attribute names.
 DTYPES = {

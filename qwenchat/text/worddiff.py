@@ -1,6 +1,6 @@
 """Word-level comparison of two answers: are they identical, where do they first differ, how similar are they.
 
-Shared by `:compare`/`:diff` in the chat and `--diff` of batch results. Words are maximal runs of
+Shared by `:compare`/`:diff` in the chat and `qwenchat diff` of batch results. Words are maximal runs of
 non-space characters; whitespace differences alone do not make two answers differ in the summary (the
 full diff still shows the words around them).
 """

@@ -1,5 +1,5 @@
 """Tool calling without torch: definitions (loaded and checked), the `<tool_call>` streaming parser, mocks,
-and the message fields a session stores for calls and results (format 2).
+and the calls' shapes on the wire (the message fields a session stores are read in conversation.fields).
 
 Qwen2.5 and Qwen3 answer a tool prompt with `<tool_call>\\n{"name": …, "arguments": {…}}\\n</tool_call>`
 blocks after any text. A call is kept in the history as the assistant message's `tool_calls` (the block
@@ -250,38 +250,7 @@ def split_calls(text: str, known: list[str] | None = None) -> tuple[str, list[To
     return "".join(out).rstrip(), parser.calls
 
 
-def call_block(name: str, arguments: dict[str, Any]) -> str:
-    """The text of a call as Qwen's templates write it (also how server tool_calls enter the answer)."""
-    body = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
-    return f"{OPEN}\n{body}\n{CLOSE}"
-
-
-# -- the stored message fields (session format 2) -------------------------------------------------
-def check_stored_calls(value: Any, where: str) -> list[dict[str, Any]]:
-    """An assistant message's `tool_calls` from a session file, strictly; ValueError in words."""
-    if not isinstance(value, list):
-        raise ValueError(f"{where}: 'tool_calls' must be a list")
-    out = []
-    for j, c in enumerate(value, start=1):
-        if not isinstance(c, dict):
-            raise ValueError(f"{where}: tool call {j} is not an object")
-        cid, name, args = c.get("id", ""), c.get("name"), c.get("arguments", {})
-        if not isinstance(cid, str) or not isinstance(name, str) or not name:
-            raise ValueError(f"{where}: tool call {j} needs a string 'name' (and 'id')")
-        if not isinstance(args, dict):
-            raise ValueError(f"{where}: tool call {j}: 'arguments' must be an object")
-        out.append({"id": cid, "name": name, "arguments": args})
-    return out
-
-
-def chat_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stored calls in the shape chat templates (transformers, GGUF) take: arguments as an object."""
-    return [
-        {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-        for c in calls
-    ]
-
-
+# -- the calls on the wire -----------------------------------------------------------------------
 def api_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Template-shaped messages for an OpenAI-compatible server: arguments as a JSON string."""
     out = []

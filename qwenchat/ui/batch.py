@@ -1,4 +1,4 @@
-"""What a batch run shows: a progress bar with ETA on stderr (rich.progress), and the report of `--diff`.
+"""What a batch run shows: a progress bar with ETA on stderr (rich.progress), and the diff report.
 Every text from a prompt file, a model or a results file goes through visible_controls on its way here."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _preview(text: str) -> str:
 
 
 class DiffView:
-    """The `--diff` report on stdout: colours on a colour terminal, `[-old-]{+new+}` marks otherwise."""
+    """`qwenchat diff`'s report on stdout: colours on a colour terminal, `[-old-]{+new+}` marks otherwise."""
 
     def __init__(self, console: Console) -> None:
         self.console = console

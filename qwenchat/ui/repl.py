@@ -34,6 +34,7 @@ class Repl:
         *,
         registry: Registry | None = None,
         show_stats: bool = False,
+        switch_model: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
         self.renderer = renderer
@@ -43,7 +44,7 @@ class Repl:
         self.failed = False  # a command or a turn failed: a pipe run ends with a non-zero status
         self._cap_told = False  # the input-limit notice was shown at this prompt
         self.interrupted = False  # Ctrl-C came: a pipe run stops after the line it was running
-        self.switch_model: Callable[[str], None] | None = None  # `:model SPEC`; set by the CLI
+        self.switch_model = switch_model  # `:model SPEC` (the CLI's model loader); None: not offered
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:

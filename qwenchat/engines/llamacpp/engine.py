@@ -18,7 +18,7 @@ from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
 from qwenchat.engines.job import Job, Outcome, PromptError, error_line
-from qwenchat.engines.llamacpp.load import _load_llama, amx_risk, built_with_amx, cpu_has_amx, physical_cores
+from qwenchat.engines.llamacpp.load import _load_llama, amx_risk, physical_cores
 from qwenchat.engines.llamacpp.lookup import lookup_sample
 from qwenchat.engines.llamacpp.template import ChatTemplate
 from qwenchat.engines.prefix_cache import PrefixCache
@@ -28,9 +28,6 @@ from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.text.think import prompt_opens_think
-
-# Re-exported: the engine's public names, wherever they live.
-__all__ = ["ChatTemplate", "LlamaCppEngine", "SCHEMA", "amx_risk", "built_with_amx", "cpu_has_amx"]
 
 INSTALL_HINT = "pip install 'qwenchat[llamacpp]'"
 # What llama.cpp samples with when nobody says otherwise (its CLI and server defaults).

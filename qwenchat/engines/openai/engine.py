@@ -30,8 +30,6 @@ from qwenchat.engines.turn import Turns
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.tools.calls import api_messages
 
-__all__ = ["OpenAIEngine", "server_error_message"]
-
 DEFAULT_TIMEOUT = 120.0  # seconds without a byte from the server before a turn fails
 CONNECT_TIMEOUT = 10.0
 API_KEY_ENVS = ("QWENCHAT_API_KEY", "OPENAI_API_KEY")
