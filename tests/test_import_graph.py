@@ -195,7 +195,7 @@ def test_the_graph_is_read():
     assert "qwenchat.commands.display" in graph["qwenchat.commands"]
     assert "qwenchat.commands.registry" in graph["qwenchat.commands.conversation"]
     # function-level and TYPE_CHECKING imports are counted too
-    assert "qwenchat.conversation.export" in graph["qwenchat.commands.conversation"]
+    assert "qwenchat.conversation.export" in graph["qwenchat.commands.sessions"]
     assert "qwenchat.ui.render" in graph["qwenchat.environment"]
 
 
