@@ -28,7 +28,6 @@ from qwenchat.conversation.model import Conversation
 from qwenchat.paths import data_dir, private_dir
 from qwenchat.text.numbers import plain_int
 
-
 # What atomic_write_text leaves behind when it is killed between writing and renaming.
 _TEMP = re.compile(r"\.(?P<id>.+)\.json\.[A-Za-z0-9_]+\.tmp")
 _TEMP_AGE_WITHOUT_LOCKS = 600.0  # seconds; only where locks do not exist (no fcntl)
