@@ -277,26 +277,46 @@ def test_sigint_while_the_prompt_starts_is_ignored(out, make_repl, monkeypatch):
     assert [m.content for m in app.session.conversation.messages] == ["ping", "pong"]
 
 
-@pytest.mark.parametrize(
-    "keys",
-    ["x" * 25 + "\r", "\x1b[200~" + "y" * 25 + "\x1b[201~\r"],
-    ids=["typed", "pasted"],
-)
-def test_input_is_capped_with_one_notice(out, make_repl, monkeypatch, keys):
+def run_keys(make_repl, out, monkeypatch, *keys: str):
+    """The keys typed at a prompt whose cap is 32 characters for the fake's 4,096-token context."""
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
     from qwenchat.ui import repl
 
-    monkeypatch.setattr(repl, "MAX_INPUT_CHARS", 10)
-    app = make_repl(FakeEngine().enqueue(["a1", "a2"]), out)
+    monkeypatch.setattr(repl, "input_cap", lambda window: 32 if window == 4096 else 0)
+    app = make_repl(FakeEngine().enqueue(["a1", "a2", "a3"]), out)
     with create_pipe_input() as inp:
-        inp.send_text(keys)
-        inp.send_text("short\r\x04")
+        for k in keys:
+            inp.send_text(k)
+        inp.send_text("\x04")
         app.run_interactive(input=inp, output=DummyOutput())
-    sent = [r.messages[-1]["content"] for r in app.session.engine.requests]
-    assert sent == [keys.replace("\x1b[200~", "")[0] * 10, "short"]
-    assert transcript(app).count("input limit") == 1
+    return app, [r.messages[-1]["content"] for r in app.session.engine.requests]
+
+
+def test_typed_input_stops_at_the_cap_from_the_context_with_one_notice(out, make_repl, monkeypatch):
+    app, sent = run_keys(make_repl, out, monkeypatch, "x" * 40 + "\r", "short\r")
+    assert sent == ["x" * 32, "short"]
+    assert transcript(app).count("input limit: a message takes at most 32 characters here") == 1
+    assert "the model's context holds 4,096 tokens" in transcript(app)
+
+
+def test_a_paste_is_inserted_whole_or_not_at_all(out, make_repl, monkeypatch):
+    fits = "line one\r\nline two " + "y" * 10
+    too_long = "z" * 33
+    app, sent = run_keys(
+        make_repl, out, monkeypatch, f"\x1b[200~{fits}\x1b[201~\r", f"\x1b[200~{too_long}\x1b[201~", "ok\r"
+    )
+    assert sent == [fits.replace("\r\n", "\n"), "ok"]  # nothing of the long paste, nothing cut
+    assert transcript(app).count("this paste (33 characters) cannot fit") == 1
+    assert "nothing was inserted" in transcript(app)
+
+
+def test_the_cap_comes_from_the_context_window():
+    from qwenchat.ui.repl import NO_WINDOW_CAP, input_cap
+
+    assert input_cap(32768) == 32768 * 16 > 200_000  # a 200k-character paste fits the demo model's cap
+    assert input_cap(None) == NO_WINDOW_CAP
 
 
 def test_typing_keeps_one_undo_state_per_run_of_keys(out, make_repl):
