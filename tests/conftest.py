@@ -14,7 +14,7 @@ from qwenchat.ui.render import Renderer
 from qwenchat.ui.terminal import make_console
 
 if TYPE_CHECKING:
-    from tests.real_server import RealServer
+    from tests.support.real_server import RealServer
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +120,7 @@ def llamacpp_engine(request):
 def real_server(tmp_path) -> Iterator[RealServer]:
     """`python -m llama_cpp.server` on the demo GGUF, started for one test and killed after it."""
     gguf = demo_gguf(("llama_cpp.server.app", "needs the server extra: pip install 'qwenchat[serve-test]'"))
-    from tests.real_server import RealServer
+    from tests.support.real_server import RealServer
 
     server = RealServer(str(gguf), str(tmp_path / "server.log"))
     yield server
