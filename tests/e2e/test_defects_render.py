@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.support.defects_harness import ACCEPTED, READY, Pty, answers, screen_lines, scripted_server, typed
+from tests.support.defects_harness import Pty, answers, screen_lines, scripted_server, typed
+from tests.support.pty_driver import ACCEPTED, READY
 
 server = pytest.fixture(scripted_server)
 
@@ -104,16 +105,16 @@ def _stream_long_answer(server, sizes: list[tuple[float, int, int]]) -> list[str
     resizes = []
     try:
         t.wait_prompt()
-        t.send_line("write the module")
+        t.type("write the module")
         t.at_prompt = False
         t.expect("method_00", timeout=30)
         for seconds, c, r in sizes:
-            t.read(seconds)
+            t.pump(seconds)
             resizes.append((len(t.out), c, r))
             t.resize(c, r)
         t.expect("That is all.", timeout=30)
         t.wait_prompt()
-        t.read(0.2)
+        t.pump(0.2)
     finally:
         t.kill()
     return _answer_lines(screen_lines(t.out, cols, rows, resizes))

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import select
-import signal
-import struct
 import subprocess
-import sys
-import termios
 import time
 
 import pytest
 
+from tests.support.pty_driver import QWENCHAT, Pty
+
 pytestmark = pytest.mark.slow  # most tests here load the demo model
-QWENCHAT = [sys.executable, "-m", "qwenchat"]
 
 
 def run_piped(stdin: str, *args: str) -> subprocess.CompletedProcess:
@@ -60,45 +53,8 @@ def test_bad_model_path_is_one_line(tmp_path):
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
 
 
-class Pty:
-    """qwenchat in a pseudo-terminal, read as a user would see it."""
-
-    def __init__(self, *args: str) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: becomes qwenchat
-            os.environ["TERM"] = "xterm-256color"
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the test runner may have ignored it
-            os.execvp(sys.executable, [*QWENCHAT, *args])
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # a 100x40 terminal
-        self.out = b""
-
-    def read_until(self, needle: bytes, timeout: float = 180, start: int = 0) -> int:
-        deadline = time.time() + timeout
-        while needle not in self.out[start:]:
-            if time.time() > deadline:
-                raise AssertionError(f"timed out waiting for {needle!r}; got {self.out[-2000:]!r}")
-            ready, _, _ = select.select([self.fd], [], [], 0.2)
-            if ready:
-                try:
-                    self.out += os.read(self.fd, 65536)
-                except OSError:
-                    break
-        return self.out.index(needle, start) + len(needle)
-
-    def send(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    def close(self) -> int:
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            return 0
-        return os.waitstatus_to_exitcode(status)
-
-
 def test_ctrl_c_mid_answer_in_a_terminal(demo_dir, tmp_path):
-    t = Pty("--demo", "--no-autosave")
-    try:
+    with Pty("--demo", "--no-autosave") as t:
         pos = t.read_until("›".encode())
         t.send(b"Write a long essay about the history of the Python programming language.\r")
         pos = t.read_until("●".encode(), start=pos)  # the answer's header: the prompt has returned
@@ -111,25 +67,17 @@ def test_ctrl_c_mid_answer_in_a_terminal(demo_dir, tmp_path):
         t.send(b":his\r")
         pos = t.read_until(b"(interrupted)", start=pos)
         t.send(b":q\r")
-        assert t.close() == 0
-    finally:
-        try:
-            os.kill(t.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        assert t.finish(180) == 0
 
 
 def test_autosave_survives_kill_9(demo_dir, tmp_path):
     # conftest points QWENCHAT_DATA_DIR at a fresh directory; both processes inherit it
-    t = Pty("--demo", "--max-new-tokens", "8", "--temperature", "0")
-    try:
+    with Pty("--demo", "--max-new-tokens", "8", "--temperature", "0") as t:
         pos = t.read_until("›".encode())
         t.send(b"Name one prime number.\r")
         pos = t.read_until("●".encode(), start=pos)
         t.read_until("›".encode(), start=pos)  # the turn is complete
-    finally:
-        os.kill(t.pid, signal.SIGKILL)  # no chance to save anything on the way out
-        t.close()
+    # leaving the block killed it (SIGKILL): no chance to save anything on the way out
     proc = run_piped(":his\n", "--resume", "last")
     assert proc.returncode == 0, proc.stderr
     assert "Name one prime number." in proc.stderr and "[assistant]" in proc.stderr  # :his: stderr

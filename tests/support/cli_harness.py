@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import queue
 import re
 import select
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,12 +24,11 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_demo_chat import Pty
+from tests.support.pty_driver import PROMPT as PROMPT  # the safety tests wait for it
+from tests.support.pty_driver import QWENCHAT, Pty
 from tests.support.scripted_server import Scripted, delta, sse, start_stream
 
-QWENCHAT = [sys.executable, "-m", "qwenchat"]
 ROOT = Path(__file__).resolve().parents[2]
-PROMPT = "›".encode()
 TRACEBACK = "Traceback (most recent call last)"
 
 Script = Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]
@@ -259,184 +255,11 @@ class PipeSession:
 
 # -- a pseudo-terminal -----------------------------------------------------------------------------
 class PtyRun(Pty):
-    """qwenchat in a 100x40 pseudo-terminal (tests.test_e2e.Pty with an environment and a timeout on
-    everything). `out` holds every byte the terminal got."""
+    """qwenchat in a 100x40 pseudo-terminal (tests/support/pty_driver.py) with the environment of
+    cli_env, as `PtyRun(args, env, cwd)`."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> None:
-        import fcntl
-        import struct
-        import termios
-
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: becomes qwenchat
-            try:
-                if cwd is not None:
-                    os.chdir(cwd)
-                os.umask(0o022)  # the usual default, so file modes are qwenchat's choice
-                signal.signal(signal.SIGINT, signal.SIG_DFL)  # the test runner may have ignored it
-                os.execvpe(sys.executable, [*QWENCHAT, *args], env)
-            finally:
-                os._exit(127)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-        self.out = b""
-        self.rc: int | None = None
-        self._cpr_answered = 0
-
-    # reading
-    def wait_for(self, needle: bytes | str, timeout: float = 20, start: int = 0) -> int:
-        """Read until `needle` shows after byte `start`; the index just past it (AssertionError on timeout
-        or when the process is gone)."""
-        return self.read_until(needle.encode() if isinstance(needle, str) else needle, timeout, start)
-
-    def read_until(self, needle: bytes, timeout: float = 180, start: int = 0) -> int:
-        deadline = time.monotonic() + timeout
-        while needle not in self.out[start:]:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"timed out waiting for {needle!r}; got {self.out[-1500:]!r}")
-            if not self._read_once(min(left, 0.2)):
-                raise AssertionError(f"the terminal closed before {needle!r}; got {self.out[-1500:]!r}")
-        return self.out.index(needle, start) + len(needle)
-
-    def pump(self, seconds: float) -> None:
-        """Read whatever comes for `seconds`."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if not self._read_once(min(left, 0.05)):
-                return
-
-    def settle(self, quiet: float = 0.15, timeout: float = 5) -> None:
-        """Read until nothing came for `quiet` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            before = len(self.out)
-            if not self._read_once(quiet) or len(self.out) == before:
-                return
-
-    def _read_once(self, wait: float) -> bool:
-        """One read; False when the terminal is closed."""
-        ready, _, _ = select.select([self.fd], [], [], wait)
-        if not ready:
-            return True
-        try:
-            data = os.read(self.fd, 65536)
-        except OSError:
-            return False
-        if not data:
-            return False
-        self.out += data
-        self._answer_cpr()
-        return True
-
-    def _answer_cpr(self) -> None:
-        """Answer cursor-position requests (ESC[6n) as a terminal does: prompt_toolkit otherwise waits up
-        to a second for each one, and the timing of Ctrl-C tests would not be a real terminal's."""
-        asked = self.out.count(b"\x1b[6n")
-        while self._cpr_answered < asked:
-            self._cpr_answered += 1
-            try:
-                os.write(self.fd, b"\x1b[40;1R")  # the bottom row, where a busy terminal's cursor is
-            except OSError:
-                return
-
-    # writing
-    def type(self, text: str, enter: bool = True) -> None:
-        self.send(text.encode() + (b"\r" if enter else b""))
-
-    def feed(self, data: bytes, chunk: int = 1024, stop: Callable[[], bool] | None = None) -> int:
-        """Write `data` a chunk at a time, reading the terminal in between (a child echoing what it gets
-        would otherwise block on a full terminal while we block on its full input); `stop()` is asked
-        after every chunk. The number of bytes written."""
-        import fcntl
-
-        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        done = 0
-        try:
-            while done < len(data) and self.alive():
-                _, writable, _ = select.select([], [self.fd], [], 0.05)
-                if writable:
-                    try:
-                        done += os.write(self.fd, data[done : done + chunk])
-                    except BlockingIOError:
-                        pass
-                self._read_once(0.005)
-                if stop is not None and stop():
-                    break
-        finally:
-            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags)
-        return done
-
-    def turn(self, text: str, until: bytes | str, timeout: float = 20) -> bytes:
-        """Type a line, wait for `until`, then for the prompt after it; the bytes of that turn. The typed
-        line is echoed: it must not contain `until`."""
-        want = until.encode() if isinstance(until, str) else until
-        assert want not in text.encode(), f"{until!r} would match the echo of {text!r}"
-        start = len(self.out)
-        self.type(text)
-        pos = self.wait_for(until, timeout=timeout, start=start)
-        self.wait_for(PROMPT, timeout=timeout, start=pos)
-        return self.out[start:]
-
-    # the process
-    def alive(self) -> bool:
-        if self.rc is not None:
-            return False
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
-        if pid == 0:
-            return True
-        self.rc = os.waitstatus_to_exitcode(status)
-        return False
-
-    def finish(self, timeout: float = 15) -> int:
-        """Wait for the exit status, reading the rest of the output; killed after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while self.alive():
-            if time.monotonic() > deadline:
-                self.kill()
-                break
-            self._read_once(0.05)
-        self.pump(0.05)
-        if self.rc is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.rc = os.waitstatus_to_exitcode(status)
-        return self.rc
-
-    def kill(self) -> None:
-        if self.rc is None:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _, status = os.waitpid(self.pid, 0)
-            self.rc = os.waitstatus_to_exitcode(status)
-
-    def peak_rss(self) -> int:
-        """The process's peak resident memory in bytes (VmHWM), 0 once it is gone."""
-        return _proc_kib(self.pid, "VmHWM") * 1024
-
-    def rss(self) -> int:
-        return _proc_kib(self.pid, "VmRSS") * 1024
-
-    def __enter__(self) -> PtyRun:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-
-
-def _proc_kib(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        super().__init__(*args, env=env, cwd=cwd)
 
 
 # -- reading what the terminal got -----------------------------------------------------------------

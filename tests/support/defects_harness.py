@@ -1,22 +1,13 @@
-"""Drive the real program from outside for the issue-17 regression tests: `python -m qwenchat` in a pipe
+"""Drive the real program from outside for the regression tests of tests/e2e: `python -m qwenchat` in a pipe
 or a pseudo-terminal against the scripted OpenAI-compatible server, and a pyte screen to read a terminal.
 
-Kept apart from the program's internals on purpose (they are being restructured); to be merged with
-tests/cli_harness.py (issue 18)."""
+Kept apart from the program's internals on purpose; the pseudo-terminal is tests/support/pty_driver.py."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
-import re
-import select
-import signal
-import struct
 import subprocess
-import sys
-import termios
 import time
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
@@ -25,14 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests.support import pty_driver
+from tests.support.pty_driver import QWENCHAT
 from tests.support.scripted_server import Scripted, delta, sse, start_stream
-
-QWENCHAT = [sys.executable, "-m", "qwenchat"]
-ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-B]|\x1b[=>78]")
-
-
-def strip_ansi(text: str) -> str:
-    return ANSI_RE.sub("", text).replace("\r", "")
 
 
 # -- the scripted server -------------------------------------------------------------------------
@@ -126,12 +112,9 @@ def write_config(text: str) -> None:
 
 
 # -- a pseudo-terminal ---------------------------------------------------------------------------
-# prompt_toolkit turns bracketed paste on when it shows the prompt and off when a line is accepted.
-READY, ACCEPTED = b"\x1b[?2004h", b"\x1b[?2004l"
-
-
-class Pty:
-    """qwenchat in a pseudo-terminal of `cols` x `rows`, read as a user would see it."""
+class Pty(pty_driver.Pty):
+    """qwenchat in a pseudo-terminal of `cols` x `rows` (tests/support/pty_driver.py), typed into one
+    prompt at a time; `env` adds to this process's environment."""
 
     def __init__(
         self, *args: str, cols: int = 100, rows: int = 40, env: dict[str, str] | None = None
@@ -141,97 +124,7 @@ class Pty:
         extra.update(env or {})
         # An explicit environment: the C-level one can hold COLUMNS/LINES that os.environ does not show.
         child_env = {k: v for k, v in {**os.environ, **extra}.items() if v}
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child becomes qwenchat
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            # The size is set before qwenchat starts: set by the parent it could come too late.
-            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.execvpe(sys.executable, [*QWENCHAT, *args], child_env)
-        self.out = b""
-        self.pos = 0  # where the next `expect` starts looking
-        self.at_prompt = False
-
-    def resize(self, cols: int, rows: int) -> None:
-        """What a terminal does when its window changes: the new size, then SIGWINCH."""
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        os.kill(self.pid, signal.SIGWINCH)  # the kernel signals the foreground group; say it anyway
-
-    def read(self, seconds: float) -> None:
-        """Collect output for `seconds`."""
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            self._read_some(deadline - time.time())
-
-    def _read_some(self, wait: float) -> bool:
-        ready, _, _ = select.select([self.fd], [], [], max(0.0, min(wait, 0.2)))
-        if not ready:
-            return True
-        try:
-            data = os.read(self.fd, 65536)
-        except OSError:
-            return False
-        self.out += data
-        return bool(data)
-
-    def expect(self, needle: bytes | str, timeout: float = 30) -> int:
-        """Wait for `needle` after the last one found; returns the offset just past it."""
-        if isinstance(needle, str):
-            needle = needle.encode()
-        deadline = time.time() + timeout
-        while needle not in self.out[self.pos :]:
-            if time.time() > deadline or not self._read_some(deadline - time.time()):
-                tail = strip_ansi(self.out[-1500:].decode("utf-8", "replace"))
-                raise AssertionError(f"timed out waiting for {needle!r}; the terminal shows:\n{tail}")
-        self.pos = self.out.index(needle, self.pos) + len(needle)
-        return self.pos
-
-    def send_line(self, line: str) -> None:
-        os.write(self.fd, line.encode() + b"\r")
-
-    def wait_prompt(self, timeout: float = 30) -> None:
-        if not self.at_prompt:
-            self.expect(READY, timeout)
-            self.at_prompt = True
-
-    def command(self, line: str, timeout: float = 30) -> str:
-        """Type a line at the prompt and wait for the next prompt; returns what was shown in between."""
-        self.wait_prompt(timeout)
-        self.send_line(line)
-        self.at_prompt = False
-        start = self.expect(ACCEPTED, timeout)
-        end = self.expect(READY, timeout) - len(READY)
-        self.at_prompt = True
-        return strip_ansi(self.out[start:end].decode("utf-8", "replace"))
-
-    def text(self) -> str:
-        return strip_ansi(self.out.decode("utf-8", "replace"))
-
-    def quit(self, timeout: float = 20) -> int:
-        """:q at the prompt, then the exit status (the process is killed if it does not end)."""
-        try:
-            self.wait_prompt(timeout)
-            self.send_line(":q")
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid:
-                    self.read(0.1)
-                    return os.waitstatus_to_exitcode(status)
-                self._read_some(0.1)
-            raise AssertionError("qwenchat did not exit after :q")
-        finally:
-            self.kill()
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        super().__init__(*args, env=child_env, cols=cols, rows=rows)
 
 
 # -- a terminal emulator -------------------------------------------------------------------------
