@@ -1,4 +1,11 @@
-"""Shared fixtures. The demo model is real (assembled from the qwenchat[demo] wheels once per machine)."""
+"""Shared fixtures, and the two rules of the suite's order.
+
+The demo model is real (assembled from the qwenchat[demo] wheels once per machine). A test is `slow` when it
+uses, directly or through another fixture, one of SLOW_FIXTURES: the demo model loaded in this process
+(transformers or GGUF), a server, or a `python -m qwenchat` process that loads a model; nobody marks those
+by hand. `pytest -m "not slow"` is the fast tier; a plain `pytest` runs the fast tier first and, when a test
+of it failed, stops before the slow tier.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,18 @@ from qwenchat.ui.terminal import make_console
 
 if TYPE_CHECKING:
     from tests.support.real_server import RealServer
+
+SLOW_FIXTURES = frozenset(
+    {
+        "demo_loaded",  # the demo model in bfloat16, in this process
+        "demo_f32",  # the demo model in float32, in this process
+        "demo_gguf_path",  # the demo GGUF, for a test that opens it in llama.cpp itself
+        "llamacpp_engine",  # the demo GGUF in llama.cpp
+        "real_server",  # llama_cpp.server on the demo GGUF
+        "demo_process",  # a `python -m qwenchat --demo` process (it loads the demo model)
+        "tiny_dir",  # the tiny model saved for a `python -m qwenchat -c DIR` process (a cold torch start)
+    }
+)
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +68,20 @@ def demo_loaded(demo_dir):
     return load(resolve("demo", demo=True), LoadOptions(cpu_only=True))
 
 
+@pytest.fixture(scope="session")
+def demo_f32(demo_dir):
+    """The real demo model in float32 on CPU (exact enough to compare decoding paths), loaded once."""
+    from qwenchat.models.loader import LoadOptions, load, resolve
+
+    return load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))
+
+
+@pytest.fixture
+def demo_process(demo_dir) -> Path:
+    """The demo model assembled, for a test that starts `python -m qwenchat --demo` (which loads it)."""
+    return demo_dir
+
+
 def build_tiny(demo_dir: Path, config_class: Any, model_class: Any, **config: Any) -> tuple[Any, Any]:
     """A random-weight two-layer model of one family with the demo model's real tokenizer: fast, noise."""
     import torch
@@ -80,6 +113,16 @@ def tiny_model(demo_dir):
     return build_tiny(demo_dir, Qwen2Config, Qwen2ForCausalLM)
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tiny_model, tmp_path_factory) -> Path:
+    """The tiny Qwen2 saved as a model directory, for `python -m qwenchat -c DIR` in a subprocess."""
+    model, tok = tiny_model
+    path = tmp_path_factory.mktemp("tiny-qwen2")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny_qwen3(demo_dir):
     """A tiny Qwen3 (see build_tiny), one per test module: a module may change its tokenizer's template."""
@@ -100,6 +143,12 @@ def demo_gguf(*extras: tuple[str, str]) -> Path:
         return ensure_gguf()
     except DemoError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def demo_gguf_path() -> Path:
+    """The demo GGUF (see demo_gguf), for a test that opens it in llama.cpp with options of its own."""
+    return demo_gguf()
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +178,29 @@ def real_server(tmp_path) -> Iterator[RealServer]:
 
 def pytest_configure(config):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> Iterator[None]:
+    # Before the other plugins: the marks, so that `-m` selects on them.
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    yield
+    # After them: the fast tier first, each tier in the order collected.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    last_fast = item.get_closest_marker("slow") is None and nextitem is not None
+    if last_fast and nextitem.get_closest_marker("slow") is not None and item.session.testsfailed:
+        # A failure in the fast tier is reported in minutes, not after the slow tier.
+        item.session.shouldstop = (
+            f"{item.session.testsfailed} failed in the fast tier: the slow tier was not run "
+            "(pytest -m slow runs it alone)"
+        )
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ from qwenchat.cli.app import main
 from qwenchat.environment import Environment
 from tests.support.cli_harness import QWENCHAT, cli_env
 
-pytestmark = pytest.mark.slow
-
 PROMPTS = 'What is 2+2?\nName a colour.\n"""\nSay hello\nin French.\n"""\n'
 GREEDY = ["--seeds", "1,2", "--max-new-tokens", "3", "--temperature", "0", "--no-autosave"]
 
@@ -118,15 +116,6 @@ def test_batch_refusals_before_anything_runs(demo_engine, tmp_path):
     assert not out.exists()
     rc, _, err = qwenchat(["--diff", str(out), str(prompts)])
     assert rc == 2 and "no such file" in err
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_model, tmp_path_factory) -> Path:
-    model, tok = tiny_model
-    path = tmp_path_factory.mktemp("tiny")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def _start(args: list[str], home: Path) -> subprocess.Popen:

@@ -15,8 +15,6 @@ from qwenchat.models import loader
 from qwenchat.models.loader import LoadOptions
 from qwenchat.ui.repl import Repl
 
-pytestmark = pytest.mark.slow
-
 
 class Collect:
     """A CompareObserver that keeps the results."""

@@ -149,16 +149,6 @@ def test_conf_empty_value_clears_or_points_at_reset_conf(server):
         assert ":reset-conf stop_strings" in shown(proc), shown(proc)
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tiny_model, tmp_path_factory) -> Path:
-    """The conftest's tiny random Qwen2 with the demo tokenizer, saved as a model directory."""
-    model, tok = tiny_model
-    path = tmp_path_factory.mktemp("tiny-qwen2")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def template_default_system(tiny_dir: Path) -> str:
     """The system prompt the chat template inserts when the conversation has none."""
     from transformers import AutoTokenizer

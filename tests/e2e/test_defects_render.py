@@ -137,9 +137,8 @@ def test_resize_mid_answer_leaves_the_same_scrollback_as_one_shot(server):
     assert got == expected, diff
 
 
-# -- the demo model (slow: loads, or converts, the real model) -----------------------------------
-@pytest.mark.slow
-def test_banner_says_the_demo_is_dequantized(demo_dir):
+# -- the demo model (slow by the demo_process fixture: loads, or converts, the real model) ---------------
+def test_banner_says_the_demo_is_dequantized(demo_process):
     t = Pty("--demo", "--no-autosave")
     try:
         t.wait_prompt(timeout=300)
@@ -150,9 +149,8 @@ def test_banner_says_the_demo_is_dequantized(demo_dir):
     assert "dequantized from Q4_K_M" in banner, banner
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_first_run_conversion_shows_one_progress_bar(demo_dir, tmp_path):
+def test_first_run_conversion_shows_one_progress_bar(demo_process, tmp_path):
     """The first run converts the GGUF (1-2 minutes on 2 cores): one bar updated in place, not a stack
     of `Converting and de-quantizing GGUF tensors` lines."""
     t = Pty("--demo", "--no-autosave", env={"QWENCHAT_CACHE_DIR": str(tmp_path / "cache")})

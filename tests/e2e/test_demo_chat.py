@@ -5,11 +5,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-import pytest
-
 from tests.support.pty_driver import QWENCHAT, Pty
-
-pytestmark = pytest.mark.slow  # most tests here load the demo model
 
 
 def run_piped(stdin: str, *args: str) -> subprocess.CompletedProcess:
@@ -18,7 +14,7 @@ def run_piped(stdin: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_piped_session(demo_dir):
+def test_piped_session(demo_process):
     proc = run_piped(
         "Write a Python function that adds two numbers.\n:seed 7\n:seed\n:his\n",
         "--temperature",
@@ -33,7 +29,7 @@ def test_piped_session(demo_dir):
     assert "\x1b" not in proc.stdout and "Traceback" not in proc.stderr
 
 
-def test_piped_conf_reaches_the_model(demo_dir):
+def test_piped_conf_reaches_the_model(demo_process):
     proc = run_piped(":conf max_new_tokens=3 temperature=0\n:stats on\nSay hello.\n:conf temperature=abc\n")
     assert proc.returncode == 1, proc.stderr  # the last line failed: scripts learn it from the status
     assert "3 tok · length" in proc.stderr
@@ -53,7 +49,7 @@ def test_bad_model_path_is_one_line(tmp_path):
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_mid_answer_in_a_terminal(demo_dir, tmp_path):
+def test_ctrl_c_mid_answer_in_a_terminal(demo_process):
     with Pty("--demo", "--no-autosave") as t:
         pos = t.read_until("›".encode())
         t.send(b"Write a long essay about the history of the Python programming language.\r")
@@ -70,7 +66,7 @@ def test_ctrl_c_mid_answer_in_a_terminal(demo_dir, tmp_path):
         assert t.finish(180) == 0
 
 
-def test_autosave_survives_kill_9(demo_dir, tmp_path):
+def test_autosave_survives_kill_9(demo_process):
     # conftest points QWENCHAT_DATA_DIR at a fresh directory; both processes inherit it
     with Pty("--demo", "--max-new-tokens", "8", "--temperature", "0") as t:
         pos = t.read_until("›".encode())

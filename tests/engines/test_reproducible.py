@@ -10,8 +10,6 @@ import pytest
 
 from qwenchat.chat.session import ChatSession
 
-pytestmark = pytest.mark.slow
-
 QUESTIONS = [
     "Name one ocean and describe it.",
     "Which animals live there? Answer in two sentences.",

@@ -116,12 +116,10 @@ def test_draft_model_is_exact_and_refused_with_another_vocab(tiny_engine, tiny_m
         check_same_vocab(tok, Other(), "other/model")
 
 
-@pytest.mark.slow
-def test_llamacpp_lookup_gives_the_same_answer() -> None:
+def test_llamacpp_lookup_gives_the_same_answer(demo_gguf_path) -> None:
     from qwenchat.engines.llamacpp.engine import LlamaCppEngine
-    from qwenchat.models import demo
 
-    engine = LlamaCppEngine(str(demo.ensure_gguf(lambda m: None)), n_ctx=1024)
+    engine = LlamaCppEngine(str(demo_gguf_path), n_ctx=1024)
     plain, _ = ask(engine, REWRITE, do_sample=False, max_new_tokens=60)
     fast, stats = ask(engine, REWRITE, do_sample=False, max_new_tokens=60, prompt_lookup_num_tokens=6)
     assert fast == plain
@@ -132,12 +130,10 @@ def test_llamacpp_lookup_gives_the_same_answer() -> None:
     assert ask(engine, REWRITE, max_new_tokens=30, temperature=0.7, prompt_lookup_num_tokens=6)[0] == sampled
 
 
-@pytest.mark.slow
-def test_lookup_and_self_draft_are_exact_on_the_demo_model_in_float32(demo_dir) -> None:
+def test_lookup_and_self_draft_are_exact_on_the_demo_model_in_float32(demo_f32) -> None:
     from qwenchat.engines.transformers.engine import TransformersEngine
-    from qwenchat.models.loader import LoadOptions, load, resolve
 
-    loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))
+    loaded = demo_f32
     engine = TransformersEngine(loaded.model, loaded.tokenizer, "demo")
     plain, _ = ask(engine, REWRITE, do_sample=False, max_new_tokens=40)
     fast, stats = ask(engine, REWRITE, do_sample=False, max_new_tokens=40, prompt_lookup_num_tokens=10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation
@@ -14,7 +13,6 @@ from qwenchat.probs.branch import plan_branch
 GREEDY = {"do_sample": False, "max_new_tokens": 20, "repetition_penalty": 1.0}
 
 
-@pytest.mark.slow
 def test_llamacpp_probs_greedy_rank_one_match_plain_eval_and_branch(llamacpp_engine):
     import llama_cpp
 

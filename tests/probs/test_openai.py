@@ -102,7 +102,6 @@ def test_branch_through_an_assistant_prefill(fake: Scripted) -> None:
     assert chat.conversation.messages[-1] is old
 
 
-@pytest.mark.slow
 def test_real_llama_cpp_server_logprobs(real_server: RealServer) -> None:
     chat = ChatSession(OpenAIEngine(real_server.url))
     chat.settings.update({"do_sample": False, "max_new_tokens": 8})

@@ -31,7 +31,6 @@ def answered(engine):
     return chat
 
 
-@pytest.mark.slow
 def test_greedy_tokens_are_rank_one_and_top_k_is_a_sorted_sub_distribution(answered):
     probs = answered.conversation.messages[-1].probs
     assert probs and len(probs) >= 10
@@ -57,7 +56,6 @@ def _worst_gap(probs, logp_rows) -> float:
     return worst
 
 
-@pytest.mark.slow
 def test_recorded_probabilities_match_an_independent_forward_pass(answered, demo_loaded):
     from transformers import DynamicCache
 
@@ -92,7 +90,6 @@ def test_recorded_probabilities_match_an_independent_forward_pass(answered, demo
     assert same_shapes < 1e-4, same_shapes
 
 
-@pytest.mark.slow
 def test_branch_keeps_the_prefix_forces_the_alternative_and_undo_restores(answered):
     chat = answered
     old = chat.conversation.messages[-1]
@@ -116,7 +113,6 @@ def test_branch_keeps_the_prefix_forces_the_alternative_and_undo_restores(answer
     assert chat.conversation.messages[-1] is old
 
 
-@pytest.mark.slow
 def test_branch_with_text_and_sampled_distribution(engine):
     chat = ChatSession(engine)
     chat.settings.update({"max_new_tokens": 12, "do_sample": True, "temperature": 0.7})
@@ -133,7 +129,6 @@ def test_branch_with_text_and_sampled_distribution(engine):
     assert new.probs[1].forced and new.probs[1].logprob is None
 
 
-@pytest.mark.slow
 def test_greedy_with_repetition_penalty_records_the_distribution_chosen_from(engine):
     chat = ChatSession(engine)
     chat.settings.update({"max_new_tokens": 16, "do_sample": False, "repetition_penalty": 1.5})

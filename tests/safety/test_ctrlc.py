@@ -169,8 +169,7 @@ def test_sanity_ctrl_c_well_inside_and_well_after_an_answer(tmp_path) -> None:
     assert result.final_answered and result.final_rc == 0
 
 
-@pytest.mark.slow
-def test_ctrl_c_at_the_end_of_a_demo_model_answer(tmp_path, demo_dir) -> None:
+def test_ctrl_c_at_the_end_of_a_demo_model_answer(tmp_path, demo_process) -> None:
     """The real demo model: short greedy answers to the same question, timed once without a press, then a
     burst of two presses at that time -40 ms to +40 ms after the answer's header (its end moves with
     the machine)."""

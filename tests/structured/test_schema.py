@@ -39,7 +39,6 @@ def _session(engine: Any, name: str) -> ChatSession:
     return session
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PROMPTS))
 def test_demo_answers_parse_and_validate(engine, name):
     """20 sampled answers per schema, each seed different: every one parses and validates."""
@@ -54,7 +53,6 @@ def test_demo_answers_parse_and_validate(engine, name):
     assert len({r.text for r in answers}) >= 3  # sampled with 20 seeds: not one answer repeated
 
 
-@pytest.mark.slow
 def test_demo_prefill_and_continue_stay_in_the_schema(engine):
     session = _session(engine, "person")
     session.prefill = '{"name": "Zed'
@@ -71,13 +69,10 @@ def test_demo_prefill_and_continue_stay_in_the_schema(engine):
     assert r.json_check[0], (r.json_check, session.conversation.messages[-1].content)
 
 
-@pytest.mark.slow
-def test_llamacpp_grammar_answers_validate():
-    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+def test_llamacpp_grammar_answers_validate(demo_gguf_path):
     from qwenchat.engines.llamacpp.engine import LlamaCppEngine
-    from qwenchat.models.demo import ensure_gguf
 
-    llama = LlamaCppEngine(str(ensure_gguf()), n_ctx=1024)
+    llama = LlamaCppEngine(str(demo_gguf_path), n_ctx=1024)
     for name in sorted(PROMPTS):
         session = ChatSession(llama)
         session.settings.update(SAMPLED)

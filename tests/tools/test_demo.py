@@ -12,8 +12,6 @@ import pytest
 from qwenchat.commands.reasoning import set_mode
 from tests.support.demo_tools import WEATHER, WEATHER_PROMPT
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def engine(demo_loaded):

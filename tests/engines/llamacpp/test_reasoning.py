@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.llamacpp.engine import ChatTemplate
 from qwenchat.reasoning import CLOSE_TEXT, template_variables
@@ -32,7 +30,6 @@ def test_template_path_takes_the_switch_and_the_tools(demo_dir):
 LLAMACPP_OPTIONS = {"prefill_chunk": 8}  # the llamacpp_engine fixture's: short prompts have whole chunks
 
 
-@pytest.mark.slow
 def test_budget_in_llamacpp_and_answers_match_without_cache_reuse(llamacpp_engine):
     engine = llamacpp_engine  # the demo GGUF, one per module (conftest)
     assert "enable_thinking" not in template_variables(engine.template_source)  # the GGUF's own: Qwen2.5

@@ -173,7 +173,7 @@ def test_other_engines_and_speculation_refuse_it_before_loading(flags, line, out
     assert line in text and len(text.splitlines()) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # no model load, but inductor compiling C++ for a minute
 def test_inductor_compiles_the_tiny_model_once_with_the_same_tokens(tiny_model) -> None:
     import shutil
 
@@ -199,16 +199,12 @@ def test_inductor_compiles_the_tiny_model_once_with_the_same_tokens(tiny_model) 
 
 
 @pytest.fixture(scope="module")
-def demo_f32(demo_dir) -> tuple[Any, Any]:
-    from qwenchat.models.loader import LoadOptions, load, resolve
-
-    loaded = load(resolve("demo", demo=True), LoadOptions(cpu_only=True, dtype="float32"))
-    return engines(loaded.model, loaded.tokenizer)
+def demo_f32_engines(demo_f32) -> tuple[Any, Any]:
+    return engines(demo_f32.model, demo_f32.tokenizer)
 
 
-@pytest.mark.slow
-def test_static_cache_gives_the_dynamic_caches_greedy_tokens_on_the_demo_model(demo_f32) -> None:
-    plain, compiled = demo_f32
+def test_static_cache_gives_the_dynamic_caches_greedy_tokens_on_the_demo_model(demo_f32_engines) -> None:
+    plain, compiled = demo_f32_engines
     questions = [
         "Write a Python function that reverses a string, with a short example of its use.",
         "Now add type hints and a docstring.",

@@ -183,7 +183,6 @@ def test_incremental_decoding_matches_full_decode(tiny_model):
     assert "".join(step(t) for t in ids) == tok.decode(ids, skip_special_tokens=True) == text
 
 
-@pytest.mark.slow
 def test_demo_answers_a_coding_question(demo_loaded):
     engine = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, demo_loaded.name)
     text, final = run(
@@ -198,7 +197,6 @@ def test_demo_answers_a_coding_question(demo_loaded):
     assert final.stats.generated_tokens > 10 and final.stats.decode_tps > 0
 
 
-@pytest.mark.slow
 def test_demo_greedy_same_with_and_without_reuse(demo_loaded):
     reuse = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, "demo")
     fresh = TransformersEngine(demo_loaded.model, demo_loaded.tokenizer, "demo", reuse_cache=False)
