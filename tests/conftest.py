@@ -197,7 +197,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     last_fast = item.get_closest_marker("slow") is None and nextitem is not None
     if last_fast and nextitem.get_closest_marker("slow") is not None and item.session.testsfailed:
         # A failure in the fast tier is reported in minutes, not after the slow tier.
-        item.session.shouldstop = (
+        item.session.shouldfail = (
             f"{item.session.testsfailed} failed in the fast tier: the slow tier was not run "
             "(pytest -m slow runs it alone)"
         )
