@@ -27,6 +27,20 @@ def ask(engine: Any, messages: list[dict[str, str]], **settings: Any) -> tuple[s
     return text, stats
 
 
+def near_tie_where_they_part(engine: Any, plain: str, other: str) -> float:
+    """The gap in logits between the plain greedy answer's first and second choice at the first token where
+    `other` leaves it (recorded by a plain run with probabilities on)."""
+    request = GenerationRequest(REWRITE, {"do_sample": False, "max_new_tokens": 60}, seed=7, probs_k=2)
+    probs = [p for chunk in engine.stream(request, threading.Event()) for p in chunk.probs or []]
+    assert "".join(p.text for p in probs) == plain
+    text = ""
+    for p in probs:
+        if not other.startswith(text + p.text):
+            return p.top[0].logprob - p.top[1].logprob
+        text += p.text
+    raise AssertionError(f"{other!r} does not leave {plain!r}")
+
+
 def test_find_draft_takes_the_latest_longest_match() -> None:
     tokens = [1, 2, 3, 9, 1, 2, 3, 7, 8, 5, 2, 3]
     assert find_draft(tokens, 2) == [7, 8]  # "2 3" last seen before 7 8
@@ -122,8 +136,13 @@ def test_llamacpp_lookup_gives_the_same_answer(demo_gguf_path) -> None:
     engine = LlamaCppEngine(str(demo_gguf_path), n_ctx=1024)
     plain, _ = ask(engine, REWRITE, do_sample=False, max_new_tokens=60)
     fast, stats = ask(engine, REWRITE, do_sample=False, max_new_tokens=60, prompt_lookup_num_tokens=6)
-    assert fast == plain
     assert stats.drafted_tokens and stats.accepted_tokens
+    # Checked drafts are positions computed in a batch, whose Q4 logits differ from one position's by up to
+    # ~0.26 on an AVX-512 CPU and by other amounts with other kernels: greedy lookup keeps to the plain
+    # answer up to the first near-tie, and is the same answer every time.
+    if fast != plain:
+        assert near_tie_where_they_part(engine, plain, fast) < 1.0
+    assert ask(engine, REWRITE, do_sample=False, max_new_tokens=60, prompt_lookup_num_tokens=6)[0] == fast
     # Sampled: the Q4 GGUF's logits for a batch differ from one position's by up to ~0.3 (other kernels), so
     # a sampled answer with lookup may differ from one without; with the same seed it is the same each time.
     sampled, _ = ask(engine, REWRITE, max_new_tokens=30, temperature=0.7, prompt_lookup_num_tokens=6)
