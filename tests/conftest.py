@@ -31,7 +31,7 @@ SLOW_FIXTURES = frozenset(
         "llamacpp_engine",  # the demo GGUF in llama.cpp
         "real_server",  # llama_cpp.server on the demo GGUF
         "demo_process",  # a `python -m qwenchat --demo` process (it loads the demo model)
-        "tiny_dir",  # the tiny model saved for a `python -m qwenchat -c DIR` process (a cold torch start)
+        "tiny_process",  # a `python -m qwenchat -c DIR` process on the tiny model (a cold torch start)
     }
 )
 
@@ -115,12 +115,19 @@ def tiny_model(demo_dir):
 
 @pytest.fixture(scope="session")
 def tiny_dir(tiny_model, tmp_path_factory) -> Path:
-    """The tiny Qwen2 saved as a model directory, for `python -m qwenchat -c DIR` in a subprocess."""
+    """The tiny Qwen2 saved once as a local model directory (config, safetensors, tokenizer with its chat
+    template), for load() and adapters; read-only."""
     model, tok = tiny_model
-    path = tmp_path_factory.mktemp("tiny-qwen2")
+    path = tmp_path_factory.mktemp("tiny-base")  # a test reads the name in a message
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def tiny_process(tiny_dir) -> Path:
+    """tiny_dir, for a test that starts `python -m qwenchat -c DIR` on it (a cold torch start)."""
+    return tiny_dir
 
 
 @pytest.fixture(scope="module")

@@ -170,7 +170,7 @@ def test_ctrl_c_stops_within_a_second_and_keeps_finished_records(tiny_model, tmp
     assert [r["id"] for r in records(out)] == ["p1/s1234"]
 
 
-def test_kill_9_mid_batch_loses_and_repeats_nothing(tiny_dir, tmp_path):
+def test_kill_9_mid_batch_loses_and_repeats_nothing(tiny_dir, tiny_process, tmp_path):
     prompts, out = tmp_path / "p.jsonl", tmp_path / "r.jsonl"
     _jsonl_prompts(prompts, 6, 40)
     args = ["-c", str(tiny_dir), "--cpu-only", "--batch", str(prompts), "--out", str(out), "--seeds", "1,2"]

@@ -91,12 +91,8 @@ F32 = {"cpu_only": True, "dtype": "float32"}
 
 
 @pytest.fixture(scope="module")
-def base_dir(tiny_model, tmp_path_factory) -> Path:
-    model, tok = tiny_model
-    path = tmp_path_factory.mktemp("tiny-base")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+def base_dir(tiny_dir) -> Path:
+    return tiny_dir  # conftest: the tiny model saved once for the session
 
 
 def _make_adapter(base_dir: Path, out: Path, seed: int, targets: list[str]) -> Path:

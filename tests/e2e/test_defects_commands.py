@@ -160,7 +160,7 @@ def template_default_system(tiny_dir: Path) -> str:
     return m.group(1)
 
 
-def test_in_process_engine_template_default_and_empty_stop_strings(tiny_dir):
+def test_in_process_engine_template_default_and_empty_stop_strings(tiny_dir, tiny_process):
     """One run of the in-process engine (slow to start) for two defects:
     `:system -` must say the template inserts its own default system prompt (and which);
     `:conf stop_strings=[]` means no stop strings: the next turn works and is kept."""

@@ -35,13 +35,9 @@ F32 = {"cpu_only": True, "dtype": "float32"}
 
 
 @pytest.fixture(scope="module")
-def base_dir(tiny_model, tmp_path_factory) -> Path:
-    """The tiny model as a local model directory (config, safetensors, tokenizer with chat template)."""
-    model, tok = tiny_model
-    path = tmp_path_factory.mktemp("tiny-base")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+def base_dir(tiny_dir) -> Path:
+    """The tiny model as a local model directory (conftest: saved once for the session)."""
+    return tiny_dir
 
 
 def _make_adapter(base_dir: Path, out: Path, seed: int, **lora: object) -> Path:
