@@ -28,6 +28,7 @@ SLOW_FIXTURES = frozenset(
         "demo_loaded",  # the demo model in bfloat16, in this process
         "demo_f32",  # the demo model in float32, in this process
         "demo_gguf_path",  # the demo GGUF, for a test that opens it in llama.cpp itself
+        "demo_gguf_file",  # the demo GGUF, for a test that de-quantizes it with transformers
         "llamacpp_engine",  # the demo GGUF in llama.cpp
         "real_server",  # llama_cpp.server on the demo GGUF
         "demo_process",  # a `python -m qwenchat --demo` process (it loads the demo model)
@@ -156,6 +157,14 @@ def demo_gguf(*extras: tuple[str, str]) -> Path:
 def demo_gguf_path() -> Path:
     """The demo GGUF (see demo_gguf), for a test that opens it in llama.cpp with options of its own."""
     return demo_gguf()
+
+
+@pytest.fixture(scope="session")
+def demo_gguf_file() -> Path:
+    """The demo GGUF file, for a test that loads it without llama.cpp (transformers de-quantizes it)."""
+    from qwenchat.models.demo import ensure_gguf
+
+    return ensure_gguf()
 
 
 @pytest.fixture(scope="module")

@@ -212,7 +212,7 @@ def test_missing_part_package_is_not_found(monkeypatch: pytest.MonkeyPatch) -> N
         demo.part_paths()
 
 
-def test_cached_dir_matches_gguf_greedy_output(hf_dir: Path) -> None:
+def test_cached_dir_matches_gguf_greedy_output(hf_dir: Path, demo_gguf_file: Path) -> None:
     """The slow one (about a minute): de-quantizing the GGUF again and comparing with the cached copy."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -226,7 +226,7 @@ def test_cached_dir_matches_gguf_greedy_output(hf_dir: Path) -> None:
     )
     outputs = []
     for kwargs in ({}, {"gguf_file": demo.GGUF_NAME}):
-        where = hf_dir if not kwargs else demo.ensure_gguf().parent
+        where = hf_dir if not kwargs else demo_gguf_file.parent
         model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs).eval()
         with torch.no_grad():
             logits = model(**inputs).logits[0, -1]
