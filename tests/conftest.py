@@ -31,6 +31,7 @@ SLOW_FIXTURES = frozenset(
         "demo_gguf_file",  # the demo GGUF, for a test that de-quantizes it with transformers
         "llamacpp_engine",  # the demo GGUF in llama.cpp
         "real_server",  # llama_cpp.server on the demo GGUF
+        "real_server_to_kill",  # the same, the test's own
         "demo_process",  # a `python -m qwenchat --demo` process (it loads the demo model)
         "tiny_process",  # a `python -m qwenchat -c DIR` process on the tiny model (a cold torch start)
     }
@@ -181,13 +182,26 @@ def llamacpp_engine(request):
     eng.llm.close()
 
 
-@pytest.fixture
-def real_server(tmp_path) -> Iterator[RealServer]:
-    """`python -m llama_cpp.server` on the demo GGUF, started for one test and killed after it."""
+def _real_server(log: Path) -> RealServer:
     gguf = demo_gguf(("llama_cpp.server.app", "needs the server extra: pip install 'qwenchat[serve-test]'"))
     from tests.support.real_server import RealServer
 
-    server = RealServer(str(gguf), str(tmp_path / "server.log"))
+    return RealServer(str(gguf), str(log))
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory) -> Iterator[RealServer]:
+    """`python -m llama_cpp.server` on the demo GGUF, started once for every test that only talks to it (a
+    cold start is seconds); killed at the end of the session."""
+    server = _real_server(tmp_path_factory.mktemp("server") / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def real_server_to_kill(tmp_path) -> Iterator[RealServer]:
+    """A server of the test's own, for a test that kills it; killed after it (if still running)."""
+    server = _real_server(tmp_path / "server.log")
     yield server
     server.stop()
 

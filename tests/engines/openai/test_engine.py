@@ -599,8 +599,8 @@ def test_real_server_greedy_turn(real_server: RealServer) -> None:
     assert end.finish_reason == "error" and end.error.startswith("the server answered 404 Not Found")
 
 
-def test_real_server_cancel_then_kill_mid_answer(real_server: RealServer) -> None:
-    engine = OpenAIEngine(real_server.url, model="demo", timeout=30)
+def test_real_server_cancel_then_kill_mid_answer(real_server_to_kill: RealServer) -> None:
+    engine = OpenAIEngine(real_server_to_kill.url, model="demo", timeout=30)
     settings = {"do_sample": False, "max_new_tokens": 400}
     cancel = threading.Event()
     chunks: list[Chunk] = []
@@ -618,10 +618,10 @@ def test_real_server_cancel_then_kill_mid_answer(real_server: RealServer) -> Non
     for chunk in engine.stream(GenerationRequest(list(MESSAGES), settings), threading.Event()):
         chunks.append(chunk)
         if chunk.tokens == 2:
-            os.killpg(real_server.proc.pid, signal.SIGKILL)
+            os.killpg(real_server_to_kill.proc.pid, signal.SIGKILL)
     end = final(chunks)
     assert end.finish_reason == "error" and end.error and "\n" not in end.error
-    real_server.proc.wait(10)  # SIGKILL is asynchronous: the next turn is to a server that is gone
+    real_server_to_kill.proc.wait(10)  # SIGKILL is asynchronous: the next turn is to a server that is gone
     t0 = time.perf_counter()
     end = final(run(engine))
     assert end.finish_reason == "error" and "connection refused" in end.error
