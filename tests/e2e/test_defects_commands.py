@@ -49,7 +49,7 @@ UNKNOWN_USER_COMMANDS = [
     f":save {NO_USER}/chat.json",
     f":load {NO_USER}/chat.json",
     f":export {NO_USER}/chat.md",
-    ":SAVE ~0",  # found by the property test (tests/test_dispatch_property.py)
+    ":SAVE ~0",  # found by the property test (tests/commands/test_dispatch_property.py)
     ":EXPORT ~0",
 ]
 

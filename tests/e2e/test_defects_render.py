@@ -1,5 +1,5 @@
 """Issue 17, rendering, seen as a user sees it: the real program in a pseudo-terminal against the scripted
-server, the screen read with the pyte terminal emulator (tests/defects_harness.py: with scrollback and
+server, the screen read with the pyte terminal emulator (tests/support/defects_harness.py: with scrollback and
 reflow on resize, as tmux and most terminals do)."""
 
 from __future__ import annotations

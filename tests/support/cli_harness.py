@@ -1,5 +1,6 @@
 """Drive the real program from outside, for the safety tests: `python -m qwenchat` through pipes and in a
-pseudo-terminal, against the scripted OpenAI-compatible server (tests/scripted_server.py) on 127.0.0.1.
+pseudo-terminal (tests/support/pty_driver.py), against the scripted OpenAI-compatible server
+(tests/support/scripted_server.py) on 127.0.0.1.
 
 Nothing here imports qwenchat: the tests must hold whatever the internals become.
 

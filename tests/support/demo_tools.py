@@ -1,4 +1,4 @@
-"""The tool and the question that the demo model is asked to call it with: shared by tests/test_tools_demo.py
+"""The tool and the question that the demo model is asked to call it with: shared by tests/tools/test_demo.py
 (greedy, one try) and bench/toolcall_rate.py (the rate over sampled tries), so both measure the same thing."""
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ def test_live_code_is_only_as_wide_as_its_code():
 
 def test_live_region_after_a_resize_leaves_nothing_stale():
     """The window narrows, so that the region's lines re-wrap into twice the rows, and gets shorter than the
-    region: a reflowing terminal (tests/defects_harness.py) then shows the scrollback alone."""
+    region: a reflowing terminal (tests/support/defects_harness.py) then shows the scrollback alone."""
     pytest.importorskip("pyte")
     from tests.support.defects_harness import screen_lines
 

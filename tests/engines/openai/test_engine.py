@@ -50,7 +50,7 @@ def final(chunks: list[Chunk]) -> Chunk:
     return chunks[-1]
 
 
-# -- a scripted server (tests/scripted_server.py) -----------------------------------------------
+# -- a scripted server (tests/support/scripted_server.py) -----------------------------------------------
 @pytest.fixture
 def fake() -> Iterator[Scripted]:
     server = Scripted()
