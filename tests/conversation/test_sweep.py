@@ -38,9 +38,7 @@ def temps(root: Path) -> list[Path]:
 def test_a_killed_autosave_leaves_a_temp_file_that_the_next_start_removes(tmp_path):
     root = tmp_path / "sessions"
     sid = SessionStore.new_id()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(root), sid], stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), sid], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "writing"
         left = temps(root)
