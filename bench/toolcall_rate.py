@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from qwenchat.chat.session import ChatSession  # noqa: E402
 from qwenchat.engines.transformers.engine import TransformersEngine  # noqa: E402
 from qwenchat.models.loader import LoadOptions, load, resolve  # noqa: E402
-from tests.demo_tools import WEATHER, WEATHER_PROMPT  # noqa: E402
+from tests.support.demo_tools import WEATHER, WEATHER_PROMPT  # noqa: E402
 
 
 def try_once(engine: TransformersEngine, seed: int | None) -> dict:

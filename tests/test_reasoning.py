@@ -105,7 +105,7 @@ def test_budget_closes_the_block_after_n_tokens_and_the_answer_goes_on(qwen3, se
 
 def test_budget_is_refused_for_a_server():
     from qwenchat.chat.session import ChatSession
-    from tests.fakes import FakeEngine
+    from tests.support.fakes import FakeEngine
 
     s = ChatSession(FakeEngine())
     with pytest.raises(ReasoningError, match="in-process model"):

@@ -50,6 +50,7 @@ def read_startup(options: ChatOptions | BatchOptions, config_file: Path, data_di
             from qwenchat.conversation.store import SessionStore
 
             store = SessionStore(data_dir / "sessions")
+            store.sweep()  # what a killed run left behind
             startup.store = None if options.no_autosave else store
             if options.resume:
                 startup.saved = store.resolve(options.resume)

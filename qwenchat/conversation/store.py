@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -26,6 +27,10 @@ from qwenchat.conversation.lock import FileLock
 from qwenchat.conversation.model import Conversation
 from qwenchat.paths import data_dir, private_dir
 from qwenchat.text.numbers import plain_int
+
+# What atomic_write_text leaves behind when it is killed between writing and renaming.
+_TEMP = re.compile(r"\.(?P<id>.+)\.json\.[A-Za-z0-9_]+\.tmp")
+_TEMP_AGE_WITHOUT_LOCKS = 600.0  # seconds; only where locks do not exist (no fcntl)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -165,6 +170,37 @@ class SessionStore:
 
     def path(self, session_id: str) -> Path:
         return self.root / f"{check_id(session_id)}.json"
+
+    def sweep(self) -> list[Path]:
+        """Remove the temporary files of autosaves that a killed process left (kill -9 between the write and
+        the rename); the removed paths. A temp file of a session that a live process holds is its write in
+        progress and stays."""
+        removed: list[Path] = []
+        try:
+            candidates = [f for f in self.root.iterdir() if _TEMP.fullmatch(f.name)]
+        except OSError:
+            return removed
+        for file in candidates:
+            session_id = _TEMP.fullmatch(file.name)["id"]
+            try:
+                check_id(session_id)
+            except StoreError:
+                continue  # not a name this program writes
+            if self._held is not None and self._held[0] == session_id:
+                continue
+            lock = FileLock(self.root / f"{session_id}.lock")
+            try:
+                if not lock.acquire():
+                    continue  # a live process writes this session
+                if lock.held is False and time.time() - file.stat().st_mtime < _TEMP_AGE_WITHOUT_LOCKS:
+                    continue
+                file.unlink()
+                removed.append(file)
+            except OSError:
+                continue
+            finally:
+                lock.release()
+        return removed
 
     def claim(self, session_id: str) -> int | bool:
         """Hold `session_id` for this process's autosaves, letting go of the session held before: True.

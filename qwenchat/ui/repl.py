@@ -108,14 +108,14 @@ class Repl:
     def notice(self, text: str) -> None:
         self.renderer.notice(text)
 
-    def _input_capped(self) -> None:
-        """The input reached MAX_INPUT_CHARS: say so once per prompt, above it."""
+    def _input_capped(self, line: str) -> None:
+        """The input reached its cap (input_cap): say so once per prompt, above it."""
         if self._cap_told:
             return
         self._cap_told = True
         from prompt_toolkit.application import run_in_terminal
 
-        run_in_terminal(lambda: self.renderer.notice(CAP_NOTICE))
+        run_in_terminal(lambda: self.renderer.notice(line))
 
     @contextlib.contextmanager
     def _ctrl_c_stops_the_turn(self) -> Iterator[None]:
@@ -174,7 +174,7 @@ class Repl:
             history=_history(history_file),
             completer=_completer(self.registry, self),
             complete_while_typing=False,
-            key_bindings=_key_bindings(self._input_capped),
+            key_bindings=_key_bindings(lambda: self.session.engine.context_window, self._input_capped),
             enable_open_in_editor=True,  # Ctrl-X Ctrl-E edits the input in $EDITOR
             input=input,
             output=output,
@@ -234,16 +234,31 @@ def _read_block(first: str, more: Iterator[str]) -> str:
     return "\n".join(lines).strip("\n")
 
 
-MAX_INPUT_CHARS = 16_000  # about 4k tokens: fits any context window, and keeps prompt_toolkit's per-key cost
-CAP_NOTICE = (
-    f"input limit: a message takes at most {MAX_INPUT_CHARS:,} characters here, the rest was cut; for longer "
-    'text shorten it, or send it in parts (a """ block takes it line by line)'
-)
+# A message longer than this many characters per token of the context cannot fit: no tokenizer averages
+# more over real text. The cap is only that; whether a message fits is the context check's to say, in tokens.
+CHARS_PER_TOKEN_MAX = 16
+NO_WINDOW_CAP = 4_000_000  # an endpoint does not say its context: a bound for memory only
 
 
-def _key_bindings(on_cap: Callable[[], None] = lambda: None) -> Any:
-    """Alt-Enter for a newline, and the input cap: typed keys past MAX_INPUT_CHARS are refused before
-    prompt_toolkit stores anything (its cost per key grows with the line), a longer paste is cut."""
+def input_cap(window: int | None) -> int:
+    """The most characters a message can take, from the context window (tokens) when the engine knows it."""
+    return window * CHARS_PER_TOKEN_MAX if window else NO_WINDOW_CAP
+
+
+def cap_notice(cap: int, window: int | None, pasted: int | None = None) -> str:
+    why = f"the model's context holds {window:,} tokens" if window else "a bound for memory"
+    if pasted is None:
+        return f"input limit: a message takes at most {cap:,} characters here ({why}); the rest was not typed"
+    return (
+        f"this paste ({pasted:,} characters) cannot fit: a message takes at most {cap:,} characters here "
+        f"({why}); nothing was inserted"
+    )
+
+
+def _key_bindings(window: Callable[[], int | None], on_cap: Callable[[str], None] = lambda line: None) -> Any:
+    """Alt-Enter for a newline, and the input cap (input_cap of the context `window()`): typed keys past it
+    are refused before prompt_toolkit stores anything; a bracketed paste is inserted whole, as one edit,
+    or, when it cannot fit, not at all (a cut paste would send part of what the user meant)."""
     from prompt_toolkit.filters import Condition, emacs_insert_mode, shift_selection_mode, vi_insert_mode
     from prompt_toolkit.key_binding import KeyBindings
     from prompt_toolkit.key_binding.bindings.named_commands import get_by_name
@@ -260,11 +275,12 @@ def _key_bindings(on_cap: Callable[[], None] = lambda: None) -> Any:
     def full() -> bool:
         from prompt_toolkit.application import get_app
 
-        return len(get_app().current_buffer.text) >= MAX_INPUT_CHARS
+        return len(get_app().current_buffer.text) >= input_cap(window())
 
     @kb.add(Keys.Any, filter=full, save_before=lambda event: False)
     def _refuse(event: Any) -> None:
-        on_cap()
+        w = window()
+        on_cap(cap_notice(input_cap(w), w))
 
     # prompt_toolkit means to save an undo state only when typing starts (if_no_repeat), but its
     # registered self-insert keeps its own always-save: one copy of the whole line per key.
@@ -276,13 +292,13 @@ def _key_bindings(on_cap: Callable[[], None] = lambda: None) -> Any:
 
     @kb.add(Keys.BracketedPaste)
     def _paste(event: Any) -> None:
-        # As prompt_toolkit's own paste: newlines as \n; then only what still fits.
+        # As prompt_toolkit's own paste: newlines as \n, one edit (one undo state) whatever the length.
         data = event.data.replace("\r\n", "\n").replace("\r", "\n")
         buffer = event.current_buffer
-        room = max(0, MAX_INPUT_CHARS - len(buffer.text))
-        if len(data) > room:
-            data = data[:room]
-            on_cap()
+        w = window()
+        if len(buffer.text) + len(data) > input_cap(w):
+            on_cap(cap_notice(input_cap(w), w, pasted=len(data)))
+            return
         buffer.insert_text(data)
 
     return kb
