@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 from qwenchat.chat.switch import release
 from qwenchat.engines.api import (
     SupportsAdapters,
@@ -20,7 +18,7 @@ from qwenchat.engines.api import (
     SupportsWarm,
 )
 from qwenchat.engines.openai.engine import OpenAIEngine
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 ALL = (
     SupportsWarm,
@@ -64,7 +62,6 @@ def test_the_transformers_engine_declares_everything_and_closes_its_worker(tiny_
     assert not worker.is_alive()
 
 
-@pytest.mark.slow
 def test_the_llamacpp_engine_declares_what_it_does_in_process(llamacpp_engine):
     assert declared(llamacpp_engine) == {
         "SupportsWarm",
