@@ -123,7 +123,7 @@ def cmd_copy(ctx: CommandContext, args: str) -> None:
 
 @command(
     "template",
-    help="Show the exact prompt the model will see next (chat template applied, pending :read and :prefill in it).",
+    help="Show the exact prompt the model will see next (template applied; pending :read, :prefill in it).",
     example=":template",
 )
 def cmd_template(ctx: CommandContext, args: str) -> None:
