@@ -235,6 +235,15 @@ class ChatSession:
             json_schema=self.json_schema,
         )
 
+    def next_request(self, text: str) -> GenerationRequest:
+        """The request `send(text)` would make now: the files read for it (:read) before its text, and a
+        pending :prefill as the start of the answer."""
+        full = compose(self.attachments, text) if self.attachments else text
+        request = self.request(continue_final=bool(self.prefill), extra_user=full)
+        if self.prefill:
+            request.messages.append(Message("assistant", self.prefill).to_chat())
+        return request
+
     def warm(self) -> bool:
         """Between turns (the user is typing): let the engine compute what the next prompt surely starts
         with: the conversation so far, the answer included. A best effort that never changes an answer."""

@@ -7,6 +7,7 @@ They change the conversation only through ChatSession's methods, each of which i
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from qwenchat.commands.reasoning import template_notes
 from qwenchat.commands.registry import CommandContext, CommandError, command
@@ -122,20 +123,31 @@ def cmd_copy(ctx: CommandContext, args: str) -> None:
 
 @command(
     "template",
-    help="Show the exact prompt the model will see next (chat template applied).",
+    help="Show the exact prompt the model will see next (template applied; pending :read, :prefill in it).",
     example=":template",
 )
 def cmd_template(ctx: CommandContext, args: str) -> None:
     s = ctx.session
     try:
-        text = s.engine.render_prompt(s.request(extra_user="<your next message>"))
+        text = s.engine.render_prompt(s.next_request("<your next message>"))
     except NotImplementedError as exc:  # a remote engine: the server applies the template
         raise CommandError(first_line(exc)) from None
     except Exception as exc:  # the template's own error, shown as one line
         raise CommandError(f"the chat template failed: {first_line(exc)}") from None
     ctx.renderer.text(text)
-    for note in template_notes(s):  # the reasoning switch's effect, the tools carried
+    for note in [*pending_notes(s), *template_notes(s)]:  # what the prompt above carries, and why
         ctx.renderer.hint(note)
+
+
+def pending_notes(session: Any) -> list[str]:
+    """What the next message carries besides its text, as :template shows it above."""
+    notes = []
+    if session.attachments:
+        names = ", ".join(a.name for a in session.attachments)
+        notes.append(f"pending :read: {names} (before your next message, as shown)")
+    if session.prefill:
+        notes.append(f"pending :prefill: the answer starts with {one_line(session.prefill, 60)!r}")
+    return notes
 
 
 @command(

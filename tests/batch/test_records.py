@@ -15,7 +15,7 @@ from qwenchat.batch.runner import BatchContext, answer_one
 from qwenchat.settings import Settings
 from qwenchat.ui.batch import DiffView
 from qwenchat.ui.terminal import make_console
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 
 def rec(p: int, seed: int, answer: str, variant: dict | None = None, label: str = "", **extra) -> dict:

@@ -12,7 +12,7 @@ from qwenchat.commands import REGISTRY
 
 
 def test_the_generated_docs_are_up_to_date():
-    stale = reference.stale(Path(__file__).resolve().parent.parent)
+    stale = reference.stale(Path(__file__).resolve().parents[2])
     assert not stale, f"{', '.join(map(str, stale))} out of date: run `{reference.REGENERATE}` and commit"
 
 
