@@ -1,6 +1,7 @@
 """Settings: an engine-neutral schema of the common generation settings, `key=value` parsing (never eval),
-the schema each engine declares (what it honours), and the config file. Imports neither torch nor
-transformers: the transformers engine's long tail (GenerationConfig) lives in engines/generation_config.py."""
+the schema each engine declares (what it honours), and the config file. Imports no engine, nor torch or
+transformers: a key beyond the common ones is checked by the schema the caller passes in (the transformers
+engine's long tail, GenerationConfig, lives in engines/generation_config.py)."""
 
 from __future__ import annotations
 
@@ -186,17 +187,17 @@ class SettingsSchema:
 
 # What a settings user gets with an engine that declares no schema of its own (tests' fakes).
 NEUTRAL = SettingsSchema("this engine", COMMON)
+LongTail = Callable[[], SettingsSchema]  # the schema of the keys beyond COMMON, given by the caller
 
 
-def check_value(key: str, value: Any) -> Any:
+def check_value(key: str, value: Any, long_tail: LongTail | None = None) -> Any:
     """A setting some engine knows, with a valid value: what flags, a config file or a saved session may
-    hold before the engine is known. The common settings are checked here; any other key is the transformers
-    engine's long tail (GenerationConfig), imported only when such a key appears."""
-    if key in COMMON:
+    hold before the engine is known. The common settings are checked here; any other key by the schema
+    `long_tail` returns (the caller's: the transformers engine's generation_schema), built only when such a
+    key appears; without it, such a key is unknown."""
+    if key in COMMON or long_tail is None:
         return NEUTRAL.check(key, value)
-    from qwenchat.engines.transformers.generation_config import generation_schema
-
-    return generation_schema().check(key, value)
+    return long_tail().check(key, value)
 
 
 _OPENERS = "([{"
@@ -392,9 +393,9 @@ def _table(data: dict[str, Any], name: str, path: Any) -> dict[str, Any]:
     return table
 
 
-def read_config_file(path: Any = None) -> dict[str, Any]:
-    """The checked `[generation]` and `[chat]` tables of config.toml; a bad file, table, key or value is
-    one ConfigError line naming the file, the table and the key."""
+def read_config_file(path: Any = None, long_tail: LongTail | None = None) -> dict[str, Any]:
+    """The checked `[generation]` and `[chat]` tables of config.toml (`long_tail` as for check_value); a
+    bad file, table, key or value is one ConfigError line naming the file, the table and the key."""
     import sys
 
     if sys.version_info >= (3, 11):
@@ -417,7 +418,7 @@ def read_config_file(path: Any = None) -> dict[str, Any]:
         )
     generation, chat = _table(data, "generation", path), _table(data, "chat", path)
     try:
-        checked = {k: check_value(k, v) for k, v in generation.items()}
+        checked = {k: check_value(k, v, long_tail) for k, v in generation.items()}
     except ConfigError as exc:
         raise ConfigError(f"{path}: [generation] {exc}") from None
     chat_checked: dict[str, Any] = {}

@@ -10,8 +10,8 @@ The layers, lowest first (a module imports modules of a lower rank, or of its ow
     1 shared        settings, models/ (what every layer reads: the settings schema, loading a model)
     2 vocabulary    probs.record, reasoning, tools.calls, structured.schema: the pure part of a feature (its
                     records and parsers, importing only leaves) that engines speak and a conversation stores
-    3 contract      engines.api, engines.turn, engines.speculative, engines.prefix_cache: what every engine
-                    shares and what the layers above see of an engine
+    3 contract      engines.api, engines.turn (+ job, worker), engines.speculative, engines.prefix_cache,
+                    engines.generation_config: what every engine shares and what the layers above see of one
     4 conversation  conversation/: the data model, the file format, the store, export
     5 features      probs/, compare/, tools/, structured/, batch/ (but its runner): each feature's flows
     6 chat          chat/: the headless session        6 engines   engines/<engine>/: one package per engine
@@ -50,6 +50,9 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
             "qwenchat.engines.turn",
             "qwenchat.engines.speculative",
             "qwenchat.engines.prefix_cache",
+            "qwenchat.engines.job",
+            "qwenchat.engines.worker",
+            "qwenchat.engines.generation_config",
         ),
     ),
     ("conversation", 4, ("qwenchat.conversation.*",)),

@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from qwenchat.engines.api import GenerationRequest
+from qwenchat.engines.generation_config import generation_schema
 from qwenchat.settings import (
     COMMON,
     DEFAULT_SEED,
@@ -54,7 +55,7 @@ def test_parse_assignments_quoted_and_errors():
 )
 def test_check_value_rejects(key, value, msg):
     with pytest.raises(ConfigError, match=None) as info:
-        check_value(key, value)
+        check_value(key, value, generation_schema)  # the long tail as the CLI and the session file pass it
     assert msg in str(info.value)
 
 
@@ -153,7 +154,7 @@ def test_layered_settings_refuse_flags_and_drop_file_values_the_engine_cannot_ho
 
 
 def test_transformers_schema_owns_the_generation_config_vocabulary():
-    from qwenchat.engines.transformers.generation_config import generation_defaults, generation_schema
+    from qwenchat.engines.generation_config import generation_defaults, generation_schema
 
     schema = generation_schema()
     assert schema.check("no_repeat_ngram_size", 3) == 3 and "bad_words_ids" in schema.words()
@@ -208,7 +209,7 @@ def test_config_file_tables_are_checked(tmp_path):
 def test_config_file_errors_are_one_line_naming_file_table_key(tmp_path, text, msg):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        read_config_file(path)
+        read_config_file(path, generation_schema)
     assert str(info.value).startswith(f"{path}: ") and msg in str(info.value) and "\n" not in str(info.value)
 
 
@@ -274,7 +275,7 @@ def test_values_a_session_file_cannot_store_are_refused(text, msg):
 
 def test_transformers_long_tail_values_must_be_storable_too():
     pytest.importorskip("transformers")
-    from qwenchat.engines.transformers.generation_config import generation_schema
+    from qwenchat.engines.generation_config import generation_schema
 
     schema = generation_schema()
     for key, value in (("suppress_tokens", {1, 2}), ("suppress_tokens", (1, 2)), ("epsilon_cutoff", 1j)):
@@ -296,7 +297,7 @@ def test_transformers_engine_refuses_beam_search():
     """Found by hand: num_beams=2 was accepted, then every turn failed inside generate (a streamer and a
     one-sequence KV cache cannot do beam search)."""
     pytest.importorskip("transformers")
-    from qwenchat.engines.transformers.generation_config import generation_defaults, generation_schema
+    from qwenchat.engines.generation_config import generation_defaults, generation_schema
 
     s = Settings(generation_defaults(), schema=generation_schema())
     with pytest.raises(ConfigError, match="num_beams: beam search cannot stream"):

@@ -11,6 +11,7 @@ from typing import Any
 
 from qwenchat.batch.inputs import BatchError, Prompt, filled
 from qwenchat.compare.variants import Variant
+from qwenchat.engines.api import Engine, SupportsAdapters
 from qwenchat.errors import UserError
 from qwenchat.settings import SettingsSchema, check_min_max
 
@@ -82,7 +83,9 @@ def _system_value(variant: Variant) -> str | None:
     return text
 
 
-def check_variants(variants: list[Variant], schema: SettingsSchema, engine: Any, seeds_given: bool) -> None:
+def check_variants(
+    variants: list[Variant], schema: SettingsSchema, engine: Engine, seeds_given: bool
+) -> None:
     """Every key of every variant is a setting this engine honours, a seed, a system prompt or an adapter
     it can switch to: refused here with one line, before the model answers anything."""
     for v in variants:
@@ -101,12 +104,12 @@ def check_variants(variants: list[Variant], schema: SettingsSchema, engine: Any,
                     raise BatchError(f"--grid: {exc}") from None
 
 
-def _check_adapter(engine: Any, name: str) -> None:
-    switch, names = getattr(engine, "set_adapter", None), getattr(engine, "adapters", None)
-    if switch is None or names is None or not list(names()):
+def _check_adapter(engine: Engine, name: str) -> None:
+    names = engine.adapters() if isinstance(engine, SupportsAdapters) else []
+    if not names:
         raise BatchError("adapter: this engine cannot switch adapters (needs transformers and --adapter)")
-    if name not in ("off", "on") and name not in list(names()):
-        have = ", ".join(names()) or "none loaded; add --adapter PATH"
+    if name not in ("off", "on") and name not in names:
+        have = ", ".join(names) or "none loaded; add --adapter PATH"
         raise BatchError(f"adapter={name}: no such adapter (loaded: {have})")
 
 

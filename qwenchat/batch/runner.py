@@ -19,6 +19,7 @@ from qwenchat.batch.plan import Run
 from qwenchat.batch.records import ResultsFile
 from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation, Message
+from qwenchat.engines.api import Engine, SupportsAdapters
 from qwenchat.errors import UserError, first_line
 from qwenchat.settings import Settings
 
@@ -62,7 +63,7 @@ class Summary:
 class BatchContext:
     """What every record says about the whole batch."""
 
-    engine: Any
+    engine: Engine
     settings: Settings  # the run's settings before per-prompt and per-variant overrides
     model: str
     engine_name: str  # transformers, llama.cpp, or openai:<url>
@@ -71,9 +72,11 @@ class BatchContext:
     json_schema: dict[str, Any] | None = None  # --json-schema: answers constrained, each record says if valid
 
 
-def _switch_adapter(engine: Any, name: str) -> str | None:
+def _switch_adapter(engine: Engine, name: str) -> str | None:
     """Activate a variant's adapter as `:adapter` does: `off` the base model, `on` all loaded ones, or one by
-    name; returns what is active (None: the base model)."""
+    name; returns what is active (None: the base model). plan.check_variants refused it for other engines."""
+    if not isinstance(engine, SupportsAdapters):
+        raise BatchError("adapter: this engine cannot switch adapters (needs transformers and --adapter)")
     return engine.set_adapter(None if name == "off" else name)
 
 

@@ -22,6 +22,7 @@ from qwenchat.chat.template_probe import inserted_system
 from qwenchat.conversation.file import SessionFile, conversation_to_dict, now_stamp
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.conversation.store import SessionStore, save_file
+from qwenchat.engines import api
 from qwenchat.engines.api import Engine, GenerationRequest, TurnStats
 from qwenchat.errors import ChatError, first_line
 from qwenchat.probs.branch import BranchPlan, joined_probs
@@ -246,18 +247,17 @@ class ChatSession:
     def warm(self) -> bool:
         """Between turns (the user is typing): let the engine compute what the next prompt surely starts
         with: the conversation so far, the answer included. A best effort that never changes an answer."""
-        warm = getattr(self.engine, "warm", None)
-        if warm is None or self.last_role() != "assistant":
+        if not isinstance(self.engine, api.SupportsWarm) or self.last_role() != "assistant":
             return False
         try:
-            return bool(warm([self.request(extra_user=probe) for probe in WARM_PROBES]))
+            return bool(self.engine.warm([self.request(extra_user=probe) for probe in WARM_PROBES]))
         except Exception:  # a template error shows on the next turn, where it belongs
             return False
 
     def template_variables(self) -> set[str] | None:
         """The variables the engine's chat template reads; None when unknown (a server applies it)."""
-        probe = getattr(self.engine, "template_variables", None)
-        return probe() if probe is not None else None
+        engine = self.engine
+        return engine.template_variables() if isinstance(engine, api.SupportsTemplateVariables) else None
 
     def tool_result(self, content: str) -> TurnResult | None:
         """Answer the next pending tool call; once every call is answered the model goes on (a turn).
@@ -273,9 +273,8 @@ class ChatSession:
 
     def settle(self) -> None:
         """Stop the engine's background work (see warm) and wait for it: the chat is ending."""
-        settle = getattr(self.engine, "settle", None)
-        if settle is not None:
-            settle()
+        if isinstance(self.engine, api.SupportsSettle):
+            self.engine.settle()
 
     def fit_context(self, request: GenerationRequest) -> GenerationRequest:
         """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)

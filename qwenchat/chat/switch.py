@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qwenchat.engines.api import Engine, SupportsClose
 from qwenchat.errors import UserError
 from qwenchat.settings import ConfigError, Settings, layered_settings
 
 # Loads the model a spec names (the command line's -c or demo) with the chat's start-up options, reporting
 # through the status renderer it gets: (engine, banner), or None after a one-line error.
-SpecLoader = Callable[[str, Any], "tuple[Any, dict[str, Any]] | None"]
+SpecLoader = Callable[[str, Any], "tuple[Engine, dict[str, Any]] | None"]
 
 
 class SwitchError(UserError):
@@ -25,7 +26,7 @@ class SwitchError(UserError):
 
 @dataclass
 class Switched:
-    engine: Any
+    engine: Engine
     banner: dict[str, Any]
     settings: Settings
     dropped: list[str]  # the user's settings the new engine refuses
@@ -67,7 +68,7 @@ class Switcher:
             raise
         return Switched(engine, banner, settings, dropped, before, None)
 
-    def carry_settings(self, engine: Any, old: Settings) -> tuple[Settings, list[str]]:
+    def carry_settings(self, engine: Engine, old: Settings) -> tuple[Settings, list[str]]:
         """The new engine's defaults under the same config file and flags, plus the user's `:conf` values
         and seed; the values it cannot honour are dropped and named."""
         schema = engine.settings_schema()
@@ -83,19 +84,12 @@ class Switcher:
         return settings, sorted({*refused, *dropped})
 
 
-def release(engine: Any) -> None:
-    """Let go of an engine's model: stop its worker thread (whose last job still refers to the engine),
-    close what it holds, collect, and hand freed memory back to the system."""
-    turns = getattr(engine, "_turns", None)
-    if turns is not None and hasattr(turns, "close"):
-        turns.close()
-    llm = getattr(engine, "llm", None)
-    if llm is not None and hasattr(llm, "close"):
-        try:
-            llm.close()
-        except Exception:  # already closed; nothing else holds it
-            pass
-    del engine, turns, llm
+def release(engine: Engine) -> None:
+    """Let go of an engine's model: the engine closes what it holds (its worker thread, whose last job still
+    refers to it; native memory), then collect, and hand freed memory back to the system."""
+    if isinstance(engine, SupportsClose):
+        engine.close()
+    del engine
     gc.collect()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():

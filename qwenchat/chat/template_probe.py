@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
 
-from qwenchat.engines.api import GenerationRequest
+from qwenchat.engines.api import Engine, GenerationRequest
 
 _PROBE = "qwenchat-system-probe-5f1c"  # a system message no template writes by itself
 
 
-def inserted_system(engine: Any, plain: GenerationRequest) -> str | None:
+def inserted_system(engine: Engine, plain: GenerationRequest) -> str | None:
     """The system text the template puts before `plain` (a request without a system message); None when it
     inserts none, or when that cannot be told (a server applies the template)."""
     probe = copy.copy(plain)

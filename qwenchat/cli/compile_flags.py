@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from qwenchat.engines.api import Engine, SupportsCompiledDecode
+
 if TYPE_CHECKING:
     from qwenchat.cli.options import ModelOptions
+    from qwenchat.settings import Settings
+    from qwenchat.ui.render import Renderer
 
 HELP = "transformers on a GPU: a static KV cache and a torch.compile'd decode step (compiles once)"
 
@@ -27,7 +31,7 @@ def refusal(options: ModelOptions) -> str | None:
     return None
 
 
-def apply(engine: Any, options: ModelOptions) -> None:
+def apply(engine: Engine, options: ModelOptions) -> None:
     """Switch a freshly made transformers engine to the static cache and the compiled decode step."""
     if options.compile:
         from qwenchat.engines.transformers.compile import enable
@@ -35,17 +39,15 @@ def apply(engine: Any, options: ModelOptions) -> None:
         enable(engine)
 
 
-def warm_up(engine: Any, settings: Any, err: Any) -> None:
+def warm_up(engine: Engine, settings: Settings, err: Renderer) -> None:
     """Compile now, for the first turn's cache size, rather than as a pause inside the first answer."""
-    static = getattr(engine, "static", None)
-    if static is None:
+    if not isinstance(engine, SupportsCompiledDecode) or not engine.compiled:
         return
     try:
         with err.status("compiling the decode step (--compile; once) …"):
-            static.warm_up(settings.effective().get("max_new_tokens"))
+            engine.warm_up_compiled(settings.effective().get("max_new_tokens"))
     except Exception as exc:  # a backend that cannot build this model here: the chat still works, eagerly
         from qwenchat.errors import first_line
 
-        engine.static = None
-        engine.reset()
+        engine.drop_compiled()
         err.error(f"--compile: the decode step did not compile ({first_line(exc)}); decoding without it")

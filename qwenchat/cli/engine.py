@@ -13,6 +13,7 @@ from qwenchat.cli.parser import DEFAULT_CHECKPOINT
 from qwenchat.errors import UserError, first_line
 
 if TYPE_CHECKING:
+    from qwenchat.engines.api import Engine
     from qwenchat.ui.render import Renderer
 
 
@@ -29,7 +30,7 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def make_engine(options: ModelOptions, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
+def make_engine(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str, Any]] | None:
     """The engine the options ask for, with what the banner says about it; None after a one-line error."""
     try:
         if line := compile_flags.refusal(options):
@@ -51,7 +52,7 @@ def make_engine(options: ModelOptions, err: Renderer) -> tuple[Any, dict[str, An
         return None
 
 
-def _make_transformers(options: ModelOptions, err: Renderer) -> tuple[Any, dict[str, Any]]:
+def _make_transformers(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str, Any]]:
     from qwenchat.models.loader import LoadOptions, load, resolve
 
     _quiet_libraries()
@@ -101,7 +102,7 @@ def _make_transformers(options: ModelOptions, err: Renderer) -> tuple[Any, dict[
     return engine, banner
 
 
-def _make_llamacpp(options: ModelOptions, err: Renderer) -> tuple[Any, dict[str, Any]] | None:
+def _make_llamacpp(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str, Any]] | None:
     from qwenchat.models import demo
 
     if options.demo:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from qwenchat.cli.options import BatchOptions, ChatOptions, GenerationOptions, given_flags
 from qwenchat.cli.testbench_flags import load_toolbox
 from qwenchat.conversation.model import DEFAULT_SYSTEM
+from qwenchat.engines.generation_config import generation_schema
 from qwenchat.settings import Settings, check_value, layered_settings, read_config_file
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def read_startup(options: ChatOptions | BatchOptions, config_file: Path, data_di
     """The flags, the config file, the session to resume, the tools and the schema, in that order; raises a
     UserError for a bad one (a tools file's lists every problem)."""
     flags = {k: check_value(k, v) for k, v in given_flags(options.model, options.generation).items()}
-    startup = Startup(flags=flags, file=read_config_file(config_file))
+    startup = Startup(flags=flags, file=read_config_file(config_file, generation_schema))
     if isinstance(options, ChatOptions):
         if not options.no_autosave or options.resume:
             from qwenchat.conversation.store import SessionStore

@@ -8,7 +8,7 @@ from typing import Any
 from qwenchat.chat.observer import AnswerSink
 from qwenchat.commands.registry import CommandContext, CommandError, command
 from qwenchat.compare.run import ORIGINAL, CompareRun, VariantResult, find, pick, run_compare
-from qwenchat.engines.api import TurnStats
+from qwenchat.engines.api import SupportsAdapters, TurnStats
 from qwenchat.text.fences import one_line
 from qwenchat.text.worddiff import summarize, word_diff
 
@@ -68,7 +68,7 @@ def _show_run(ctx: CommandContext, run: CompareRun) -> None:
 def _variant_words(ctx: CommandContext) -> list[str]:
     words = [GRID, *(f"{k}=" for k in ctx.session.settings.words()), "seed=", "system="]
     engine = ctx.session.engine
-    if hasattr(engine, "adapters") and engine.adapters():
+    if isinstance(engine, SupportsAdapters) and engine.adapters():
         words.append("adapter=")
     return words
 

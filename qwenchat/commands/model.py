@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
+from qwenchat.engines.api import SupportsAdapters
 
 
 @command(
@@ -24,13 +25,13 @@ def cmd_model(ctx: CommandContext, args: str) -> None:
 
 def _adapter_words(ctx: CommandContext) -> list[str]:
     engine = ctx.session.engine
-    return ["off", "on", *engine.adapters()] if hasattr(engine, "adapters") else []
+    return ["off", "on", *engine.adapters()] if isinstance(engine, SupportsAdapters) else []
 
 
 def adapter_line(ctx: CommandContext) -> str | None:
     """`adapter: my-lora (loaded: my-lora)`, for :adapter and :conf; None without adapters."""
     engine = ctx.session.engine
-    if not hasattr(engine, "describe_adapter") or engine.describe_adapter() is None:
+    if not isinstance(engine, SupportsAdapters) or engine.describe_adapter() is None:
         return None
     return f"adapter: {engine.describe_adapter()} (loaded: {', '.join(engine.adapters())})"
 
@@ -45,7 +46,7 @@ def adapter_line(ctx: CommandContext) -> str | None:
 )
 def cmd_adapter(ctx: CommandContext, args: str) -> None:
     engine = ctx.session.engine
-    if not hasattr(engine, "set_adapter"):
+    if not isinstance(engine, SupportsAdapters):
         raise CommandError("this engine cannot switch adapters (the transformers engine can, with --adapter)")
     if args:
         if len(args.split()) != 1:

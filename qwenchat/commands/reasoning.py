@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
+from qwenchat.engines.api import Engine, SupportsThinkingBudget
 from qwenchat.reasoning import MODES, SWITCH, ReasoningError, parse_budget, parse_mode
 
 
-def supports_budget(engine: Any) -> bool:
+def supports_budget(engine: Engine) -> bool:
     """In-process engines force the closing tag; a server's API has no such field."""
-    return bool(getattr(engine, "supports_thinking_budget", False))
+    return isinstance(engine, SupportsThinkingBudget) and engine.supports_thinking_budget
 
 
 def template_notes(session: Any) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from qwenchat.commands.registry import CommandContext, command
+from qwenchat.engines.api import SupportsSchemaPreparation
 from qwenchat.paths import expand_user
 from qwenchat.text.fences import one_line
 
@@ -41,12 +42,9 @@ def set_schema(ctx: CommandContext, schema: dict) -> dict:
     cannot use is refused here, in one line) and llguidance's copy of the tokenizer is built once (about a
     second), so the first answer does not wait for either."""
     engine = ctx.session.engine
-    if getattr(engine, "tokenizer", None) is not None and hasattr(engine, "eos_ids"):  # transformers
-        from qwenchat.structured.schema import grammar, ll_tokenizer, tokenizer_ready
-
-        grammar(schema)
-        if not tokenizer_ready(engine.tokenizer):
-            vocab = engine.model.config.get_text_config().vocab_size
+    if isinstance(engine, SupportsSchemaPreparation):  # transformers
+        engine.check_schema(schema)
+        if not engine.schema_tokenizer_ready():
             with ctx.renderer.status("preparing the tokenizer for JSON answers …"):
-                ll_tokenizer(engine.tokenizer, vocab, engine.eos_ids)
+                engine.prepare_schema_tokenizer()
     return schema

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from qwenchat.compare.variants import Variant, parse_variants
 from qwenchat.conversation.fields import MAX_ALTERNATIVES
 from qwenchat.conversation.model import Alternative, Conversation, Message
-from qwenchat.engines.api import GenerationRequest, TurnStats
+from qwenchat.engines.api import Engine, GenerationRequest, SupportsAdapters, TurnStats
 from qwenchat.errors import UserError
 from qwenchat.paths import expand_user
 from qwenchat.settings import ConfigError, Settings
@@ -48,7 +48,7 @@ class CompareHost(Protocol):
     """What a compare needs of the session it runs in (`chat.ChatSession` is one); named here, so that
     nothing below chat imports it."""
 
-    engine: Any
+    engine: Engine
     conversation: Conversation
     settings: Settings
     interrupts: int
@@ -116,7 +116,7 @@ class CompareObserver(Protocol):
 # -- checking ----------------------------------------------------------------------------------
 def _active_adapter(session: CompareHost) -> str | None:
     engine = session.engine
-    if not hasattr(engine, "adapters") or not engine.adapters():
+    if not isinstance(engine, SupportsAdapters) or not engine.adapters():
         return None
     active = engine.active_adapter()
     return "off" if active is None else active
@@ -144,7 +144,7 @@ def _read_system(value: Any) -> str | None:
 
 def _check_adapter(session: CompareHost, value: Any) -> str:
     engine = session.engine
-    names = engine.adapters() if hasattr(engine, "adapters") else []
+    names = engine.adapters() if isinstance(engine, SupportsAdapters) else []
     if not names:
         raise ConfigError(
             "adapter: no switchable LoRA adapter is loaded (the transformers engine with --adapter DIR, "
@@ -230,7 +230,7 @@ def run_compare(
 
 def _restorer(session: CompareHost) -> Callable[[], None]:
     engine = session.engine
-    if not hasattr(engine, "adapters") or not engine.adapters():
+    if not isinstance(engine, SupportsAdapters) or not engine.adapters():
         return lambda: None
     before = engine.active_adapter()
 
@@ -244,7 +244,7 @@ def _restorer(session: CompareHost) -> Callable[[], None]:
 def _run_one(
     session: CompareHost, p: Prepared, history: list[Message], observer: CompareObserver
 ) -> VariantResult:
-    if p.adapter is not _SAME:
+    if p.adapter is not _SAME and isinstance(session.engine, SupportsAdapters):  # checked in _check_adapter
         session.engine.set_adapter(p.adapter)
     system = session.conversation.system if p.system is _SAME else p.system
     messages = [{"role": "system", "content": system}] if system is not None else []

@@ -101,7 +101,9 @@ def _json_value(value: Any, depth: int = 0) -> bool:
 
 def check_settings(settings: Any, where: str = "settings") -> dict[str, Any]:
     """Overrides as `:conf` would accept them one by one; the first bad one raises StoreError naming it."""
-    from qwenchat.settings import check_value  # lazily: transformers is imported only when there is a setting
+    # the long tail is the transformers engine's settings (transformers is imported only when one appears)
+    from qwenchat.engines.generation_config import generation_schema
+    from qwenchat.settings import check_value
 
     if not isinstance(settings, dict):
         raise StoreError(f"{where} must be an object")
@@ -116,7 +118,7 @@ def check_settings(settings: Any, where: str = "settings") -> dict[str, Any]:
         if not _json_value(value):
             raise StoreError(f"{where}: {key!r} must be a number, string, boolean, null or list")
         try:
-            checked[key] = check_value(key, value)
+            checked[key] = check_value(key, value, generation_schema)
         except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
             raise StoreError(f"{where}: {exc}") from None
     return checked

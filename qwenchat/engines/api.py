@@ -1,11 +1,17 @@
-"""What the REPL needs from an engine, kept free of torch so tests and `--help` stay light."""
+"""What the REPL needs from an engine, kept free of torch so tests and `--help` stay light.
+
+`Engine` is what every engine does. What only some do is declared by the capability protocols below and
+asked with `isinstance(engine, SupportsX)`, never probed with getattr: an engine that has the methods has
+the capability (they are runtime-checkable, so a test's fake qualifies by having them too). Where a
+capability can vary with the loaded model, the protocol declares a method or property that says so.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from qwenchat.errors import UserError
 
@@ -145,7 +151,7 @@ class GenerationRequest:
 
 
 class Engine(Protocol):
-    """The REPL depends on this and nothing else: the transformers engine and the fake engine both fit."""
+    """What every engine does; the REPL depends on this and on the capability protocols below only."""
 
     name: str
 
@@ -173,6 +179,118 @@ class Engine(Protocol):
 
     @property
     def context_window(self) -> int | None: ...
+
+
+@runtime_checkable
+class SupportsWarm(Protocol):
+    """Computes, while the user types, what the next prompt surely starts with (the in-process engines)."""
+
+    def warm(self, requests: list[GenerationRequest]) -> bool:
+        """Start background work for the next prompt, given with stand-ins for the message not yet typed;
+        True when work was started. It never changes an answer."""
+        ...
+
+
+@runtime_checkable
+class SupportsSettle(Protocol):
+    """Has background work (see SupportsWarm) to stop or wait for."""
+
+    def settle(self) -> None:
+        """Stop background work at its next step and wait for it (before exit: nothing may run then)."""
+        ...
+
+    def idle(self) -> float:
+        """Let background work finish (benchmarks: a typing pause); the seconds it took."""
+        ...
+
+
+@runtime_checkable
+class SupportsClose(Protocol):
+    """Holds what must be let go when the engine is replaced (`:model`): a worker thread, a native model."""
+
+    def close(self) -> None:
+        """Stop background work and threads and free native memory; the engine is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class SupportsTemplateVariables(Protocol):
+    """Applies the chat template itself, so it can tell which variables the template reads."""
+
+    def template_variables(self) -> set[str] | None:
+        """The variables the chat template reads (reasoning: does it have the enable_thinking switch?)."""
+        ...
+
+
+@runtime_checkable
+class SupportsDetokenize(Protocol):
+    """Knows token ids: `:branch` shows the kept part of an answer as text."""
+
+    def detokenize(self, ids: list[int]) -> str: ...
+
+
+@runtime_checkable
+class SupportsThinkingBudget(Protocol):
+    """Can close a think block after a budget of tokens (`:reasoning budget`): it forces the closing tag
+    in-process; a server's API has no such field."""
+
+    @property
+    def supports_thinking_budget(self) -> bool: ...
+
+
+@runtime_checkable
+class SupportsAdapters(Protocol):
+    """Switches LoRA adapters at run time (`:adapter`, compare and batch variants)."""
+
+    def adapters(self) -> list[str]:
+        """The switchable adapters' names; [] when none is loaded."""
+        ...
+
+    def active_adapter(self) -> str | None:
+        """The active adapter's name, "on" for all of them together, None for the base model."""
+        ...
+
+    def describe_adapter(self) -> str | None:
+        """One line on the active adapters; None without switchable adapters."""
+        ...
+
+    def set_adapter(self, name: str | None) -> str | None:
+        """Switch ("off"/None, "on", a name); returns the canonical name; AdapterError when it cannot."""
+        ...
+
+
+@runtime_checkable
+class SupportsSchemaPreparation(Protocol):
+    """Constrains JSON answers in-process (`:json`) with a grammar and its own copy of the tokenizer, which
+    can be built when the schema is set rather than inside the first answer."""
+
+    def check_schema(self, schema: dict[str, Any]) -> None:
+        """Compile the schema's grammar now; SchemaError (one line) when it cannot be used."""
+        ...
+
+    def schema_tokenizer_ready(self) -> bool: ...
+
+    def prepare_schema_tokenizer(self) -> None:
+        """Build the grammar's copy of the tokenizer (about a second; once per tokenizer)."""
+        ...
+
+
+@runtime_checkable
+class SupportsCompiledDecode(Protocol):
+    """May run a compiled decode step (`--compile`), which is built on first use unless warmed up."""
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the decode step is the compiled one."""
+        ...
+
+    def warm_up_compiled(self, max_new_tokens: int | None) -> None:
+        """Compile now, for the cache size a first turn gets; raises when the backend cannot."""
+        ...
+
+    def drop_compiled(self) -> None:
+        """Decode eagerly from now on (the compiled step failed to build)."""
+        ...
 
 
 class EngineError(UserError):

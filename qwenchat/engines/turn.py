@@ -3,7 +3,8 @@
 An engine's prepare step turns a request into a `Job` (its prompt, its generate job, its decoder, its cache
 hooks) or raises; the turn does the rest: the error chunk when preparation fails, the first chunk, the job
 on the engine's worker thread, the queue between them, stop strings, cancel-and-wait, cache invalidation
-after an abort or an error, the finish reason (decided here, once), the stats and the final chunk.
+after an abort or an error, the finish reason (decided here, once), the stats and the final chunk. What an
+engine hands the turn is in job.py; the threads it runs on are in worker.py.
 """
 
 from __future__ import annotations
@@ -12,135 +13,17 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, TurnStats
+from qwenchat.engines.api import Chunk, GenerationRequest, TurnStats
+from qwenchat.engines.job import Job, Outcome, PrefillProgress, PromptError, error_line
+from qwenchat.engines.worker import GenerateWorker, one_turn_at_a_time, own_thread, wait_for
 from qwenchat.errors import UserError
 from qwenchat.reasoning import BudgetTracker
 from qwenchat.text.think import partial_suffix
 
 END = object()  # put on the queue by a job when it has finished, whatever happened
 POLL_S = 0.05  # how often the consumer looks at `cancel` while the job is quiet
-
-
-class GenerateWorker:
-    """One long-lived thread per engine. A new thread every turn costs decode speed on small CPUs: each new
-    thread that calls into torch or ggml gets its own OpenMP team, which then competes with the old ones."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._jobs: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, job: Callable[[], None]) -> threading.Event:
-        """Run `job` on the worker thread; the returned event is set once it has returned or raised."""
-        done = threading.Event()
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-            self._thread.start()
-        self._jobs.put((job, done))
-        return done
-
-    def _loop(self) -> None:
-        while True:
-            job, done = self._jobs.get()
-            if job is None:  # stop(): the engine is being released
-                done.set()
-                return
-            try:
-                job()
-            finally:
-                done.set()
-            del job  # the last job's closure must not keep its engine (and model) alive
-
-    def stop(self) -> None:
-        """End the thread after the jobs queued so far (`:model` releases the old engine)."""
-        if self._thread is not None and self._thread.is_alive():
-            self._jobs.put((None, threading.Event()))
-
-
-def own_thread(name: str) -> Callable[[Callable[[], None]], threading.Event]:
-    """A submit that gives every job a thread of its own: for a job that may block where no cancel reaches
-    it (a TCP connect), so that it cannot hold up the next turn."""
-
-    def submit(job: Callable[[], None]) -> threading.Event:
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                job()
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name=name, daemon=True).start()
-        return done
-
-    return submit
-
-
-@dataclass
-class Outcome:
-    """What a job found out, read by the turn once the job has ended."""
-
-    reused_tokens: int = 0  # prompt tokens the kept cache held
-    finish: str | None = None  # "stop" (end of sequence) or "length", when the job knows
-    error: str | None = None  # one line for the user
-    prompt_tokens: int | None = None  # counts the job has from elsewhere (a server's usage)
-    generated_tokens: int | None = None
-    peak_gpu_mem_bytes: int | None = None
-    drafted_tokens: int | None = None  # speculative decoding's counts, when it was on
-    accepted_tokens: int | None = None
-    stop_hit: bool = False  # set by the turn when a stop string was seen; a job may end early on it
-
-
-@dataclass(frozen=True)
-class PrefillProgress:
-    """Emitted by a job between prefill chunks: prompt tokens computed so far out of those to compute."""
-
-    done: int
-    total: int
-
-
-def _nothing() -> None:
-    pass
-
-
-@dataclass
-class Job:
-    """Everything engine-specific about one turn. `run(emit, outcome, cancel)` runs on the worker thread,
-    passes each generated item (a token id, a text delta) to `emit` and must return soon after `cancel` is
-    set; `decode` turns an item into text on the consumer's side."""
-
-    run: Callable[[Callable[[Any], None], Outcome, threading.Event], None]
-    prompt_tokens: int = 0
-    think_open: bool | None = None  # the prompt left a <think> open (None: unknown)
-    max_new_tokens: int | None = None  # this many items and the turn ended for "length"
-    stop_strings: str | list[str] | None = None
-    decode: Callable[[Any], str] = str
-    flush: Callable[[], str] = lambda: ""  # what the decoder still holds at the end
-    abort: Callable[[], None] = _nothing  # wakes a job blocked where `cancel` does not reach (a socket)
-    invalidate: Callable[[], None] = _nothing  # the engine's cache cannot be trusted after this turn
-    commit: Callable[[list[Any]], None] = lambda items: None  # a clean end: keep the cache for the next turn
-    wait: bool = True  # after a cancel, wait for the job (False: it holds nothing the next turn uses)
-    # Token records (probs.record.TokenProb) the job appends as it goes, each before its token is emitted;
-    # the turn hands them on with the chunks. None: probabilities are off.
-    probs: list[Any] | None = None
-
-
-class PromptError(EngineError):
-    """Raised by a prepare step when the turn cannot start (the prompt does not fit the context)."""
-
-    def __init__(self, message: str, *, prompt_tokens: int = 0) -> None:
-        super().__init__(message)
-        self.prompt_tokens = prompt_tokens
-
-
-def error_line(exc: BaseException) -> str:
-    """An exception as one line for the user."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    name = type(exc).__name__
-    return f"{name}: {first[:300]}" if first else name
 
 
 Prepare = Callable[[GenerationRequest], Job]
@@ -363,43 +246,8 @@ def _items(q: queue.Queue, done: threading.Event, cancel: threading.Event, job: 
         yield item
 
 
-def wait_for(done: threading.Event) -> None:
-    """Wait for a cancelled job (one decode step); a second Ctrl-C must not abandon it."""
-    while not done.is_set():
-        try:
-            done.wait(0.1)
-        except KeyboardInterrupt:
-            continue
-
-
-def common_prefix_len(a: list[int], b: list[int]) -> int:
-    """How many leading tokens two id lists share: the part of a prompt a kept KV cache already holds."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def shared_prefix(seqs: list[list[int]]) -> list[int]:
-    """The leading tokens all of `seqs` share."""
-    if not seqs:
-        return []
-    n = min(common_prefix_len(seqs[0], s) for s in seqs)
-    return seqs[0][:n]
-
-
-def warm_ids(encoded: list[list[int]], chunk: int, aligned: int) -> list[int] | None:
-    """What background work should compute: the whole aligned chunks every one of `encoded` (the next prompt
-    with different stand-ins for the message not yet typed) starts with, and a placeholder last token (the
-    schedule never computes a prompt's last token in a chunk); None when the cache already holds them."""
-    known = shared_prefix(encoded)
-    target = len(known) // chunk * chunk
-    return known[:target] + [0] if target > aligned else None
-
-
 class Background:
-    """`idle` and `settle` for an engine whose `_turns` may run background work (`warm`)."""
+    """`idle`, `settle` and `close` for an engine whose `_turns` may run background work (`warm`)."""
 
     _turns: Turns
 
@@ -411,17 +259,10 @@ class Background:
         """Stop background work at its next step and wait for it (before exit: nothing may run then)."""
         self._turns.settle()
 
-
-def one_turn_at_a_time(lock: threading.Lock, turn: Iterator[Chunk]) -> Iterator[Chunk]:
-    """An engine turn under its lock; a concurrent second turn gets an error chunk instead of waiting."""
-    if not lock.acquire(blocking=False):
-        turn.close()
-        yield Chunk(finish_reason="error", error="the engine is busy with another turn")
-        return
-    try:
-        yield from turn
-    finally:
-        lock.release()
+    def close(self) -> None:
+        """Stop background work and the worker thread, whose last job still refers to the engine (`:model`
+        releases it)."""
+        self._turns.close()
 
 
 class StopMatcher:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
 
-from qwenchat.engines.api import GenerationRequest
+from qwenchat.engines.api import Engine, GenerationRequest, SupportsDetokenize
 from qwenchat.errors import UserError
 from qwenchat.probs.record import TokenProb
 from qwenchat.text.numbers import parse_index
@@ -42,14 +41,13 @@ class BranchPlan:
         )
 
 
-def plan_branch(engine: Any, probs: list[TokenProb] | None, n_text: str, choice: str) -> BranchPlan:
+def plan_branch(engine: Engine, probs: list[TokenProb] | None, n_text: str, choice: str) -> BranchPlan:
     """The plan for `:branch N K` (choice = K, an alternative's rank) or `:branch N "text"`."""
     if not probs:
         raise BranchError("the last answer has no token data: turn :probs on, then answer or :retry")
     n = parse_index(n_text, "token", len(probs))
     kept = probs[: n - 1]
-    detok = getattr(engine, "detokenize", None)
-    by_ids = detok is not None and all(p.id >= 0 for p in kept)
+    by_ids = isinstance(engine, SupportsDetokenize) and all(p.id >= 0 for p in kept)
     text = _quoted(choice)
     if text is not None:
         if not text:
@@ -76,7 +74,7 @@ def plan_branch(engine: Any, probs: list[TokenProb] | None, n_text: str, choice:
         text = "" if by_ids else alt.text
     if by_ids:
         ids = [p.id for p in kept] + forced_ids
-        shown = detok(ids) + text
+        shown = engine.detokenize(ids) + text
         return BranchPlan(shown, [*kept, forced], ids, text, by_ids=True)
     shown = "".join(p.text for p in kept) + (text or "")
     return BranchPlan(shown, [*kept, forced])

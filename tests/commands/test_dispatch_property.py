@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from qwenchat.chat.session import ChatSession
 from qwenchat.commands import REGISTRY
-from qwenchat.engines.transformers.generation_config import generation_defaults
+from qwenchat.engines.generation_config import generation_defaults
 from qwenchat.ui.render import Renderer
 from qwenchat.ui.repl import Repl
 from qwenchat.ui.terminal import make_console

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
-from qwenchat.engines.turn import Job, Outcome, PrefillProgress, PromptError, StopMatcher, Turns
+from qwenchat.engines.job import Job, Outcome, PrefillProgress, PromptError
+from qwenchat.engines.turn import StopMatcher, Turns
 
 END_OF_TEXT = "<eos>"
 

@@ -17,21 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.job import Job, Outcome, PromptError, error_line
 from qwenchat.engines.llamacpp.load import _load_llama, amx_risk, physical_cores
 from qwenchat.engines.llamacpp.lookup import lookup_sample
 from qwenchat.engines.llamacpp.template import ChatTemplate
+from qwenchat.engines.prefix_cache import PrefixCache
 from qwenchat.engines.speculative import lookup_tokens
-from qwenchat.engines.turn import (
-    Background,
-    Job,
-    Outcome,
-    PrefillProgress,
-    PromptError,
-    Turns,
-    common_prefix_len,
-    error_line,
-    warm_ids,
-)
+from qwenchat.engines.turn import Background, Turns
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
 from qwenchat.settings import COMMON, SettingsSchema
@@ -120,8 +112,7 @@ class LlamaCppEngine(Background):
         self.name = name or path.stem
         self.n_batch = n_batch
         self.prefill_chunk = min(prefill_chunk, n_batch)  # prefill batches start at its multiples
-        self._aligned = 0  # leading cached positions evaluated in whole aligned batches
-        self._tail_prompt: list[int] | None = None  # the prompt whose partial last batch the cache holds
+        self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
         source = self.llm.metadata.get("tokenizer.chat_template")
         if not source:
             raise EngineError(f"{path.name} has no chat template (tokenizer.chat_template)")
@@ -174,23 +165,27 @@ class LlamaCppEngine(Background):
         self._turns.settle()
         if not self.reuse_cache:
             return False
-        ids = warm_ids([self.encode(r) for r in requests], self.prefill_chunk, self._aligned)
-        if ids is None or len(ids) > (self.context_window or 0):
-            return False
+        encoded = [self.encode(r) for r in requests]
+        fill = self._warm_fill
+        limit = self.context_window or 0
+        return self._prefix.warm(
+            self._turns, encoded, self.prefill_chunk, fill, self._invalidate, limit=limit
+        )
 
-        def work(cancel: threading.Event) -> None:
-            try:
-                self._evaluate(ids, self._keep(ids), cancel, lambda _: None)
-                self._tail_prompt = None  # ids is no prompt: a retry must not take its tail as its own
-            except Exception:  # a best effort: the next turn evaluates it, from scratch if need be
-                self._invalidate()
+    def _warm_fill(self, ids: list[int], cancel: threading.Event) -> None:
+        self._evaluate(ids, self._keep(ids), cancel, lambda _: None)
 
-        self._turns.warm(work)
-        return True
+    def close(self) -> None:
+        """Stop the worker thread and free the model's native memory (`:model` releases the engine)."""
+        super().close()
+        try:
+            self.llm.close()
+        except Exception:  # already closed; nothing else holds it
+            pass
 
     def _invalidate(self) -> None:
         self.llm.reset()
-        self._aligned, self._tail_prompt = 0, None
+        self._prefix.forget()
 
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.template.render(
@@ -311,34 +306,20 @@ class LlamaCppEngine(Background):
         return self._evaluate(ids, keep, cancel, emit)
 
     def _keep(self, ids: list[int]) -> int:
-        """Drop the cached positions this prompt's schedule would not compute the same way; how many stay."""
-        llm, size = self.llm, self.prefill_chunk
+        """Drop the cached positions this prompt's schedule would not compute the same way (prefix_cache.py);
+        how many stay."""
+        llm = self.llm
         cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
-        common = common_prefix_len(cached, ids)
-        if self._tail_prompt == ids and common >= len(ids) - 1:
-            keep = len(ids) - 1
-        else:
-            keep = min(common, self._aligned) // size * size
+        keep = self._prefix.keep(cached, ids, self.prefill_chunk)
         llm.n_tokens = min(llm.n_tokens, keep)  # eval() drops the cache entries from here on
-        self._aligned, self._tail_prompt = min(self._aligned, keep), None
         return keep
 
     def _evaluate(self, ids: list[int], keep: int, cancel: threading.Event, emit: Callable) -> bool:
         """Evaluate ids[keep:-1] in aligned batches, checking `cancel` between them; False when cancelled."""
-        llm, size = self.llm, self.prefill_chunk
-        end = len(ids) - 1
-        pos = keep
-        while pos < end:
-            if cancel.is_set():
-                return False
-            stop = min((pos // size + 1) * size, end)
-            llm.eval(ids[pos:stop])
-            if stop % size == 0:
-                self._aligned = stop
-            pos = stop
-            emit(PrefillProgress(stop - keep, end - keep))
-        self._tail_prompt = ids
-        return not cancel.is_set()
+        llm = self.llm
+        return self._prefix.prefill(
+            ids, keep, self.prefill_chunk, lambda pos, stop: llm.eval(ids[pos:stop]), emit, cancel
+        )
 
     def _sample(
         self,

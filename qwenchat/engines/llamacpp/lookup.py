@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from qwenchat.engines.job import Outcome
 from qwenchat.engines.speculative import DraftStats
-from qwenchat.engines.turn import Outcome
 
 
 def lookup_sample(

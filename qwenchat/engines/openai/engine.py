@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.job import Job
 from qwenchat.engines.openai.events import clean, one_line, server_error_message
 from qwenchat.engines.openai.http import (
     MAX_ERROR_BODY,
@@ -25,7 +26,7 @@ from qwenchat.engines.openai.http import (
     Exchange,
     redirect_message,
 )
-from qwenchat.engines.turn import Job, Turns
+from qwenchat.engines.turn import Turns
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.tools.calls import api_messages
 
@@ -97,6 +98,9 @@ class OpenAIEngine:
 
     def reset(self) -> None:
         pass  # the server keeps (or not) its own prefix cache; there is nothing to forget here
+
+    def close(self) -> None:
+        self._turns.close()  # a turn's thread ends on its own; nothing else is held
 
     def render_prompt(self, request: GenerationRequest) -> str:
         raise NotImplementedError(f"the rendered prompt is {REMOTE_ONLY}")

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
 from qwenchat.engines.api import EngineError, GenerationRequest
+from qwenchat.engines.job import Outcome
 from qwenchat.engines.openai.events import MalformedEvent, Usage, one_line, parse_event, server_error_message
-from qwenchat.engines.turn import Outcome
 from qwenchat.tools.calls import DeltaAssembler
 
 

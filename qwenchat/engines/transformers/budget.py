@@ -5,6 +5,7 @@ work as in any turn (reasoning.py has the why)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -36,12 +37,17 @@ class ThinkBudget(LogitsProcessor):
 
 
 def budget_processors(
-    engine: Any, budget: int | None, think_open: bool, prompt_len: int
+    budget: int | None,
+    think_open: bool,
+    prompt_len: int,
+    *,
+    tokenize: Callable[[str], list[int]],
+    new_decoder: Callable[[], Callable[[int], str]],
 ) -> LogitsProcessorList:
     """No processor without a budget: the turn is then exactly what it was before budgets existed."""
     if budget is None:
         return LogitsProcessorList()
-    close_ids = engine._tokenize(CLOSE_TEXT)
+    close_ids = tokenize(CLOSE_TEXT)
     return LogitsProcessorList(
-        [ThinkBudget(BudgetTracker(budget, think_open), engine._new_decoder(), close_ids, prompt_len)]
+        [ThinkBudget(BudgetTracker(budget, think_open), new_decoder(), close_ids, prompt_len)]
     )

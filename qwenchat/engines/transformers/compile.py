@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import CompileConfig, GenerationConfig, StaticCache
@@ -113,11 +113,21 @@ class StaticDecode:
             )
 
 
-def enable(engine: Any, backend: str | Callable = "inductor", mode: str | None = None) -> StaticDecode:
+class Compilable(Protocol):
+    """What `enable` needs of the transformers engine (which imports this module)."""
+
+    model: Any
+    draft_model: Any
+    static: StaticDecode | None
+
+    def reset(self) -> None: ...
+
+
+def enable(engine: Compilable, backend: str | Callable = "inductor", mode: str | None = None) -> StaticDecode:
     """Switch a transformers engine to the static cache and the compiled decode step."""
     if backend == "inductor" and engine.model.device.type == "cpu" and not _has_cxx():
         raise CompileError("--compile on a CPU needs a C++ compiler (g++ or clang++) for torch.compile")
-    if getattr(engine, "draft_model", None) is not None:
+    if engine.draft_model is not None:
         raise CompileError("--compile does not combine with --draft-model (speculative decoding)")
     engine.static = StaticDecode(engine.model, backend, mode)
     engine.reset()  # the kept cache is a dynamic one

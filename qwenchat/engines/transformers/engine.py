@@ -16,23 +16,24 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from qwenchat.engines import speculative, turn
+from qwenchat.engines import speculative
 from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
+from qwenchat.engines.generation_config import generation_schema
+from qwenchat.engines.job import Job, Outcome
+from qwenchat.engines.job import error_line as turn_error_line
+from qwenchat.engines.prefix_cache import PrefixCache
 from qwenchat.engines.transformers import compile as transformers_compile
 from qwenchat.engines.transformers import probs as probs_capture
 from qwenchat.engines.transformers.adapters import AdapterError, AdapterSwitch
 from qwenchat.engines.transformers.budget import budget_processors
-from qwenchat.engines.transformers.generation_config import generation_schema
-from qwenchat.engines.turn import Background, Job, Outcome, PrefillProgress, common_prefix_len, warm_ids
+from qwenchat.engines.turn import Background, Turns
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
+from qwenchat.structured.schema import grammar, ll_tokenizer, tokenizer_ready
 from qwenchat.text.think import prompt_opens_think
 
-# The prefill schedule that makes a turn's tokens independent of what was cached: the prompt but its last
-# token in chunks whose boundaries lie at multiples of PREFILL_CHUNK (absolute positions), then the last
-# token alone (generate does it). bf16 matmuls round differently for different batch shapes, so every
-# position must always be computed in the same shape; only whole aligned chunks are kept for a longer prompt.
+# The prefill schedule's chunk size (prefix_cache.py has the schedule and why it keeps turns reproducible).
 PREFILL_CHUNK = 128
 
 
@@ -78,11 +79,13 @@ def error_line(exc: BaseException) -> str:
     if "OutOfMemory" in type(exc).__name__:
         first = (str(exc).strip().splitlines() or [""])[0]
         return f"out of memory: {first[:200]} (try :clh or a smaller max_new_tokens)"
-    return turn.error_line(exc)
+    return turn_error_line(exc)
 
 
 class TransformersEngine(Background):
-    """One model, one conversation at a time; the REPL talks to it only through `stream`."""
+    """One model, one conversation at a time. Besides Engine it has every capability in api.py: warm,
+    settle, close, template variables, detokenize, the thinking budget, adapters, schema preparation and
+    the compiled decode step."""
 
     supports_thinking_budget = True  # :reasoning budget (the closing tag is forced in-process)
 
@@ -102,10 +105,9 @@ class TransformersEngine(Background):
         self.reuse_cache = reuse_cache
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
-        self._aligned = 0  # leading cached positions computed in whole aligned chunks
-        self._tail_prompt: list[int] | None = None  # the prompt whose partial last chunk the cache holds
-        self.prefill_chunk = PREFILL_CHUNK
-        self._turns = turn.Turns("qwenchat-generate", error_line=error_line)
+        self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
+        self.prefill_chunk = PREFILL_CHUNK  # the prefill schedule's chunk size (prefix_cache.py)
+        self._turns = Turns("qwenchat-generate", error_line=error_line)
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
         self.eos_ids: set[int] = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -155,27 +157,40 @@ class TransformersEngine(Background):
             self._forget()
 
     def warm(self, requests: list[GenerationRequest]) -> bool:
-        """While the user types: compute the whole aligned chunks that every one of `requests` (the next
-        prompt, each with another stand-in for the message not yet typed) starts with, so the next turn finds
-        them cached. They are what that turn's schedule would compute, so its tokens stay the same; only a
-        retry of the last prompt then recomputes its partial last chunk. True when work was started."""
+        """While the user types: compute the whole aligned chunks every one of `requests` (the next prompt
+        with stand-ins for the message not yet typed) starts with (prefix_cache.py); True when it began."""
         self._turns.settle()
         if not self.reuse_cache or self._cache is None:
             return False
-        ids = warm_ids([self.encode(r) for r in requests], self.prefill_chunk, self._aligned)
-        if ids is None:
-            return False
+        encoded = [self.encode(r) for r in requests]
+        return self._prefix.warm(self._turns, encoded, self.prefill_chunk, self._warm_fill, self._forget)
 
-        def work(cancel: threading.Event) -> None:
-            try:
-                with torch.inference_mode():
-                    self._prefill(ids, self._prepare_cache(ids), lambda _: None, cancel)
-                self._tail_prompt = None  # ids is no prompt: a retry must not take its tail as its own
-            except Exception:  # a best effort: the next turn computes it, from scratch if need be
-                self._forget()
+    def _warm_fill(self, ids: list[int], cancel: threading.Event) -> None:
+        with torch.inference_mode():
+            self._prefill(ids, self._prepare_cache(ids), lambda _: None, cancel)
 
-        self._turns.warm(work)
-        return True
+    # -- the compiled decode step (--compile, compile.py) -------------------------------------
+    @property
+    def compiled(self) -> bool:
+        return self.static is not None
+
+    def warm_up_compiled(self, max_new_tokens: int | None) -> None:
+        if self.static is not None:
+            self.static.warm_up(max_new_tokens)
+
+    def drop_compiled(self) -> None:
+        self.static = None
+        self.reset()  # the kept cache is a static one
+
+    # -- JSON answers (`:json`): llguidance's grammar and tokenizer, built ahead of the turn ------
+    def check_schema(self, schema: dict[str, Any]) -> None:
+        grammar(schema)
+
+    def schema_tokenizer_ready(self) -> bool:
+        return tokenizer_ready(self.tokenizer)
+
+    def prepare_schema_tokenizer(self) -> None:
+        ll_tokenizer(self.tokenizer, self.model.config.get_text_config().vocab_size, self.eos_ids)
 
     # -- LoRA adapters at run time (adapters.py) ---------------------------------------------
     def adapters(self) -> list[str]:
@@ -245,24 +260,17 @@ class TransformersEngine(Background):
         static = self.static
         self._cache = DynamicCache(config=self.model.config) if static is None else static.new_cache()
         self._cached_ids = []
-        self._aligned, self._tail_prompt = 0, None
+        self._prefix.forget()
         return 0
 
     def _prepare_cache(self, ids: list[int]) -> int:
-        """Keep the part of the cache this prompt's schedule would compute the same way; return its length.
-
-        That is the whole aligned chunks of the common prefix, or, for the very same prompt (a retry), all
-        but its last token. Tokens decoded one at a time are never kept: a new prompt computes them in chunks.
-        """
+        """Keep the part of the cache this prompt's schedule would compute the same way (prefix_cache.py);
+        return its length."""
         if self.static is not None:
             self.static.want(len(ids))  # a static cache grows to hold the prompt (warm work: its prefix)
         if not self.reuse_cache or self._cache is None:
             return self._new_cache()
-        common = common_prefix_len(self._cached_ids, ids)
-        if self._tail_prompt == ids and common >= len(ids) - 1:
-            keep = len(ids) - 1
-        else:
-            keep = min(common, self._aligned) // self.prefill_chunk * self.prefill_chunk
+        keep = self._prefix.keep(self._cached_ids, ids, self.prefill_chunk)
         drop = self._cache.get_seq_length() - keep
         try:
             if drop > 0:
@@ -272,8 +280,6 @@ class TransformersEngine(Background):
         except (RuntimeError, ValueError):  # sliding windows, static caches: start over
             return self._new_cache()
         self._cached_ids = self._cached_ids[:keep]
-        self._aligned = min(self._aligned, keep)
-        self._tail_prompt = None
         if self.static is not None:
             self._cache = self.static.fit(self._cache, keep)
         return keep
@@ -281,14 +287,10 @@ class TransformersEngine(Background):
     def _prefill(
         self, ids: list[int], start: int, emit: Callable[[Any], None], cancel: threading.Event
     ) -> bool:
-        """Compute ids[start:-1] into the cache chunk by chunk (boundaries at multiples of the chunk size),
-        checking `cancel` between chunks; False when cancelled. What was computed stays cached."""
-        end, size = len(ids) - 1, self.prefill_chunk
-        pos = start
-        while pos < end:
-            if cancel.is_set():
-                return False
-            stop = min((pos // size + 1) * size, end)
+        """Compute ids[start:-1] into the cache on the prefill schedule (prefix_cache.py), checking `cancel`
+        between chunks; False when cancelled. What was computed stays cached."""
+
+        def compute(pos: int, stop: int) -> None:
             chunk = torch.tensor([ids[pos:stop]], dtype=torch.long, device=self.device)
             self.model(
                 input_ids=chunk,
@@ -298,19 +300,15 @@ class TransformersEngine(Background):
                 logits_to_keep=1,  # the logits are not needed; the vocabulary projection is costly
             )
             self._cached_ids = ids[:stop]
-            if stop % size == 0:
-                self._aligned = stop
-            pos = stop
-            emit(PrefillProgress(stop - start, end - start))
-        self._tail_prompt = ids
-        return not cancel.is_set()
+
+        return self._prefix.prefill(ids, start, self.prefill_chunk, compute, emit, cancel)
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         return self._turns.stream(self._prepare, request, cancel)
 
     def _forget(self) -> None:
         self._cache, self._cached_ids = None, []
-        self._aligned, self._tail_prompt = 0, None
+        self._prefix.forget()
 
     def _prepare(self, request: GenerationRequest) -> Job:
         """This engine's part of a turn: the prompt's ids, a GenerationConfig, generate on the worker."""
@@ -343,6 +341,13 @@ class TransformersEngine(Background):
             draft = self.draft_model if plain else None
             drafts = speculative.DraftStats(limit=lookup or 0) if lookup or draft is not None else None
             extra = {"assistant_model": draft} if draft is not None and not lookup else {}
+            budget = budget_processors(
+                request.thinking_budget,
+                think_open,
+                len(ids),
+                tokenize=self._tokenize,
+                new_decoder=self._new_decoder,
+            )
             try:
                 with (
                     torch.inference_mode(),
@@ -360,7 +365,7 @@ class TransformersEngine(Background):
                         logits_processor=LogitsProcessorList(
                             [
                                 *(schema or []),
-                                *budget_processors(self, request.thinking_budget, think_open, len(ids)),
+                                *budget,
                                 *(processors or []),
                             ]
                         ),

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from qwenchat.engines.api import GenerationRequest
-from qwenchat.engines.transformers.engine import TransformersEngine, common_prefix_len
+from qwenchat.engines.prefix_cache import common_prefix_len
+from qwenchat.engines.transformers.engine import TransformersEngine
 
 GREEDY = {"do_sample": False, "max_new_tokens": 12}
 

@@ -1,6 +1,8 @@
 """The transformers engine's settings: the whole GenerationConfig vocabulary, typed by its defaults, checked
 together by GenerationConfig itself. transformers is imported on first use only, so a session file or a
-config file that names a long-tail key can be checked without loading the engine."""
+config file that names a long-tail key can be checked without loading the engine. Beside the engine contract
+rather than in engines/transformers/: the CLI and the session file pass it to settings.check_value as the
+long tail of the settings some engine knows, before any engine is loaded."""
 
 from __future__ import annotations
 
