@@ -35,7 +35,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "qwenchat"
 # module belongs to the group of its most specific entry, and a new module has none until it is placed here.
 LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
     ("leaf", 0, ("qwenchat", "qwenchat.errors", "qwenchat.paths", "qwenchat.text.*")),
-    ("shared", 1, ("qwenchat.settings", "qwenchat.models.*")),
+    ("shared", 1, ("qwenchat.settings", "qwenchat.config_file", "qwenchat.models.*")),
     (
         "vocabulary",
         2,

@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from qwenchat.config_file import read_config_file
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.settings import (
@@ -15,7 +16,6 @@ from qwenchat.settings import (
     layered_settings,
     parse_assignments,
     parse_value,
-    read_config_file,
 )
 
 

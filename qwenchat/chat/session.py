@@ -7,27 +7,26 @@ The session builds each answer from the engine's chunks and never prints: a UI w
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from qwenchat.chat.attach import Attachment, compose, fit
 from qwenchat.chat.collect import collect
 from qwenchat.chat.context_fit import fit_context
 from qwenchat.chat.observer import ChatObserver, Headless, TurnResult
+from qwenchat.chat.saving import Saving
 from qwenchat.chat.template_probe import inserted_system
-from qwenchat.conversation.file import SessionFile, conversation_to_dict, now_stamp
+from qwenchat.conversation.file import now_stamp
 from qwenchat.conversation.model import Conversation, Message
-from qwenchat.conversation.store import SessionStore, save_file
+from qwenchat.conversation.store import SessionStore
 from qwenchat.engines import api
 from qwenchat.engines.api import Engine, GenerationRequest, TurnStats
 from qwenchat.errors import ChatError, first_line
 from qwenchat.probs.branch import BranchPlan, joined_probs
 from qwenchat.reasoning import Reasoning
-from qwenchat.settings import ConfigError, Settings
+from qwenchat.settings import Settings
 from qwenchat.tools.calls import pending_calls
 from qwenchat.tools.turns import MAX_MOCK_ROUNDS, ToolBox, result_message, take_calls
 
@@ -39,7 +38,7 @@ OVERFLOW_POLICIES = ("drop-oldest", "error")
 WARM_PROBES = ("a", "\n\n1. ")
 
 
-class ChatSession:
+class ChatSession(Saving):
     """The state of one chat and the operations on it; usable with or without a terminal."""
 
     def __init__(
@@ -280,96 +279,6 @@ class ChatSession:
         """Never truncate silently: drop the oldest exchanges with a notice, or refuse (--overflow error)
         with a ChatError (context_fit.py)."""
         return fit_context(self.engine, request, self.overflow, self.observer.notice)
-
-    # -- saving ------------------------------------------------------------------------------
-    def fields(self) -> dict[str, Any]:
-        """What a session file holds, as keyword arguments of store.save_file."""
-        return {
-            "conversation": self.conversation,
-            "model": self.model,
-            "settings_overrides": dict(self.settings.overrides),
-            "seed": self.settings.seed,
-            "session_id": self.session_id,
-            "created": self.created,
-            "piped": self.piped,
-        }
-
-    def save(self, path: str | Path, *, overwrite: bool = True) -> SessionFile:
-        """Write the session to `path` (StoreError, one line, when it cannot; TargetExists when the file
-        exists and not `overwrite`)."""
-        return save_file(path, overwrite=overwrite, **self.fields())
-
-    def autosave(self) -> None:
-        """Write the session after every change, atomically; a failure is a notice, never a crash."""
-        if self.store is None or not self.conversation.messages:
-            return
-        state = self._state()
-        if state == self._saved_state:
-            return
-        fields = self.fields()
-        fields.pop("session_id")
-        try:
-            self._claim()
-            self.store.autosave(self.session_id, **fields)
-            self._saved_state = state
-        except Exception as exc:  # disk full, permissions: the chat goes on
-            self.observer.notice(f"autosave failed: {exc}")
-
-    def _state(self) -> Any:
-        return (
-            conversation_to_dict(self.conversation),
-            dict(self.settings.overrides),
-            self.settings.seed,
-            self.piped,
-        )
-
-    def _claim(self) -> None:
-        """Autosave writes only a session no other process has open: else this chat forks to a new id,
-        so that neither process erases the other's turns."""
-        if self.store is None:
-            return
-        holder = self.store.claim(self.session_id)
-        if holder is True:
-            return
-        old, self.session_id = self.session_id, SessionStore.new_id()
-        self.store.claim(self.session_id)
-        who = f" (pid {holder})" if holder else ""
-        self.observer.notice(
-            f"session {old} is open in another qwenchat{who}: this chat goes on as a new session "
-            f"{self.session_id}, so neither loses a turn"
-        )
-
-    def adopt(self, saved: SessionFile, *, session_id: str | None = None, created: str | None = None) -> None:
-        """Take over a loaded session: conversation, settings and seed; the engine re-matches its cache.
-        With `session_id` (a resumed autosave) later autosaves go on writing that session; without it (a
-        loaded file) they go to a new one. Either way the session left behind keeps its file as it was."""
-        settings = copy.copy(self.settings)
-        settings.seed = saved.seed
-        try:
-            dropped = settings.adopt(saved.settings)
-        except ConfigError as exc:
-            raise ChatError(f"the saved settings do not apply to this model: {exc}") from None
-        if dropped:
-            self.observer.notice(settings.schema.dropped_notice(dropped, "the saved session"))
-        self.conversation = saved.conversation
-        self.settings = settings
-        self.new_autosave_session()
-        if session_id:
-            self.session_id = session_id
-            self.created = created or self.created
-            self._claim()  # another process has it open: this chat forks to a new id (with a notice)
-            # A session any interactive run wrote to stays one `last` finds.
-            self.piped = self.piped_run and saved.piped
-            if self.piped == saved.piped:
-                self._saved_state = self._state()  # as on disk: nothing to write until it changes
-        if saved.replaced:
-            n = saved.replaced
-            self.observer.notice(
-                f"{n} piece{'s' if n > 1 else ''} of text in the saved session {'were' if n > 1 else 'was'} "
-                "not valid Unicode (a lone surrogate): replaced by \ufffd"
-            )
-        if saved.model and saved.model != self.model:
-            self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")
 
     def answer_request(self, request: GenerationRequest) -> TurnResult:
         """Stream an answer to `request` through the observer without touching the history (:compare)."""

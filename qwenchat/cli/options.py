@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwenchat.settings import FLAG_KEYS
+from qwenchat.config_file import FLAG_KEYS
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from qwenchat.cli.options import BatchOptions, ChatOptions, GenerationOptions, given_flags
 from qwenchat.cli.testbench_flags import load_toolbox
+from qwenchat.config_file import read_config_file
 from qwenchat.conversation.model import DEFAULT_SYSTEM
 from qwenchat.engines.generation_config import generation_schema
-from qwenchat.settings import Settings, check_value, layered_settings, read_config_file
+from qwenchat.settings import Settings, check_value, layered_settings
 
 if TYPE_CHECKING:
     from qwenchat.conversation.file import SavedSession
