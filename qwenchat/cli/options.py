@@ -37,6 +37,8 @@ class ModelOptions:
     endpoint: str | None = None
     api_key: str | None = None
     trust_remote_code: bool = False
+    no_template: bool = False  # plain completion (models/templates.py)
+    chat_template: str | None = None  # --chat-template FILE
     # In the parser's generation group, but they decide how the engine is built.
     draft_model: str | None = None
     prompt_lookup_num_tokens: int | None = None  # --lookup N
@@ -44,9 +46,16 @@ class ModelOptions:
 
     def for_spec(self, spec: str) -> ModelOptions:
         """The same options for another model (`:model SPEC`): `demo` is --demo, anything else is -c's;
-        an adapter belongs to the model it was trained on, so none carries over."""
+        an adapter or a chat template belongs to the model it was given for, so neither carries over."""
         demo = spec == "demo"
-        return dataclasses.replace(self, demo=demo, checkpoint_path=None if demo else spec, adapter=())
+        return dataclasses.replace(
+            self,
+            demo=demo,
+            checkpoint_path=None if demo else spec,
+            adapter=(),
+            chat_template=None,
+            no_template=False,
+        )
 
 
 @dataclass(frozen=True)

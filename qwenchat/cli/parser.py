@@ -103,6 +103,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="in-process backend; llama.cpp needs a .gguf (-c FILE.gguf or --demo) and qwenchat[llamacpp]",
     )
     compile_flags.add_flag(m)
+    t = m.add_mutually_exclusive_group()
+    t.add_argument(
+        "--no-template",
+        action="store_true",
+        help="plain completion: no chat template, each message continues the raw text (for base models; "
+        "automatic, with a notice, for a model that has no template)",
+    )
+    t.add_argument(
+        "--chat-template", metavar="FILE", help="a Jinja chat template to use instead of the model's own"
+    )
     m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
     m.add_argument(
         "--threads", type=int, metavar="N", help="decode threads for --engine llama.cpp (default: cores)"

@@ -11,11 +11,12 @@ from qwenchat.cli.options import BatchOptions, ChatOptions, GenerationOptions, g
 from qwenchat.cli.testbench_flags import load_toolbox
 from qwenchat.config_file import read_config_file
 from qwenchat.conversation.model import DEFAULT_SYSTEM
+from qwenchat.engines.api import SupportsTemplateChoice
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.settings import Settings, check_value, layered_settings
 
 if TYPE_CHECKING:
-    from qwenchat.conversation.file import SavedSession
+    from qwenchat.conversation.file import SessionFile
     from qwenchat.conversation.store import SessionStore
     from qwenchat.engines.api import Engine
     from qwenchat.tools.turns import ToolBox
@@ -29,7 +30,7 @@ class Startup:
     file: dict[str, Any]  # the config file's tables ([generation], [chat])
     schema: dict[str, Any] | None = None  # --json-schema, read and parsed
     store: SessionStore | None = None  # where the chat autosaves; None: --no-autosave (and in a batch)
-    saved: SavedSession | None = None  # --resume: the session to reopen
+    saved: SessionFile | None = None  # --resume: the session to reopen
     toolbox: ToolBox | None = None  # --tools and --tool-mocks, checked
 
     @property
@@ -69,7 +70,11 @@ def session_inputs(
     """The system prompt (None for "-") and the settings: a flag beats the config file, which beats the
     defaults. Raises a UserError for settings that do not fit the engine."""
     given = generation.system
-    system = given if given is not None else startup.chat_table.get("system", DEFAULT_SYSTEM)
+    # Plain completion sends the texts as they are: a default system prompt would start every one.
+    plain = isinstance(engine, SupportsTemplateChoice) and engine.template_choice.plain
+    system = (
+        given if given is not None else startup.chat_table.get("system", None if plain else DEFAULT_SYSTEM)
+    )
     settings = layered_settings(
         engine.default_settings(),
         startup.generation_table,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from qwenchat.errors import UserError
 
 if TYPE_CHECKING:
+    from qwenchat.models.templates import TemplateChoice
     from qwenchat.settings import SettingsSchema
 
 # Why a turn ended: the model said it was done, it hit max_new_tokens, the user pressed Ctrl-C,
@@ -291,6 +292,14 @@ class SupportsCompiledDecode(Protocol):
     def drop_compiled(self) -> None:
         """Decode eagerly from now on (the compiled step failed to build)."""
         ...
+
+
+@runtime_checkable
+class SupportsTemplateChoice(Protocol):
+    """Applies a chat template in-process, chosen at load (models/templates.py): the model's own, one from a
+    file, or plain completion (no template: the conversation is the raw text)."""
+
+    template_choice: TemplateChoice
 
 
 class EngineError(UserError):

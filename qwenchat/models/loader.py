@@ -45,10 +45,6 @@ QUANT_HINT = "8-bit/4-bit loading needs bitsandbytes: pip install 'qwenchat[quan
 ADAPTER_CONFIG = "adapter_config.json"
 # PEFT methods that feed virtual tokens through past_key_values: they clash with the engine's KV cache.
 _PROMPT_LEARNING = {"PROMPT_TUNING", "MULTITASK_PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "CPT"}
-_CHAT_TEMPLATE_HINT = (
-    "this tokenizer has no chat template; use an instruct/chat model (base models have none) "
-    "or add a chat_template to its tokenizer_config.json"
-)
 
 
 @dataclass(frozen=True)
@@ -399,8 +395,6 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
         tokenizer = AutoTokenizer.from_pretrained(model_dir, **kwargs)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as exc:
         raise _wrap(exc, name, options.trust_remote_code) from None
-    if not getattr(tokenizer, "chat_template", None):
-        raise LoadError(_CHAT_TEMPLATE_HINT)
 
     model_kwargs = dict(kwargs, dtype=dtype, device_map=device_map)
     max_memory = choose_max_memory(options, cuda_count, lambda i: torch.cuda.mem_get_info(i)[0])

@@ -269,6 +269,24 @@ def test_model_options_for_another_spec():
     assert not options.for_spec("./m.gguf").demo and options.for_spec("x").adapter == ()
     assert options.for_spec("demo").demo and options.for_spec("demo").checkpoint_path is None
     assert options.for_spec("x").dtype == "float32"  # everything else carries over
+    templated = ModelOptions(demo=True, chat_template="t.jinja", no_template=False)
+    assert templated.for_spec("x").chat_template is None  # a template was given for the model it came with
+    assert not ModelOptions(no_template=True).for_spec("x").no_template
+
+
+def test_template_options_are_checked_before_any_model_loads(tmp_path, out):
+    from qwenchat.cli.engine import make_engine
+    from qwenchat.cli.options import ModelOptions
+
+    bad = tmp_path / "t.jinja"
+    bad.write_text("{% if %}")
+    # The model does not exist either: the template's line shows that the file was read first.
+    assert make_engine(ModelOptions(checkpoint_path="/no/such/model", chat_template=str(bad)), out) is None
+    assert out.buf.getvalue().startswith(f"error: --chat-template {bad}: line 1: ")
+    with_endpoint = ModelOptions(endpoint="http://127.0.0.1:9/v1", no_template=True)
+    assert make_engine(with_endpoint, out) is None
+    assert "--no-template needs an in-process engine" in out.buf.getvalue()
+    assert len([line for line in out.buf.getvalue().splitlines() if line]) == 2
 
 
 def test_batch_through_the_cli_with_the_fake_engine(tmp_path):

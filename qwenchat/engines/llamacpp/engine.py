@@ -24,6 +24,7 @@ from qwenchat.engines.llamacpp.template import ChatTemplate
 from qwenchat.engines.prefix_cache import PrefixCache
 from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.engines.turn import Background, Turns
+from qwenchat.models import templates
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
 from qwenchat.settings import COMMON, SettingsSchema
@@ -80,6 +81,8 @@ class LlamaCppEngine(Background):
         reuse_cache: bool = True,
         defaults: dict[str, Any] | None = None,
         name: str | None = None,
+        chat_template: str | None = None,
+        plain: bool = False,
     ) -> None:
         try:
             import llama_cpp
@@ -113,13 +116,18 @@ class LlamaCppEngine(Background):
         self.n_batch = n_batch
         self.prefill_chunk = min(prefill_chunk, n_batch)  # prefill batches start at its multiples
         self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
-        source = self.llm.metadata.get("tokenizer.chat_template")
-        if not source:
-            raise EngineError(f"{path.name} has no chat template (tokenizer.chat_template)")
-        self.template_source = source
-        self.template = ChatTemplate(
-            source, self._token_text(self.llm.token_bos()), self._token_text(self.llm.token_eos())
+        # --no-template, --chat-template FILE, the GGUF's own, or plain completion for a model without one
+        bos = self._token_text(self.llm.token_bos())
+        starts_with_bos = self.llm.tokenize(b"a", add_bos=True)[:1] == [self.llm.token_bos()]
+        self.template_choice = templates.choose(
+            self.llm.metadata.get("tokenizer.chat_template"),
+            path.name,
+            file=chat_template,
+            plain=plain,
+            bos=bos if starts_with_bos else "",
         )
+        self.template_source = self.template_choice.source
+        self.template = ChatTemplate(self.template_source, bos, self._token_text(self.llm.token_eos()))
         self._defaults = dict(defaults) if defaults is not None else self._gguf_defaults()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
 

@@ -27,6 +27,7 @@ from qwenchat.engines.transformers import probs as probs_capture
 from qwenchat.engines.transformers.adapters import AdapterError, AdapterSwitch
 from qwenchat.engines.transformers.budget import budget_processors
 from qwenchat.engines.turn import Background, Turns
+from qwenchat.models import templates
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
@@ -97,11 +98,13 @@ class TransformersEngine(Background):
         *,
         reuse_cache: bool = True,
         adapters: list[str] | None = None,
+        template_choice: templates.TemplateChoice | None = None,
     ) -> None:
         self.model = model
         self._adapters = AdapterSwitch.of(model, adapters)  # None without switchable LoRA adapters
         self.tokenizer = tokenizer
         self.name = name
+        self.template_choice = template_choice or templates.for_tokenizer(tokenizer, name)
         self.reuse_cache = reuse_cache
         self._cache: DynamicCache | None = None
         self._cached_ids: list[int] = []
@@ -217,6 +220,7 @@ class TransformersEngine(Background):
     def render_prompt(self, request: GenerationRequest) -> str:
         return self.tokenizer.apply_chat_template(
             request.messages,
+            chat_template=self.template_choice.source,
             tools=request.tools,
             tokenize=False,
             add_generation_prompt=not request.continue_final,
@@ -226,7 +230,7 @@ class TransformersEngine(Background):
 
     def template_variables(self) -> set[str] | None:
         """What the chat template reads (reasoning.py: does it have the enable_thinking switch?)."""
-        return template_variables(self.tokenizer.chat_template)
+        return template_variables(self.template_choice.source)
 
     def _tokenize(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
