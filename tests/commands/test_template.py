@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+from tests.support.recording import recorded
+
 
 @pytest.fixture
 def engine(tiny_model):
@@ -25,18 +27,8 @@ def shown_template(app, out) -> str:
 
 def sent_prompt(app, engine, text: str) -> str:
     """What the engine is asked to answer when `text` is sent now."""
-    seen = []
-    real = engine.stream
-
-    def recording(request, cancel):
-        seen.append(engine.render_prompt(request))
-        return real(request, cancel)
-
-    engine.stream = recording
-    try:
+    with recorded(engine, engine.render_prompt) as seen:
         app.handle_line(text)
-    finally:
-        del engine.stream
     return seen[0]
 
 

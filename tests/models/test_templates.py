@@ -11,6 +11,7 @@ from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation
 from qwenchat.models import templates
 from qwenchat.models.templates import TemplateError, choose, plain_template, read_template_file
+from tests.support.recording import recorded
 
 CUSTOM = (
     "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
@@ -69,18 +70,11 @@ def engine_with(tiny_model):
 
 def chat(engine, *texts: str) -> tuple[ChatSession, list[str]]:
     """Send each text greedily (4 new tokens); the prompts the engine rendered, one per turn."""
-    prompts = []
-    real = engine.stream
-
-    def recording(request, cancel):
-        prompts.append(engine.render_prompt(request))
-        return real(request, cancel)
-
-    engine.stream = recording
     session = ChatSession(engine, conversation=Conversation(system=None))
     session.settings.apply("max_new_tokens=4 do_sample=false")
-    for text in texts:
-        assert session.send(text).kept
+    with recorded(engine, engine.render_prompt) as prompts:
+        for text in texts:
+            assert session.send(text).kept
     return session, prompts
 
 

@@ -5,26 +5,17 @@ from __future__ import annotations
 
 from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation
+from tests.support.recording import recorded
 
 
 def test_a_base_model_runs_as_plain_completion_with_a_notice(gemma_engine):
     choice = gemma_engine.template_choice
     assert choice.plain and choice.notice.startswith("gemma-3-270m-q4_k_m.gguf has no chat template")
-    prompts: list[list[int]] = []
-    real = gemma_engine.stream
-
-    def recording(request, cancel):
-        prompts.append(gemma_engine.encode(request))
-        return real(request, cancel)
-
-    gemma_engine.stream = recording
-    try:
+    with recorded(gemma_engine, gemma_engine.encode) as prompts:
         session = ChatSession(gemma_engine, conversation=Conversation(system=None))
         session.settings.apply("max_new_tokens=8 temperature=0")
         first = session.send("The capital of France is")
         second = session.send(" The capital of Italy is")
-    finally:
-        del gemma_engine.stream
     assert first.kept and second.kept and first.text.strip()
     llm = gemma_engine.llm
     bos = llm.token_bos()
