@@ -41,16 +41,17 @@ def _session(engine: Any, name: str) -> ChatSession:
 
 @pytest.mark.parametrize("name", sorted(PROMPTS))
 def test_demo_answers_parse_and_validate(engine, name):
-    """20 sampled answers per schema, each seed different: every one parses and validates."""
+    """10 sampled answers per schema, each seed different: every one parses and validates (the tiny model's
+    random weights test the mask on far stranger tokens, in the fast tier)."""
     session = _session(engine, name)
     session.settings.seed = 0
     answers = [session.send(PROMPTS[name])]
-    for seed in range(1, 20):
+    for seed in range(1, 10):
         answers.append(session.retry(seed))
     for r in answers:
         assert r.finish_reason == "stop", r.text
         assert r.json_check is not None and r.json_check[0], (r.json_check, r.text)
-    assert len({r.text for r in answers}) >= 3  # sampled with 20 seeds: not one answer repeated
+    assert len({r.text for r in answers}) >= 3  # sampled with 10 seeds: not one answer repeated
 
 
 def test_demo_prefill_and_continue_stay_in_the_schema(engine):
