@@ -94,11 +94,15 @@ class ChatSession(Saving):
     def send(self, text: str) -> TurnResult:
         """Add a user message and answer it; when nothing is answered the message is not kept. Files read
         with `attach` go before it."""
-        full = compose(self.attachments, text) if self.attachments else text
+        full = self._with_attachments(text)
         result = self._transaction(lambda: self.conversation.add_user(full))
         if result.kept:
             self.attachments = []
         return result
+
+    def _with_attachments(self, text: str) -> str:
+        """The message the model gets for `text`: the files read for it (:read) go first."""
+        return compose(self.attachments, text) if self.attachments else text
 
     def attach(self, files: list[Attachment]) -> str:
         """Files for the next message, after a check against the context window (AttachError when they
@@ -237,8 +241,7 @@ class ChatSession(Saving):
     def next_request(self, text: str) -> GenerationRequest:
         """The request `send(text)` would make now: the files read for it (:read) before its text, and a
         pending :prefill as the start of the answer."""
-        full = compose(self.attachments, text) if self.attachments else text
-        request = self.request(continue_final=bool(self.prefill), extra_user=full)
+        request = self.request(continue_final=bool(self.prefill), extra_user=self._with_attachments(text))
         if self.prefill:
             request.messages.append(Message("assistant", self.prefill).to_chat())
         return request

@@ -171,28 +171,34 @@ class SessionStore:
     def path(self, session_id: str) -> Path:
         return self.root / f"{check_id(session_id)}.json"
 
+    def _lock(self, session_id: str) -> FileLock:
+        """The lock one writer of `session_id` holds (StoreError for an id this program never writes)."""
+        return FileLock(self.root / f"{check_id(session_id)}.lock")
+
     def sweep(self) -> list[Path]:
         """Remove the temporary files of autosaves that a killed process left (kill -9 between the write and
         the rename); the removed paths. A temp file of a session that a live process holds is its write in
         progress and stays."""
         removed: list[Path] = []
         try:
-            candidates = [f for f in self.root.iterdir() if _TEMP.fullmatch(f.name)]
+            files = list(self.root.iterdir())
         except OSError:
             return removed
-        for file in candidates:
-            session_id = _TEMP.fullmatch(file.name)["id"]
+        for file in files:
+            match = _TEMP.fullmatch(file.name)
+            if match is None:
+                continue
+            session_id = match["id"]
             try:
-                check_id(session_id)
+                lock = self._lock(session_id)
             except StoreError:
                 continue  # not a name this program writes
             if self._held is not None and self._held[0] == session_id:
                 continue
-            lock = FileLock(self.root / f"{session_id}.lock")
             try:
                 if not lock.acquire():
                     continue  # a live process writes this session
-                if lock.held is False and time.time() - file.stat().st_mtime < _TEMP_AGE_WITHOUT_LOCKS:
+                if not lock.held and time.time() - file.stat().st_mtime < _TEMP_AGE_WITHOUT_LOCKS:
                     continue
                 file.unlink()
                 removed.append(file)
@@ -207,7 +213,7 @@ class SessionStore:
         When another live process holds it: its pid (or False when unknown), and nothing changes."""
         if self._held is not None and self._held[0] == session_id:
             return True
-        lock = FileLock(self.root / f"{check_id(session_id)}.lock")
+        lock = self._lock(session_id)
         try:
             private_dir(self.root)
             if not lock.acquire():

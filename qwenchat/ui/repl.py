@@ -245,7 +245,9 @@ def input_cap(window: int | None) -> int:
     return window * CHARS_PER_TOKEN_MAX if window else NO_WINDOW_CAP
 
 
-def cap_notice(cap: int, window: int | None, pasted: int | None = None) -> str:
+def cap_notice(window: int | None, pasted: int | None = None) -> str:
+    """What the user is told when a typed key (or a paste of `pasted` characters) meets the cap."""
+    cap = input_cap(window)
     why = f"the model's context holds {window:,} tokens" if window else "a bound for memory"
     if pasted is None:
         return f"input limit: a message takes at most {cap:,} characters here ({why}); the rest was not typed"
@@ -279,8 +281,7 @@ def _key_bindings(window: Callable[[], int | None], on_cap: Callable[[str], None
 
     @kb.add(Keys.Any, filter=full, save_before=lambda event: False)
     def _refuse(event: Any) -> None:
-        w = window()
-        on_cap(cap_notice(input_cap(w), w))
+        on_cap(cap_notice(window()))
 
     # prompt_toolkit means to save an undo state only when typing starts (if_no_repeat), but its
     # registered self-insert keeps its own always-save: one copy of the whole line per key.
@@ -297,7 +298,7 @@ def _key_bindings(window: Callable[[], int | None], on_cap: Callable[[str], None
         buffer = event.current_buffer
         w = window()
         if len(buffer.text) + len(data) > input_cap(w):
-            on_cap(cap_notice(input_cap(w), w, pasted=len(data)))
+            on_cap(cap_notice(w, pasted=len(data)))
             return
         buffer.insert_text(data)
 
