@@ -71,10 +71,13 @@ def _batch(options: BatchOptions, env: Environment, err: Renderer) -> int:
         return 2
     if (inputs := batch.prepare(options, err)) is None:
         return 2
-    if (made := _engines(env)(options.model, err)) is None:
+    make = _engines(env)
+    if (made := make(options.model, err)) is None:
         return 2
     engine, banner = made
-    return batch.run(options, startup, engine, banner, inputs, err)
+    if (extra := batch.more_engines(options, banner, make, err)) is None:
+        return 2
+    return batch.run(options, startup, engine, banner, inputs, err, extra)
 
 
 def _chat(options: ChatOptions, env: Environment, err: Renderer) -> int:

@@ -110,6 +110,7 @@ class BatchOptions:
     vars: str | None = None  # a CSV of {{name}} values
     grid: tuple[str, ...] = ()  # KEY=V1,V2 axes
     seeds: str | None = None  # "1,2,3"
+    parallel: int = 1  # requests in flight at once (--endpoint only)
     no_color: bool = False
 
 

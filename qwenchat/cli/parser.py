@@ -217,6 +217,14 @@ def _add_batch(sub: Any) -> None:
         help="variants: every combination",
     )
     b.add_argument("--seeds", metavar="1,2,3", help="run each prompt and variant once per seed")
+    b.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --endpoint: up to N requests at once, so the server batches them (records stay in "
+        "the prompts' order)",
+    )
     _no_color(p.add_argument_group("output"))
     _moved(p, ["--resume"], "{flag} reopens a chat; a batch resumes from its --out file by itself")
 
