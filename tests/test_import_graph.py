@@ -65,6 +65,7 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
             "qwenchat.tools.*",
             "qwenchat.structured.*",
             "qwenchat.batch.*",
+            "qwenchat.report.*",
         ),
     ),
     ("chat", 6, ("qwenchat.chat.*",)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions
+from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions, ReportOptions
 from qwenchat.cli.parser import UsageError, parse
 from qwenchat.environment import Environment
 from qwenchat.errors import UserError, first_line
@@ -37,6 +37,10 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             from qwenchat.cli import batch
 
             return batch.diff(options, env, err)
+        if isinstance(options, ReportOptions):
+            from qwenchat.cli.report import report
+
+            return report(options, err)
         if isinstance(options, BatchOptions):
             return _batch(options, env, err)
         return _chat(options, env, err)

@@ -123,4 +123,13 @@ class DiffOptions:
     no_color: bool = False
 
 
-Options = ChatOptions | BatchOptions | DiffOptions
+@dataclass(frozen=True)
+class ReportOptions:
+    """`qwenchat report RESULTS.jsonl [-o report.html]`: a results file as one HTML page."""
+
+    results: str
+    output: str | None = None  # None: RESULTS with .html
+    no_color: bool = False
+
+
+Options = ChatOptions | BatchOptions | DiffOptions | ReportOptions
