@@ -20,10 +20,11 @@ from qwenchat.text.think import split_think
 from qwenchat.text.worddiff import summarize, word_diff
 
 EXCERPT_CHARS = 160
+MAX_FAILURES = 200  # listed at the top; the matrix ("failures only") shows them all
 SHOWN_FIELDS = {  # record fields the matrix shows itself; the rest are under "more"
     "key", "id", "prompt_index", "vars_index", "variant", "variant_overrides", "seed", "prompt", "system",
     "messages", "answer", "finish_reason", "error", "tokens", "ttft_s", "tok_s", "total_s", "checks",
-    "passed", "ref_logprob", "ref_ppl", "json_valid", "json_check", "finished_at",
+    "passed", "ref_logprob", "ref_ppl", "reference", "json_valid", "json_check", "finished_at",
 }  # fmt: skip
 
 
@@ -132,7 +133,10 @@ def _failures(report: Report, anchors: dict[int, str]) -> str:
         )
     if not items:
         return ""
-    return f'<section id="failures"><h2>Failures</h2><ol class="failures">{"".join(items)}</ol></section>'
+    more = len(items) - MAX_FAILURES
+    tail = f'<p class="meta">and {more} more: tick "failures only" below</p>' if more > 0 else ""
+    listed = "".join(items[:MAX_FAILURES])
+    return f'<section id="failures"><h2>Failures</h2><ol class="failures">{listed}</ol>{tail}</section>'
 
 
 def _answer(text: str) -> str:
@@ -203,6 +207,9 @@ def _record(r: dict[str, Any], report: Report, anchor: str, base: str | None) ->
         body.append(f'<ul class="checks">{_check(check)}</ul>')
     names = (("ref_logprob", "log-prob"), ("ref_ppl", "perplexity"))
     refs = [f"{name} {escape(r[key])}" for key, name in names if r.get(key) is not None]
+    if isinstance(r.get("reference"), str):
+        text = _answer(r["reference"])
+        body.append(f'<details class="reference"><summary>reference answer</summary>{text}</details>')
     if refs:
         body.append(f'<p class="meta ref">reference answer: {" · ".join(refs)}</p>')
     other = report.counterpart(r)

@@ -92,6 +92,7 @@ def hostile_records() -> list[dict[str, Any]]:
                     ref_logprob=-1.5 * n,
                     ref_ppl=1.1 * n,
                     fingerprint={"note": text},
+                    reference=f"The reference. {text}",
                 )
             )
             out[-1]["variant_overrides"]["system"] = HOSTILE[1]  # a variant's label text is shown too

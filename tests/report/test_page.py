@@ -182,3 +182,14 @@ def test_the_run_s_settings_and_seeds_are_shown():
     assert "temperature=0" in text and "temperature=0.7" in text  # the variants' overrides
     seeds = [int(m) for m in re.findall(r"<header>seed (\d+)", html)]
     assert seeds[:3] == [1, 2, 3]  # a cell's records in seed order
+
+
+def test_the_failures_list_is_capped_and_the_matrix_has_them_all():
+    from qwenchat.report.page import MAX_FAILURES
+
+    n = MAX_FAILURES + 5
+    records = [record(i, "", 1, "no", checks=[{"name": "c", "pass": False}]) for i in range(1, n + 1)]
+    page = Page(render_page(build(records, "r.jsonl")))
+    assert len(page.with_class("failures")) == 1
+    assert sum(t == "li" and not a for t, a in page.tags) == MAX_FAILURES  # the list's items have no class
+    assert "and 5 more" in "".join(page.text) and len(page.with_class("record")) == n
