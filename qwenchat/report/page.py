@@ -17,7 +17,7 @@ from qwenchat.report.markdown import escape, render
 from qwenchat.report.model import Rate, Report, Row, checks_of, verdict
 from qwenchat.report.static import CSS, JS
 from qwenchat.text.think import split_think
-from qwenchat.text.worddiff import summarize, word_diff
+from qwenchat.text.worddiff import word_diff, words
 
 EXCERPT_CHARS = 160
 MAX_FAILURES = 200  # listed at the top; the matrix ("failures only") shows them all
@@ -143,9 +143,9 @@ def _answer(text: str) -> str:
     think, answer = split_think(text)
     parts = []
     if think is not None:
-        words = len(think.split())
+        n_words = len(think.split())
         parts.append(
-            f'<details class="think"><summary>thinking ({words} words)</summary>'
+            f'<details class="think"><summary>thinking ({n_words} words)</summary>'
             f'<div class="md">{render(think)}</div></details>'
         )
     parts.append(f'<div class="md answer">{render(answer)}</div>' if answer.strip() else "")
@@ -215,12 +215,13 @@ def _record(r: dict[str, Any], report: Report, anchor: str, base: str | None) ->
     other = report.counterpart(r)
     if other is not None and base is not None:
         a, b = str(other.get("answer", "")), str(r.get("answer", ""))
+        pieces = word_diff(a, b)
         diff = "".join(
-            escape(words) + " " if op == "equal" else f"<{op[:3]}>{escape(words)}</{op[:3]}> "
-            for op, words in word_diff(a, b)
+            escape(text) + " " if op == "equal" else f"<{op[:3]}>{escape(text)}</{op[:3]}> "
+            for op, text in pieces
         )
         body.append(
-            f'<div class="diffbar meta">{escape(summarize(a, b).one_line())} '
+            f'<div class="diffbar meta">{escape(_diff_line(a, b, pieces))} '
             f'<button type="button" class="diff-toggle" aria-controls="{anchor}-diff" aria-expanded="false" '
             f'data-base="{escape(base)}">diff vs {escape(base)}</button></div>'
             f'<div class="diff" id="{anchor}-diff" hidden>{diff.strip() or "(both empty)"}</div>'
@@ -233,6 +234,18 @@ def _record(r: dict[str, Any], report: Report, anchor: str, base: str | None) ->
         f'<article class="record {kind}" id="{anchor}" data-key="{escape(r.get("key", ""))}">'
         f"{''.join(body)}</article>"
     )
+
+
+def _diff_line(a: str, b: str, pieces: list[tuple[str, str]]) -> str:
+    """How B's answer differs from A's, from the one word diff already made (difflib is the page's cost)."""
+    if a == b:
+        return "identical"
+    total = len(words(a)) + len(words(b))
+    same = sum(len(text.split(" ")) for op, text in pieces if op == "equal")
+    if 2 * same == total:
+        return "same words, different whitespace"
+    first = len(pieces[0][1].split(" ")) if pieces and pieces[0][0] == "equal" else 0
+    return f"differs from A's from word {first + 1} ({2 * same / total:.0%} similar)"
 
 
 def _prompt_cell(row: Row) -> str:

@@ -168,6 +168,7 @@ def test_diff_against_variant_a_for_the_same_prompt_and_seed():
     assert len(page.with_class("diff-toggle")) == 2 and page.count("button", id="all-diffs") == 1
     html = render_page(report)
     assert "<del>sat</del> <ins>lay</ins>" in html and "identical" in html
+    assert "differs from A&#x27;s from word 3 (83% similar)" in html
     assert "no record" in html  # prompt 2 has no run in variant A
 
     alone = Page(render_page(build([record(1, "", 1, "x"), record(1, "", 2, "y")], "r.jsonl")))
