@@ -3,10 +3,11 @@ line on stderr and exit status 2."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from qwenchat.batch.inputs import BatchError, Prompt, check_placeholders, read_prompts, read_vars
 from qwenchat.cli.options import BatchOptions, DiffOptions
@@ -58,15 +59,31 @@ def prepare(options: BatchOptions, err: Renderer) -> BatchInputs | None:
     return BatchInputs(prompts, var_rows, variants, seeds)
 
 
+class _NoStatus:
+    """The renderer the extra connections are made with: the first one's "connecting" line says it all;
+    an error still shows."""
+
+    def __init__(self, err: Renderer) -> None:
+        self._err = err
+
+    @contextlib.contextmanager
+    def status(self, text: str) -> Iterator[Callable[[str], None]]:
+        yield lambda message: None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._err, name)
+
+
 def more_engines(
     options: BatchOptions, banner: dict[str, Any], make: EngineFactory, err: Renderer
 ) -> list[Engine] | None:
     """--parallel N: N-1 more connections to the same server and model, since an engine runs one turn
     at a time; None after a one-line error."""
     model = dataclasses.replace(options.model, checkpoint_path=banner["model"])  # the model the first chose
+    quiet = cast("Renderer", _NoStatus(err))
     extra: list[Engine] = []
     for _ in range(options.parallel - 1):
-        made = make(model, err)
+        made = make(model, quiet)
         if made is None:
             for e in extra:
                 e.close()

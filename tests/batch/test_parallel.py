@@ -254,3 +254,26 @@ def test_the_window_bounds_what_waits_in_memory(tmp_path, workers):
         assert rc == 0, err
         assert max(asked_while_q1_ran) <= WINDOW_PER_WORKER * workers
         assert [r["id"] for r in records(out)] == [f"p{i}/s1234" for i in range(1, n + 1)]
+
+
+def test_one_connecting_line_and_a_failed_extra_connection_is_one_error(tmp_path):
+    with SlowEcho() as server:
+        out = tmp_path / "r.jsonl"
+        argv = ["batch", str(prompts_file(tmp_path, 3)), "--endpoint", server.url, "--out", str(out)]
+        rc, err = qwenchat([*argv, "--parallel", "4"])
+        assert rc == 0 and err.count("connecting to") == 1, err
+
+        asked: list[str | None] = []
+
+        def factory(options, renderer):
+            from qwenchat.cli.engine import make_engine
+
+            asked.append(options.checkpoint_path)
+            if len(asked) == 3:  # the third connection fails: its error shows, once
+                renderer.error("cannot connect to the server")
+                return None
+            return make_engine(options, renderer)
+
+        rc, err = qwenchat([*argv, "--parallel", "4"], factory)
+        assert rc == 2 and err.count("\n") == 2 and "error: cannot connect to the server" in err, err
+        assert asked == [None, "served-model", "served-model"]  # the others ask for the model the first chose
