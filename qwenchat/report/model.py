@@ -19,6 +19,17 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (1, str(value))
 
 
+def row_key(record: dict[str, Any]) -> RowKey:
+    """Where a record's row is: its prompt and vars row (as text where a file holds something else)."""
+    return (_hashable(record.get("prompt_index")), _hashable(record.get("vars_index")))
+
+
+def _hashable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def verdict(record: dict[str, Any]) -> bool | None:
     """Whether a record passed its checks: `passed` where the run said, else all of its checks, else its
     --json-schema check; None for a record that was not checked."""
@@ -101,7 +112,7 @@ class Report:
         base = self.baseline
         if base is None or record.get("variant") == base:
             return None
-        row = self._rows.get((record.get("prompt_index"), record.get("vars_index")))
+        row = self._rows.get(row_key(record))
         if row is None:
             return None
         for other in row.cells.get(base, []):
@@ -152,7 +163,7 @@ def build(records: list[dict[str, Any]], title: str) -> Report:
             check_rates.setdefault(str(c["name"]), {}).setdefault(label, Rate()).add(c.get("pass") is True)
         if isinstance(r.get("json_valid"), bool) and not checks_of(r):
             check_rates.setdefault("json_valid", {}).setdefault(label, Rate()).add(r["json_valid"])
-        key = (r.get("prompt_index"), r.get("vars_index"))
+        key = row_key(r)
         row = rows.get(key)
         if row is None:
             messages = r.get("messages") if isinstance(r.get("messages"), list) else []

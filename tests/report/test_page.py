@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from qwenchat.report.markdown import render
 from qwenchat.report.model import build, verdict
 from qwenchat.report.page import policy, render_page
@@ -194,3 +197,28 @@ def test_the_failures_list_is_capped_and_the_matrix_has_them_all():
     assert len(page.with_class("failures")) == 1
     assert sum(t == "li" and not a for t, a in page.tags) == MAX_FAILURES  # the list's items have no class
     assert "and 5 more" in "".join(page.text) and len(page.with_class("record")) == n
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = (
+    "prompt_index", "vars_index", "variant", "variant_overrides", "seed", "prompt", "system", "messages",
+    "settings", "answer", "finish_reason", "error", "tokens", "total_s", "checks", "passed", "ref_logprob",
+    "ref_ppl", "reference", "json_valid", "json_check", "finished_at", "model",
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=8), min_size=1, max_size=4))
+def test_any_record_values_draw_a_page_of_text(values):
+    """A results file that passes the reader's check may hold anything in any field: the page is drawn,
+    every record in it, and none of it becomes markup."""
+    records = [{**record(n, "A", 1, "x"), **v, "key": f"k{n}"} for n, v in enumerate(values)]
+    html = render_page(build(records, "r.jsonl"))
+    page = Page(html)
+    assert {t for t, _ in page.tags} <= ALLOWED_TAGS and page.raw["script"] == [JS]
+    assert sorted(a["data-key"] for a in page.with_class("record")) == sorted(r["key"] for r in records)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]", html)
