@@ -55,17 +55,45 @@ def test_common_prefix_len():
     assert common_prefix_len([1, 2], [1, 2, 3]) == 2
 
 
+def rendered_len(engine, messages) -> int:
+    """The conversation rendered without a generation prompt: where the assistant header or the next message
+    starts, a segment bound of the schedule."""
+    return len(engine._tokenize(engine.render_prompt(GenerationRequest(messages), generation_prompt=False)))
+
+
 def test_cache_reuse_gives_identical_greedy_answers(tiny_engines):
     reuse, fresh = tiny_engines
     a, finals = converse(reuse)
     b, _ = converse(fresh)
     assert a == b
     assert finals[0].stats.reused_tokens == 0
-    size = reuse.prefill_chunk
-    for prev, f in zip(finals[:-1], finals[1:], strict=True):  # later turns: the last prompt's whole chunks
-        assert f.stats.reused_tokens == (prev.stats.prompt_tokens - 1) // size * size
-        # ... so it prefills what is new and at most one chunk more
-        assert f.stats.prefilled_tokens <= size + f.stats.prompt_tokens - prev.stats.prompt_tokens
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}]
+    for i, (prev, f) in enumerate(zip(finals[:-1], finals[1:], strict=True)):
+        msgs.append({"role": "user", "content": f"question {i}: tell me about the number {i * 7}"})
+        # Without background work between turns, a turn keeps every segment of the last prompt but its
+        # header, whose chunk the answer (decoded a token at a time) followed: that segment is computed again.
+        assert f.stats.reused_tokens == rendered_len(reuse, msgs) < prev.stats.prompt_tokens
+        assert f.stats.prefilled_tokens == f.stats.prompt_tokens - f.stats.reused_tokens
+        msgs.append({"role": "assistant", "content": a[i]})
+
+
+def test_warm_leaves_a_turn_its_own_message_only(tiny_model):
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "tiny")
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "hi"}]
+    text, first = run(engine, msgs)
+    msgs.append({"role": "assistant", "content": text})
+    probes = [GenerationRequest([*msgs, {"role": "user", "content": p}], GREEDY) for p in ("a", "\n\n1. ")]
+    assert engine.warm(probes)
+    engine.idle()
+    assert not engine.warm(probes)  # done: nothing more to compute
+    msgs.append({"role": "user", "content": "and now?"})
+    warmed_text, warmed = run(engine, msgs)
+    own = rendered_len(engine, msgs[:-1])  # the new message starts where the last answer's segment ends
+    assert warmed.stats.reused_tokens == own
+    fresh = TransformersEngine(model, tok, "tiny", reuse_cache=False)
+    fresh_text, _ = run(fresh, msgs)
+    assert warmed_text == fresh_text
 
 
 def test_identical_after_reset_and_cancel(tiny_engines):
