@@ -24,7 +24,7 @@ from qwenchat.engines.llamacpp.template import ChatTemplate
 from qwenchat.engines.prefix_cache import MessageBounds, Plan, PrefixCache, schedule
 from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.engines.turn import Background, Turns
-from qwenchat.models import templates
+from qwenchat.models import identity, templates
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
 from qwenchat.settings import COMMON, SettingsSchema
@@ -131,6 +131,24 @@ class LlamaCppEngine(Background):
         self.template = ChatTemplate(self.template_source, bos, self._token_text(self.llm.token_eos()))
         self._defaults = dict(defaults) if defaults is not None else self._gguf_defaults()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.n_threads = kwargs["n_threads"]
+        self.n_gpu_layers = n_gpu_layers
+        self._weights_sha256: str | None = None  # computed on the first fingerprint
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this engine's numbers (identity.py): the GGUF, threads, build and CPU."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = identity.weights_sha256(self.path) or ""
+        return {
+            "engine": "llama.cpp",
+            "model": self.name,
+            "weights_sha256": self._weights_sha256 or None,
+            "revision": identity.revision(self.path),
+            "device": "cpu" if not self.n_gpu_layers else f"gpu ({self.n_gpu_layers} layers)",
+            "threads": self.n_threads,
+            "repack": self.repack,
+            **identity.runtime("llama-cpp-python"),
+        }
 
     # -- facts about the model ---------------------------------------------------------------
     def _token_text(self, token_id: int) -> str:

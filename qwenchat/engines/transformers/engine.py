@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from qwenchat.engines.transformers import probs as probs_capture
 from qwenchat.engines.transformers.adapters import AdapterError, AdapterSwitch
 from qwenchat.engines.transformers.budget import budget_processors
 from qwenchat.engines.turn import Background, Turns
-from qwenchat.models import templates
+from qwenchat.models import identity, templates
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
@@ -99,8 +100,10 @@ class TransformersEngine(Background):
         reuse_cache: bool = True,
         adapters: list[str] | None = None,
         template_choice: templates.TemplateChoice | None = None,
+        weights: Path | None = None,
     ) -> None:
         self.model = model
+        self.weights = weights  # where the weights came from: the fingerprint names them by content
         self._adapters = AdapterSwitch.of(model, adapters)  # None without switchable LoRA adapters
         self.tokenizer = tokenizer
         self.name = name
@@ -123,6 +126,7 @@ class TransformersEngine(Background):
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self.draft_model: Any = None  # --draft-model: drafts checked by this model (assisted generation)
         self.static: transformers_compile.StaticDecode | None = None  # --compile: static cache, compiled step
+        self._weights_sha256: str | None = None  # computed on the first fingerprint
 
     # -- facts about the model ---------------------------------------------------------------
     @property
@@ -132,6 +136,22 @@ class TransformersEngine(Background):
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this engine's numbers (identity.py): weights, dtype, device, threads, libraries."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = identity.weights_sha256(self.weights) or ""
+        return {
+            "engine": "transformers",
+            "model": self.name,
+            "weights_sha256": self._weights_sha256 or None,
+            "revision": identity.revision(self.weights),
+            "adapter": self.active_adapter(),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            **identity.runtime("torch", "transformers"),
+        }
 
     def default_settings(self) -> dict[str, Any]:
         gc = self.model.generation_config
