@@ -5,6 +5,7 @@ session, with a fork to a new id when another process holds it) and taking over 
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ class Saving:
             "piped": self.piped,
             "fingerprint": self.fingerprint(),
         }
+
+    def fingerprint_soon(self) -> None:
+        """Compute the fingerprint while the user types: naming big weights by content takes a while, once
+        per file, and the first autosave would wait for it."""
+        threading.Thread(target=self.fingerprint, name="qwenchat-fingerprint", daemon=True).start()
 
     def fingerprint(self) -> dict[str, Any] | None:
         """The engine's fingerprint (models/identity.py), None when it has none or cannot say."""

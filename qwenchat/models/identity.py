@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import threading
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,10 @@ from typing import Any
 from qwenchat.paths import cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+
+
+MEMO_ENTRIES = 256
+_LOCK = threading.Lock()  # one reader at a time: a second asker waits, then finds it remembered
 
 
 def _digest_file(path: Path) -> str:
@@ -36,7 +41,11 @@ def _memo_path() -> Path:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """The file's SHA-256, remembered by (real path, size, mtime) so a file is read once."""
-    p = Path(path).resolve()
+    with _LOCK:
+        return _file_sha256(Path(path).resolve())
+
+
+def _file_sha256(p: Path) -> str:
     st = p.stat()
     key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
     memo_file = _memo_path()
@@ -50,6 +59,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         return memo[key]
     digest = _digest_file(p)
     memo[key] = digest
+    for old in list(memo)[: max(len(memo) - MEMO_ENTRIES, 0)]:  # the oldest first: files long gone
+        del memo[old]
     try:  # a best effort: a read-only cache folder costs a re-read next time, nothing else
         memo_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo_file.with_name(f".{memo_file.name}.{os.getpid()}")

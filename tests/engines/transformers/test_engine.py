@@ -280,3 +280,20 @@ def test_cancel_during_prefill_keeps_the_computed_chunks(tiny_model):
     assert progress[0] == (16, prompt - 1) and len(progress) < prompt // 16 / 2  # stopped between chunks
     _, again = run(engine, msgs)  # sending it again does not start over
     assert again.stats.reused_tokens >= 16 and again.stats.reused_tokens % 16 == 0
+
+
+def test_fingerprint_names_the_weights_by_content_and_the_setup(tiny_model, tiny_dir):
+    import hashlib
+    from importlib import metadata
+
+    model, tok = tiny_model
+    fp = TransformersEngine(model, tok, "tiny", weights=tiny_dir).fingerprint()
+    weights = sorted(tiny_dir.glob("*.safetensors"))
+    expected = hashlib.sha256(
+        "".join(f"{f.name} {hashlib.sha256(f.read_bytes()).hexdigest()}\n" for f in weights).encode()
+    ).hexdigest()
+    assert fp["weights_sha256"] == expected and fp["engine"] == "transformers"
+    assert fp["dtype"] == str(model.dtype).removeprefix("torch.") and fp["device"] == "cpu"
+    assert fp["threads"] == torch.get_num_threads() and fp["torch"] == metadata.version("torch")
+    assert fp["transformers"] and fp["cpu"] and fp["adapter"] is None
+    assert TransformersEngine(model, tok, "tiny").fingerprint()["weights_sha256"] is None  # nothing local
