@@ -140,16 +140,22 @@ def chat_session(engine, settings: dict) -> ChatSession:
     return session
 
 
-def session_turn(session: ChatSession, query: str, warm: bool) -> tuple[TurnStats, float | None]:
+def session_turn(session: ChatSession, query: str, warm: bool) -> tuple[TurnStats, float | None, int]:
     """One turn; with `warm`, then the typing pause as the REPL has it: the engine computes the answer
-    just given into its cache, and the seconds that took are returned (the pause it needs)."""
+    just given into its cache, and the seconds that took are returned (the pause it needs). Also the
+    tokens of the turn's own segment (its message and the assistant header): what the schedule says the
+    turn should compute when the last answer was computed while the user typed."""
+    engine = session.engine
+    before = GenerationRequest(session.request().messages)
+    known = len(engine._tokenize(engine.render_prompt(before, generation_prompt=False)))
     result = session.send(query)
     if result.error or result.stats is None:
-        raise SystemExit(f"{session.engine.name}: {result.error}")
+        raise SystemExit(f"{engine.name}: {result.error}")
+    own = result.stats.prompt_tokens - known
     if not warm:
-        return result.stats, None
+        return result.stats, None, own
     session.warm()
-    return result.stats, round(session.engine.idle(), 4)
+    return result.stats, round(engine.idle(), 4), own
 
 
 def llamacpp_engine(args, threads: int):
@@ -257,13 +263,14 @@ def main() -> None:
     seed_history: list[tuple[str, str]] = []
     for turn, q in enumerate(QUESTIONS[: args.turns], 1):
         # (a) qwenchat's transformers engine
-        st, warm_s = session_turn(chat, q, args.warm == "on")
-        rows["qwenchat"].append({**engine_row("qwenchat", turn, st), "warm_s": warm_s})
+        st, warm_s, own = session_turn(chat, q, args.warm == "on")
+        rows["qwenchat"].append({**engine_row("qwenchat", turn, st), "warm_s": warm_s, "own_segment": own})
         print(json.dumps(rows["qwenchat"][-1]), flush=True)
         # (a') qwenchat's llama.cpp engine
         if llama_chat is not None:
-            st, warm_s = session_turn(llama_chat, q, args.warm == "on")
-            rows.setdefault("llamacpp", []).append({**engine_row("llamacpp", turn, st), "warm_s": warm_s})
+            st, warm_s, own = session_turn(llama_chat, q, args.warm == "on")
+            row = {**engine_row("llamacpp", turn, st), "warm_s": warm_s, "own_segment": own}
+            rows.setdefault("llamacpp", []).append(row)
             print(json.dumps(rows["llamacpp"][-1]), flush=True)
         # (b) the seed's loop
         text, m = seed_turn(model, tok, seed_history, q, gen)
@@ -313,6 +320,10 @@ def main() -> None:
         "warm_between_turns": args.warm == "on",
         "qwenchat_warm_s_max": max((r["warm_s"] or 0.0 for r in rows["qwenchat"]), default=None),
         "turns": len(rows["qwenchat"]),
+        # after the first turn, did each turn compute its own message only (the schedule's promise)?
+        "qwenchat_prefilled_only_own_segment": all(
+            r["prefilled_tokens"] == r["own_segment"] for r in rows["qwenchat"][1:]
+        ),
         "qwenchat_ttft_turn_last_over_first": round(ttft("qwenchat", -1) / ttft("qwenchat", 0), 3),
         "seed_ttft_turn_last_over_first": round(ttft("seed", -1) / ttft("seed", 0), 3),
         "qwenchat_over_seed_ttft_at_last_turn": round(ttft("qwenchat", -1) / ttft("seed", -1), 3),
@@ -334,6 +345,9 @@ def main() -> None:
             {
                 "llamacpp_gguf": llama.name,
                 "llamacpp_ttft_turn_last_over_first": round(ttft("llamacpp", -1) / ttft("llamacpp", 0), 3),
+                "llamacpp_prefilled_only_own_segment": all(
+                    r["prefilled_tokens"] == r["own_segment"] for r in rows["llamacpp"][1:]
+                ),
                 "llamacpp_ttft_last_warm_over_cold": round(ttft("llamacpp", -1) / llama_cold.ttft_s, 3),
                 "llamacpp_over_seed_ttft_at_last_turn": round(ttft("llamacpp", -1) / ttft("seed", -1), 3),
                 "llamacpp_decode_tps_median": round(

@@ -120,6 +120,7 @@ def test_cache_cut_where_the_history_drops_thinking_and_answers_match_a_fresh_ru
     for s in (kept, fresh):
         set_budget(s, 6)
     prev_ids: list[int] = []
+    prev_request = None
     for text in ["first question", "second one", "and a third"]:
         request = kept.request(extra_user=text)
         ids = kept.engine.encode(request)
@@ -129,14 +130,15 @@ def test_cache_cut_where_the_history_drops_thinking_and_answers_match_a_fresh_ru
         if prev_ids:
             prev_len = len(prev_ids)
             # The previous prompt ended in "<think>\n"; this one has the answer without its thinking there,
-            # so the two part where that block began: the cache keeps whole chunks before that point.
+            # so the two part where that block began: the cache keeps the segments before the answer's.
             opener = len(kept.engine._tokenize("<think>\n"))
             common = prev_len - opener
             assert ids[:common] == prev_ids[:common] and ids[common] != prev_ids[common]
-            assert a.stats.reused_tokens == min(common, (prev_len - 1) // 8 * 8) // 8 * 8
+            rendered = kept.engine.render_prompt(prev_request, generation_prompt=False)
+            assert a.stats.reused_tokens == len(kept.engine._tokenize(rendered)) <= common
             assert a.stats.reused_tokens > 0
         assert "</think>" in a.text
-        prev_ids = ids
+        prev_ids, prev_request = ids, request
     history = kept.engine.render_prompt(kept.request(extra_user="x"))
     assert history.count("</think>") == 0  # earlier thinking is gone from the prompt
 

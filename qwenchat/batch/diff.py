@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qwenchat.batch.records import read_records
+from qwenchat.models.identity import differences
 from qwenchat.text.worddiff import DiffSummary, summarize
 
 
@@ -88,4 +89,24 @@ def diff_files(old: str | Path, new: str | Path) -> DiffReport:
     report = diff_records(a, b)
     cut = [p for p, t in ((old, torn_a), (new, torn_b)) if t]
     report.notes = [f"{p}: its last line was cut by a killed write; left out" for p in cut]
+    report.notes += fingerprint_notes(a, b)
     return report
+
+
+def fingerprint_notes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """One line when the two runs were made on different setups (weights, dtype, device, threads, library
+    versions, CPU): their answers may then differ without any change to the prompts or settings."""
+
+    def setups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        for r in records:
+            fp = r.get("fingerprint")
+            if isinstance(fp, dict):
+                seen.setdefault(json.dumps(fp, sort_keys=True), fp)
+        return list(seen.values())
+
+    a, b = setups(old), setups(new)
+    if not a or not b or a == b:
+        return []
+    changes = differences(a[0], b[0]) if len(a) == len(b) == 1 else ["the runs mix setups"]
+    return ["the runs were made on different setups, so answers may differ: " + "; ".join(changes)]

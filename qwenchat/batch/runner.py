@@ -19,7 +19,7 @@ from qwenchat.batch.plan import Run
 from qwenchat.batch.records import ResultsFile
 from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation, Message
-from qwenchat.engines.api import Engine, SupportsAdapters
+from qwenchat.engines.api import Engine, SupportsAdapters, SupportsFingerprint
 from qwenchat.errors import UserError, first_line
 from qwenchat.settings import Settings
 
@@ -133,6 +133,7 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         "tok_s": round(st.decode_tps, 2) if st else None,
         "total_s": round(st.total_s, 4) if st else None,
         **_json_fields(result.json_check),
+        "fingerprint": ctx.engine.fingerprint() if isinstance(ctx.engine, SupportsFingerprint) else None,
         "qwenchat_version": __version__,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -5,6 +5,7 @@ session, with a fork to a new id when another process holds it) and taking over 
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from qwenchat.chat.observer import ChatObserver
 from qwenchat.conversation.file import SessionFile, conversation_to_dict
 from qwenchat.conversation.model import Conversation
 from qwenchat.conversation.store import SessionStore, save_file
+from qwenchat.engines import api
 from qwenchat.errors import ChatError
+from qwenchat.models.identity import differences
 from qwenchat.settings import ConfigError, Settings
 
 
@@ -21,6 +24,7 @@ class Saving:
 
     conversation: Conversation
     settings: Settings
+    engine: api.Engine
     store: SessionStore | None
     observer: ChatObserver
     session_id: str
@@ -46,7 +50,23 @@ class Saving:
             "session_id": self.session_id,
             "created": self.created,
             "piped": self.piped,
+            "fingerprint": self.fingerprint(),
         }
+
+    def fingerprint_soon(self) -> None:
+        """Compute the fingerprint while the user types: naming big weights by content takes a while, once
+        per file, and the first autosave would wait for it."""
+        threading.Thread(target=self.fingerprint, name="qwenchat-fingerprint", daemon=True).start()
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        """The engine's fingerprint (models/identity.py), None when it has none or cannot say."""
+        engine = self.engine
+        if not isinstance(engine, api.SupportsFingerprint):
+            return None
+        try:
+            return engine.fingerprint()
+        except Exception:  # an unreadable weights file: the session is saved without it
+            return None
 
     def save(self, path: str | Path, *, overwrite: bool = True) -> SessionFile:
         """Write the session to `path` (StoreError, one line, when it cannot; TargetExists when the file
@@ -107,6 +127,12 @@ class Saving:
             self.observer.notice(settings.schema.dropped_notice(dropped, "the saved session"))
         self.conversation = saved.conversation
         self.settings = settings
+        changes = differences(saved.fingerprint, self.fingerprint())
+        if changes:
+            self.observer.notice(
+                "this session was saved on another setup, so its answers may differ here: "
+                + "; ".join(changes)
+            )
         self.new_autosave_session()
         if session_id:
             self.session_id = session_id

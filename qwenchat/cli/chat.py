@@ -82,6 +82,7 @@ def run_chat(
             piped=not env.stdin_isatty,
         )
         session.probs_k = options.probs
+        session.fingerprint_soon()
         for line in testbench_flags.apply(session, options, startup.toolbox):
             out.notice(line)
         repl = Repl(

@@ -98,6 +98,7 @@ def _make_transformers(
         loaded.name,
         reuse_cache=not options.no_cache_reuse,
         adapters=loaded.adapters,
+        weights=loaded.weights,
         template_choice=templates.for_tokenizer(
             loaded.tokenizer, loaded.name, file=template, plain=options.no_template
         ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,6 +62,7 @@ class SessionFile:
     conversation: Conversation
     path: Path | None = field(default=None, compare=False)  # where it was read from
     piped: bool = False  # written by pipe runs only: `last` passes over it
+    fingerprint: dict[str, Any] | None = None  # the setup that wrote it (models/identity.py), when known
     replaced: int = field(default=0, compare=False)  # lone surrogates in the file, now U+FFFD
 
     @property
@@ -134,6 +135,7 @@ def dump_session(
     created: str | None = None,
     updated: str | None = None,
     piped: bool = False,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> str:
     """The session file's text; `created` defaults to now, `updated` is now unless given."""
     check_id(session_id)
@@ -151,6 +153,8 @@ def dump_session(
     }
     if piped:  # only then: files of interactive sessions stay as they were
         doc["piped"] = True
+    if fingerprint:
+        doc["fingerprint"] = dict(fingerprint)
     try:
         text = json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
@@ -261,6 +265,7 @@ def parse_session(text: str, *, source: str = "file") -> SessionFile:
     if not isinstance(piped, bool):
         raise fail("'piped' must be true or false")
     settings = check_settings(data.get("settings"), f"{source}: 'settings'")
+    fingerprint = check_fingerprint(data.get("fingerprint"), fail)
     try:
         conversation = conversation_from_dict(data.get("conversation"))
     except ConversationFormatError as exc:
@@ -280,4 +285,22 @@ def parse_session(text: str, *, source: str = "file") -> SessionFile:
         conversation,
         piped=piped,
         replaced=replaced,
+        fingerprint=fingerprint,
     )
+
+
+def check_fingerprint(value: Any, fail: Callable[[str], StoreError]) -> dict[str, Any] | None:
+    """A saved fingerprint: a flat object of short printable strings, numbers, booleans and nulls."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 64:
+        raise fail("'fingerprint' must be an object of at most 64 fields")
+    for key, item in value.items():
+        if not (isinstance(key, str) and key.isprintable() and len(key) <= 64):
+            raise fail("'fingerprint' has a bad field name")
+        if isinstance(item, str):
+            if len(item) > 500 or not item.isprintable():
+                raise fail(f"'fingerprint' field {key!r} must be a short printable string")
+        elif item is not None and not isinstance(item, (bool, int, float)):
+            raise fail(f"'fingerprint' field {key!r} must be a string, number, boolean or null")
+    return dict(value)

@@ -93,6 +93,7 @@ def save_file(
     created: str | None = None,
     piped: bool = False,
     overwrite: bool = True,
+    fingerprint: Mapping[str, Any] | None = None,
 ) -> SessionFile:
     """Save to `path` (atomically); a new id when none is given. Returns what was saved. The directory
     must exist; an existing file is replaced only with `overwrite` (TargetExists otherwise)."""
@@ -110,13 +111,23 @@ def save_file(
         created=created,
         updated=updated,
         piped=piped,
+        fingerprint=fingerprint,
     )
     try:
         atomic_write_text(path, text)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {_os_reason(exc)}") from None
     return SessionFile(
-        session_id, created, updated, model, dict(settings_overrides), seed, conversation, path, piped
+        session_id,
+        created,
+        updated,
+        model,
+        dict(settings_overrides),
+        seed,
+        conversation,
+        path,
+        piped,
+        fingerprint=dict(fingerprint) if fingerprint else None,
     )
 
 
@@ -240,6 +251,7 @@ class SessionStore:
         seed: int,
         created: str | None = None,
         piped: bool = False,
+        fingerprint: Mapping[str, Any] | None = None,
     ) -> Path:
         """Write the session after a completed turn; StoreError (one line) when the disk says no."""
         path = self.path(session_id)
@@ -251,6 +263,7 @@ class SessionStore:
             session_id=session_id,
             created=created,
             piped=piped,
+            fingerprint=fingerprint,
         )
         try:
             private_dir(self.root)

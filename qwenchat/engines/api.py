@@ -66,6 +66,8 @@ class TurnStats:
         return (self.accepted_tokens or 0) / self.drafted_tokens
 
     thinking_tokens: int | None = None  # of generated_tokens, those inside a think block (None: unknown)
+    # An OpenAI-compatible server's `system_fingerprint`: answers with different ones may differ.
+    system_fingerprint: str | None = None
 
     @classmethod
     def timed(
@@ -81,6 +83,7 @@ class TurnStats:
         peak_gpu_mem_bytes: int | None = None,
         drafted_tokens: int | None = None,
         accepted_tokens: int | None = None,
+        system_fingerprint: str | None = None,
     ) -> TurnStats:
         """A turn's stats from its clock readings: the call, the first generated token (None when none
         came) and the end. Without a first token there is no prefill speed: the prefill may have been cut."""
@@ -100,6 +103,7 @@ class TurnStats:
             peak_gpu_mem_bytes=peak_gpu_mem_bytes,
             drafted_tokens=drafted_tokens,
             accepted_tokens=accepted_tokens,
+            system_fingerprint=system_fingerprint,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +207,14 @@ class SupportsSettle(Protocol):
     def idle(self) -> float:
         """Let background work finish (benchmarks: a typing pause); the seconds it took."""
         ...
+
+
+@runtime_checkable
+class SupportsFingerprint(Protocol):
+    """Says what decides its answers' numbers (engine, weights by SHA-256, dtype, device, threads, library
+    versions, CPU); kept in session files and batch records so that runs that differ can say why."""
+
+    def fingerprint(self) -> dict[str, Any]: ...
 
 
 @runtime_checkable

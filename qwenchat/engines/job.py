@@ -24,6 +24,7 @@ class Outcome:
     drafted_tokens: int | None = None  # speculative decoding's counts, when it was on
     accepted_tokens: int | None = None
     stop_hit: bool = False  # set by the turn when a stop string was seen; a job may end early on it
+    system_fingerprint: str | None = None  # a server's name for its backend configuration, when it sends one
 
 
 @dataclass(frozen=True)

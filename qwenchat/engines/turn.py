@@ -179,6 +179,7 @@ def _final(
         peak_gpu_mem_bytes=outcome.peak_gpu_mem_bytes,
         drafted_tokens=outcome.drafted_tokens,
         accepted_tokens=outcome.accepted_tokens,
+        system_fingerprint=outcome.system_fingerprint,
     )
     return Chunk(tokens=generated, finish_reason=reason, stats=stats, error=outcome.error)
 

@@ -81,6 +81,7 @@ class LoadedModel:
     dtype: str  # "bfloat16", ...
     source: ModelSource
     adapters: list[str] = field(default_factory=list)  # display names, for the banner
+    weights: Path | None = None  # the local folder or .gguf file the weights came from (fingerprints)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -427,4 +428,5 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
         dtype=actual_dtype,
         source=source,
         adapters=[label + suffix for label, _ in adapters],
+        weights=path,
     )

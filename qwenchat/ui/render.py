@@ -190,6 +190,8 @@ class Renderer:
         if s.drafted_tokens is not None:
             rate = f" ({s.acceptance:.0%})" if s.acceptance is not None else ""
             parts.append(f"drafted {s.drafted_tokens}, accepted {s.accepted_tokens or 0}{rate}")
+        if s.system_fingerprint:
+            parts.append(f"server fingerprint {s.system_fingerprint}")
         self.hint(" · ".join(p for p in parts if p))
 
     def token_probs(self, probs: Sequence[Any]) -> None:

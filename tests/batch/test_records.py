@@ -144,3 +144,27 @@ def test_diff_colours_only_on_a_terminal_without_no_color(monkeypatch, no_color)
         assert "[-cat-] {+dog+}" in text and "\x1b[3" not in text
     else:
         assert "[-cat-]" not in text and "\x1b[" in text and "cat" in text and "dog" in text
+
+
+def test_diff_says_when_the_runs_were_made_on_different_setups(tmp_path):
+    base = {"engine": "llama.cpp", "threads": 2, "cpu": "Xeon (avx2, avx512f)", "weights_sha256": "a" * 64}
+    other = {**base, "cpu": "EPYC (avx2)"}
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    write(a, [rec(1, 1, "x", fingerprint=base), rec(2, 1, "y", fingerprint=base)])
+    write(b, [rec(1, 1, "x", fingerprint=other), rec(2, 1, "z", fingerprint=other)])
+    write(c, [rec(1, 1, "x"), rec(2, 1, "y")])  # written before fingerprints
+    (note,) = diff_files(a, b).notes
+    assert note.endswith("so answers may differ: cpu: Xeon (avx2, avx512f) -> EPYC (avx2)")
+    assert diff_files(a, a).notes == [] and diff_files(a, c).notes == []
+
+
+def test_a_batch_record_carries_the_engines_fingerprint():
+    class Fingerprinted(FakeEngine):
+        def fingerprint(self) -> dict:
+            return {"engine": "fake", "dtype": "float32"}
+
+    for engine, expected in ((Fingerprinted(), {"engine": "fake", "dtype": "float32"}), (FakeEngine(), None)):
+        engine.enqueue(["ok"])
+        ctx = BatchContext(engine, Settings(engine.default_settings()), "m", "fake")
+        run = Run(1, None, "", {}, 1, [{"role": "user", "content": "hi"}], None)
+        assert answer_one(ctx, run, lambda session: True)["fingerprint"] == expected

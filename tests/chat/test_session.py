@@ -356,3 +356,57 @@ def test_warm_asks_the_engine_for_the_next_prompt_only_after_an_answer() -> None
     assert [r.messages[-1]["content"] for r in requests] == list(WARM_PROBES)
     assert all(r.messages[:-1] == session.request().messages for r in requests)
     assert ChatSession(FakeEngine().enqueue(["x"])).warm() is False
+
+
+class FingerprintedEngine(FakeEngine):
+    """A fake engine that says what it runs on (the chat layer only reads it)."""
+
+    def __init__(self, **fields) -> None:
+        super().__init__()
+        self.fields = {"engine": "fake", "dtype": "bfloat16", "threads": 4, **fields}
+
+    def fingerprint(self) -> dict:
+        return dict(self.fields)
+
+
+def test_a_session_keeps_its_fingerprint_and_a_load_on_another_setup_says_so(tmp_path):
+    engine = FingerprintedEngine()
+    session = ChatSession(engine.enqueue(["hi there"]))
+    session.send("hello")
+    saved = session.save(tmp_path / "s.json")
+    assert saved.fingerprint == engine.fields
+    from qwenchat.conversation.store import load_file
+
+    loaded = load_file(tmp_path / "s.json")
+    assert loaded.fingerprint == engine.fields
+    same = Recorder()
+    ChatSession(FingerprintedEngine(), observer=same).adopt(loaded)
+    assert not [e for e in same.events if e[0] == "notice"]
+    other = Recorder()
+    ChatSession(FingerprintedEngine(dtype="float32", threads=8), observer=other).adopt(loaded)
+    notices = [e[1] for e in other.events if e[0] == "notice"]
+    assert notices == [
+        "this session was saved on another setup, so its answers may differ here: "
+        "dtype: bfloat16 -> float32; threads: 4 -> 8"
+    ]
+
+
+@pytest.mark.parametrize(
+    "fingerprint",
+    [[1, 2], {"dtype": "bf16\x1b[2J"}, {"dtype": {"nested": 1}}, {f"k{i}": 1 for i in range(65)}],
+    ids=["not-an-object", "control-chars", "nested", "too-many"],
+)
+def test_a_bad_saved_fingerprint_is_one_line(tmp_path, fingerprint):
+    import json
+
+    from qwenchat.conversation.store import load_file
+
+    session = ChatSession(FakeEngine().enqueue(["ok"]))
+    session.send("hi")
+    path = tmp_path / "s.json"
+    session.save(path)
+    data = json.loads(path.read_text())
+    data["fingerprint"] = fingerprint
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="'fingerprint'"):
+        load_file(path)

@@ -1,15 +1,23 @@
-"""The prefix-cache policy on its own (no model): what a kept cache keeps for a new prompt, the chunk
-schedule it computes the rest on, and what background work computes while the user types."""
+"""The prefix-cache policy on its own (no model): the message-aligned schedule, what a kept cache keeps for a
+new prompt, and what background work computes while the user types."""
 
 from __future__ import annotations
 
 import threading
 
+from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.job import PrefillProgress
-from qwenchat.engines.prefix_cache import PrefixCache, common_prefix_len, shared_prefix, warm_ids
+from qwenchat.engines.prefix_cache import (
+    MessageBounds,
+    Plan,
+    PrefixCache,
+    common_prefix_len,
+    schedule,
+    shared_prefix,
+)
 
 
-def run_prefill(cache: PrefixCache, ids: list[int], start: int, chunk: int, cancel_after: int | None = None):
+def run_prefill(cache: PrefixCache, plan: Plan, start: int, cancel_after: int | None = None):
     """The chunks computed and the progress emitted; cancel after that many chunks when asked."""
     computed: list[tuple[int, int]] = []
     progress: list[PrefillProgress] = []
@@ -20,65 +28,80 @@ def run_prefill(cache: PrefixCache, ids: list[int], start: int, chunk: int, canc
         if cancel_after is not None and len(computed) >= cancel_after:
             cancel.set()
 
-    ok = cache.prefill(ids, start, chunk, compute, progress.append, cancel)
+    ok = cache.prefill(plan, start, compute, progress.append, cancel)
     return ok, computed, progress
+
+
+def plan_of(ids: list[int], bounds: list[int], chunk: int = 8) -> Plan:
+    return Plan(ids, schedule(len(ids), bounds, chunk))
 
 
 def test_prefix_helpers():
     assert common_prefix_len([1, 2, 3], [1, 2, 4]) == 2
     assert common_prefix_len([], [1]) == 0
+    assert common_prefix_len([1, 2], [1, 2, 3]) == 2
     assert shared_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == [1, 2]
     assert shared_prefix([]) == []
 
 
-def test_the_schedule_puts_boundaries_at_multiples_of_the_chunk_and_leaves_the_last_token():
+def test_each_segment_is_chunked_from_its_own_start_and_the_last_token_is_left():
+    # messages start at 5 and 22; a 30-token prompt; chunks of 8
+    assert schedule(30, [5, 22], 8) == [(0, 5), (5, 13), (13, 21), (21, 22), (22, 29)]
+    assert schedule(30, [], 8) == [(0, 8), (8, 16), (16, 24), (24, 29)]
+    assert schedule(30, [29, 40, 0], 8) == schedule(30, [], 8)  # bounds past the end or at 0 mean nothing
+    assert schedule(1, [], 8) == []  # one token: generate computes it
+
+
+def test_prefill_computes_the_plan_from_start_logs_it_and_reports_progress():
     cache = PrefixCache()
-    ids = list(range(20))
-    ok, computed, progress = run_prefill(cache, ids, 5, 8)
-    assert ok and computed == [(5, 8), (8, 16), (16, 19)]  # position 19, the last, is generate's
-    assert [(p.done, p.total) for p in progress] == [(3, 14), (11, 14), (14, 14)]
-    assert cache.aligned == 16 and cache.tail_prompt == ids
+    plan = plan_of(list(range(20)), [6])
+    ok, computed, progress = run_prefill(cache, plan, 0)
+    assert ok and computed == [(0, 6), (6, 14), (14, 19)]  # position 19, the last, is generate's
+    assert [(p.done, p.total) for p in progress] == [(6, 19), (14, 19), (19, 19)]
+    assert cache.log == computed and cache.computed == 19
 
 
-def test_a_cancelled_prefill_keeps_what_it_computed_and_is_no_tail():
+def test_a_cancelled_prefill_keeps_what_it_computed():
     cache = PrefixCache()
-    ok, computed, _ = run_prefill(cache, list(range(40)), 0, 8, cancel_after=2)
-    assert not ok and computed == [(0, 8), (8, 16)]
-    assert cache.aligned == 16 and cache.tail_prompt is None
+    ok, computed, _ = run_prefill(cache, plan_of(list(range(40)), []), 0, cancel_after=2)
+    assert not ok and computed == [(0, 8), (8, 16)] and cache.log == computed
 
 
-def test_a_new_prompt_keeps_whole_aligned_chunks_of_the_common_prefix_only():
+def test_a_new_turn_keeps_the_earlier_messages_and_recomputes_the_answer_segment():
     cache = PrefixCache()
-    first = list(range(30))
-    run_prefill(cache, first, 0, 8)
+    first = list(range(30))  # system 0..10, user 10..27, assistant header 27..30
+    run_prefill(cache, plan_of(first, [10, 27]), 0)
     cached = first + [100, 101]  # the answer's tokens, decoded one at a time
-    follow_up = cached + [200, 201, 202]
-    assert cache.keep(cached, follow_up, 8) == 24  # 30 in common, 24 of them in whole aligned chunks
-    assert cache.aligned == 24 and cache.tail_prompt is None
-    assert PrefixCache(aligned=24).keep(first, [0, 1, 2, 99], 8) == 0  # 3 in common: no whole chunk
+    follow_up = cached + [102, 200, 201, 202, 300, 301]  # answer ends at 33, next user 33..37, header 37..
+    plan = plan_of(follow_up, [10, 27, 33, 37])
+    assert cache.keep(cached, plan) == 27  # the header's chunk was cut short of its answer: computed again
+    assert cache.log == [(0, 8), (8, 10), (10, 18), (18, 26), (26, 27)]
 
 
 def test_the_same_prompt_again_keeps_all_but_its_last_token():
     cache = PrefixCache()
     ids = list(range(30))
-    run_prefill(cache, ids, 0, 8)
-    assert cache.keep(ids[:-1], ids, 8) == 29  # a retry: first answer and retry computed alike
-    assert cache.tail_prompt is None  # asked once: the next keep follows the aligned rule
-    assert cache.keep(ids[:-1], ids, 8) == 24
+    run_prefill(cache, plan_of(ids, [10, 27]), 0)
+    assert cache.keep(ids[:-1], plan_of(ids, [10, 27])) == 29  # a retry: first answer and retry alike
+    assert cache.keep(ids[:-1], plan_of(ids, [10, 27])) == 29  # and again
+
+
+def test_other_bounds_or_other_tokens_keep_only_what_agrees():
+    cache = PrefixCache()
+    ids = list(range(30))
+    run_prefill(cache, plan_of(ids, [10]), 0)
+    assert cache.keep(ids, plan_of(ids, [12])) == 8  # (8, 10) against (8, 12): computed differently
+    cache = PrefixCache()
+    run_prefill(cache, plan_of(ids, [10]), 0)
+    other = ids[:13] + [99] * 10
+    assert cache.keep(ids, plan_of(other, [10])) == 10  # (10, 18) holds token 13, which differs
 
 
 def test_forget_trusts_nothing():
-    cache = PrefixCache(aligned=16, tail_prompt=[1, 2])
+    cache = PrefixCache()
+    run_prefill(cache, plan_of(list(range(20)), []), 0)
     cache.forget()
-    assert cache.aligned == 0 and cache.tail_prompt is None
-    assert cache.keep([1, 2, 3], [1, 2, 3], 1) == 0
-
-
-def test_warm_ids_are_the_shared_whole_chunks_and_a_placeholder():
-    encoded = [list(range(20)) + [50], list(range(20)) + [60]]
-    assert warm_ids(encoded, 8, 0) == list(range(16)) + [0]
-    assert warm_ids(encoded, 8, 16) is None  # already computed
-    assert warm_ids([[1, 2, 3]], 8, 0) is None  # no whole chunk
+    assert cache.log == [] and cache.keep(list(range(20)), plan_of(list(range(20)), [])) == 0
 
 
 class FakeTurns:
@@ -91,25 +114,68 @@ class FakeTurns:
         work(self.cancel)
 
 
-def test_warm_fills_what_the_next_prompt_starts_with_and_forgets_on_failure():
+def test_warm_computes_the_chunks_every_stand_in_prompt_starts_with():
     cache = PrefixCache()
-    encoded = [list(range(20)) + [50], list(range(20)) + [60]]
-    seen: list[list[int]] = []
+    run_prefill(cache, plan_of(list(range(12)), [4]), 0)
+    # The next prompt with two stand-ins: the last answer's segment 4..20, then user messages of two lengths
+    plans = [plan_of(list(range(20)) + [50, 51, 52], [4, 20]), plan_of(list(range(20)) + [60] * 9, [4, 20])]
+    assert cache.warm_plan(plans) == Plan(list(range(20)), [(0, 4), (4, 12), (12, 20)])
+    seen: list[Plan] = []
 
-    def fill(ids: list[int], cancel: threading.Event) -> None:
-        seen.append(ids)
-        run_prefill(cache, ids, cache.keep([], ids, 8), 8)
+    def fill(plan: Plan, cancel: threading.Event) -> None:
+        seen.append(plan)
+        run_prefill(cache, plan, cache.keep(list(range(11)), plan))
 
-    assert cache.warm(FakeTurns(), encoded, 8, fill, cache.forget)
-    assert seen == [list(range(16)) + [0]] and cache.aligned == 16
-    assert cache.tail_prompt is None  # the placeholder prompt is no retry's
-    assert not cache.warm(FakeTurns(), encoded, 8, fill, cache.forget)  # nothing new to compute
-    assert not PrefixCache().warm(FakeTurns(), encoded, 8, fill, cache.forget, limit=10)  # too long
+    assert cache.warm(FakeTurns(), plans, fill, cache.forget)
+    assert seen[0].spans == [(0, 4), (4, 12), (12, 20)] and cache.computed == 20
+    assert not cache.warm(FakeTurns(), plans, fill, cache.forget)  # nothing new to compute
+    assert not PrefixCache().warm(FakeTurns(), plans, fill, cache.forget, limit=10)  # too long
 
     forgot: list[bool] = []
 
-    def broken(ids: list[int], cancel: threading.Event) -> None:
+    def broken(plan: Plan, cancel: threading.Event) -> None:
         raise RuntimeError("out of memory")
 
-    assert PrefixCache().warm(FakeTurns(), encoded, 8, broken, lambda: forgot.append(True))
+    assert PrefixCache().warm(FakeTurns(), plans, broken, lambda: forgot.append(True))
     assert forgot == [True]
+
+
+def test_message_bounds_come_from_rendering_the_conversations_prefixes():
+    calls: list[int] = []
+
+    def encode(request: GenerationRequest) -> list[int]:  # one token per character of a toy template
+        calls.append(len(request.messages))
+        return [ord(c) for c in "".join(f"<{m['role'][0]}>{m['content']}" for m in request.messages)]
+
+    bounds = MessageBounds(encode)
+    messages = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "more"},
+    ]
+    request = GenerationRequest(messages)
+    ids = encode(request) + [ord(c) for c in "<a>"]  # the generation prompt
+    calls.clear()
+    assert bounds(request, ids) == [6, 11, 19, 26]
+    assert calls == [1, 2, 3, 4]
+    request = GenerationRequest(
+        [*messages, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "x"}]
+    )
+    ids = encode(request) + [ord(c) for c in "<a>"]
+    calls.clear()
+    assert bounds(request, ids) == [6, 11, 19, 26, 31, 35]
+    assert calls == [5, 6]  # the earlier prefixes were remembered
+    continued = GenerationRequest([*messages, {"role": "assistant", "content": "part"}], continue_final=True)
+    ids = encode(continued)
+    assert bounds(continued, ids) == [6, 11, 19, 26]  # the answer being continued is the last segment
+
+
+def test_a_prefix_the_template_refuses_gives_no_bound():
+    def encode(request: GenerationRequest) -> list[int]:
+        if request.messages[-1]["role"] == "system":
+            raise ValueError("a conversation must have a user message")
+        return list(range(len(request.messages) * 5))
+
+    request = GenerationRequest([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+    assert MessageBounds(encode)(request, list(range(13))) == [10]

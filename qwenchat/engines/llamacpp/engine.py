@@ -21,10 +21,10 @@ from qwenchat.engines.job import Job, Outcome, PromptError, error_line
 from qwenchat.engines.llamacpp.load import _load_llama, amx_risk, physical_cores
 from qwenchat.engines.llamacpp.lookup import lookup_sample
 from qwenchat.engines.llamacpp.template import ChatTemplate
-from qwenchat.engines.prefix_cache import PrefixCache
+from qwenchat.engines.prefix_cache import MessageBounds, Plan, PrefixCache, schedule
 from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.engines.turn import Background, Turns
-from qwenchat.models import templates
+from qwenchat.models import identity, templates
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, template_variables
 from qwenchat.settings import COMMON, SettingsSchema
@@ -116,6 +116,7 @@ class LlamaCppEngine(Background):
         self.n_batch = n_batch
         self.prefill_chunk = min(prefill_chunk, n_batch)  # prefill batches start at its multiples
         self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
+        self._bounds = MessageBounds(lambda r: self._tokenize(self.render_prompt(r, generation_prompt=False)))
         # --no-template, --chat-template FILE, the GGUF's own, or plain completion for a model without one
         bos = self._token_text(self.llm.token_bos())
         starts_with_bos = self.llm.tokenize(b"a", add_bos=True)[:1] == [self.llm.token_bos()]
@@ -130,6 +131,24 @@ class LlamaCppEngine(Background):
         self.template = ChatTemplate(self.template_source, bos, self._token_text(self.llm.token_eos()))
         self._defaults = dict(defaults) if defaults is not None else self._gguf_defaults()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.n_threads = kwargs["n_threads"]
+        self.n_gpu_layers = n_gpu_layers
+        self._weights_sha256: str | None = None  # computed on the first fingerprint
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this engine's numbers (identity.py): the GGUF, threads, build and CPU."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = identity.weights_sha256(self.path) or ""
+        return {
+            "engine": "llama.cpp",
+            "model": self.name,
+            "weights_sha256": self._weights_sha256 or None,
+            "revision": identity.revision(self.path),
+            "device": "cpu" if not self.n_gpu_layers else f"gpu ({self.n_gpu_layers} layers)",
+            "threads": self.n_threads,
+            "repack": self.repack,
+            **identity.runtime("llama-cpp-python"),
+        }
 
     # -- facts about the model ---------------------------------------------------------------
     def _token_text(self, token_id: int) -> str:
@@ -168,20 +187,22 @@ class LlamaCppEngine(Background):
             self._invalidate()
 
     def warm(self, requests: list[GenerationRequest]) -> bool:
-        """While the user types: evaluate the whole aligned batches every one of `requests` starts with (the
-        next prompt with stand-ins for the message not yet typed), as the transformers engine does."""
+        """While the user types: evaluate the batches every one of `requests` (the next prompt with stand-ins
+        for the message not yet typed) starts with, the last answer's segment, as the transformers engine
+        does (prefix_cache.py)."""
         self._turns.settle()
         if not self.reuse_cache:
             return False
-        encoded = [self.encode(r) for r in requests]
-        fill = self._warm_fill
+        plans = [self.plan(r, self.encode(r)) for r in requests]
         limit = self.context_window or 0
-        return self._prefix.warm(
-            self._turns, encoded, self.prefill_chunk, fill, self._invalidate, limit=limit
-        )
+        return self._prefix.warm(self._turns, plans, self._warm_fill, self._invalidate, limit=limit)
 
-    def _warm_fill(self, ids: list[int], cancel: threading.Event) -> None:
-        self._evaluate(ids, self._keep(ids), cancel, lambda _: None)
+    def _warm_fill(self, plan: Plan, cancel: threading.Event) -> None:
+        self._evaluate(plan, self._keep(plan), cancel, lambda _: None)
+
+    def plan(self, request: GenerationRequest, ids: list[int]) -> Plan:
+        """The batches this prompt is evaluated in: its messages' segments (prefix_cache.py)."""
+        return Plan(ids, schedule(len(ids), self._bounds(request, ids), self.prefill_chunk))
 
     def close(self) -> None:
         """Stop the worker thread and free the model's native memory (`:model` releases the engine)."""
@@ -195,10 +216,11 @@ class LlamaCppEngine(Background):
         self.llm.reset()
         self._prefix.forget()
 
-    def render_prompt(self, request: GenerationRequest) -> str:
+    def render_prompt(self, request: GenerationRequest, generation_prompt: bool = True) -> str:
         return self.template.render(
             request.messages,
             continue_final=request.continue_final,
+            generation_prompt=generation_prompt,
             tools=request.tools,
             **request.template_kwargs,
         )
@@ -260,11 +282,12 @@ class LlamaCppEngine(Background):
             )
         max_new = int(request.settings.get("max_new_tokens") or self._defaults.get("max_new_tokens") or n_ctx)
         max_new = min(max_new, n_ctx - len(ids))  # the KV cache cannot hold more
+        plan = self.plan(request, ids)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
             if request.seed is not None:
                 self.llm.set_seed(request.seed)  # as the transformers engine: the seed before every turn
-            if self._prefill(ids, outcome, cancel, emit):
+            if self._prefill(plan, outcome, cancel, emit):
                 budget = BudgetTracker(request.thinking_budget, think_open)
                 self._sample(ids, sampling, max_new, emit, outcome, cancel, budget, probs, lookup)
 
@@ -302,32 +325,31 @@ class LlamaCppEngine(Background):
         except Exception as exc:  # an unsupported keyword, a bad reference
             raise SchemaError(f"llama.cpp cannot turn the schema into a grammar: {exc}") from None
 
-    def _prefill(self, ids: list[int], outcome: Outcome, cancel: threading.Event, emit: Callable) -> bool:
+    def _prefill(self, plan: Plan, outcome: Outcome, cancel: threading.Event, emit: Callable) -> bool:
         """Keep what this prompt's schedule would compute the same way, then evaluate the rest but the last
-        token in batches aligned to multiples of prefill_chunk (absolute positions), checking `cancel` between
-        them; generate() then evaluates the last token alone. False when cancelled.
+        token in the schedule's batches (each message's segment from its own start), checking `cancel`
+        between them; generate() then evaluates the last token alone. False when cancelled.
 
-        A position's numbers depend on the batch it was evaluated in, so only whole aligned batches are kept
-        for a longer prompt (tokens sampled one at a time are evaluated again, in batches), and the same
-        prompt (a retry) keeps all but its last token: then first answer, retry and resend are identical."""
-        outcome.reused_tokens = keep = self._keep(ids)
-        return self._evaluate(ids, keep, cancel, emit)
+        A position's numbers depend on the batch it was evaluated in, so only the batches this prompt's
+        schedule would evaluate the same way are kept (tokens sampled one at a time are evaluated again, in
+        batches), and the same prompt (a retry) keeps all but its last token: then first answer, retry and
+        resend are identical."""
+        outcome.reused_tokens = keep = self._keep(plan)
+        return self._evaluate(plan, keep, cancel, emit)
 
-    def _keep(self, ids: list[int]) -> int:
+    def _keep(self, plan: Plan) -> int:
         """Drop the cached positions this prompt's schedule would not compute the same way (prefix_cache.py);
         how many stay."""
         llm = self.llm
         cached = llm.input_ids[: llm.n_tokens].tolist() if self.reuse_cache else []
-        keep = self._prefix.keep(cached, ids, self.prefill_chunk)
+        keep = self._prefix.keep(cached, plan)
         llm.n_tokens = min(llm.n_tokens, keep)  # eval() drops the cache entries from here on
         return keep
 
-    def _evaluate(self, ids: list[int], keep: int, cancel: threading.Event, emit: Callable) -> bool:
-        """Evaluate ids[keep:-1] in aligned batches, checking `cancel` between them; False when cancelled."""
-        llm = self.llm
-        return self._prefix.prefill(
-            ids, keep, self.prefill_chunk, lambda pos, stop: llm.eval(ids[pos:stop]), emit, cancel
-        )
+    def _evaluate(self, plan: Plan, keep: int, cancel: threading.Event, emit: Callable) -> bool:
+        """Evaluate the plan's batches from `keep`, checking `cancel` between them; False when cancelled."""
+        llm, ids = self.llm, plan.ids
+        return self._prefix.prefill(plan, keep, lambda pos, stop: llm.eval(ids[pos:stop]), emit, cancel)
 
     def _sample(
         self,

@@ -46,12 +46,13 @@ class ChatTemplate:
         messages: list[dict[str, Any]],
         continue_final: bool = False,
         tools: list[dict[str, Any]] | None = None,
+        generation_prompt: bool = True,
         **kwargs: Any,
     ) -> str:
         text = self.template.render(
             messages=messages,
             tools=tools,
-            add_generation_prompt=not continue_final,
+            add_generation_prompt=generation_prompt and not continue_final,
             bos_token=self.bos_token,
             eos_token=self.eos_token,
             **kwargs,

@@ -67,6 +67,7 @@ class OpenAIEngine:
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.endpoint = Endpoint(base_url)
+        self.system_fingerprint: str | None = None  # the last one the server sent (its backend's setup)
         self.base_url = self.endpoint.url
         self.model = model
         self.api_key = _api_key(api_key)
@@ -101,6 +102,15 @@ class OpenAIEngine:
 
     def close(self) -> None:
         self._turns.close()  # a turn's thread ends on its own; nothing else is held
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What answered: the server, its model and the backend configuration it last named."""
+        return {
+            "engine": "openai",
+            "model": self.model,
+            "endpoint": self.base_url,
+            "system_fingerprint": self.system_fingerprint,
+        }
 
     def render_prompt(self, request: GenerationRequest) -> str:
         raise NotImplementedError(f"the rendered prompt is {REMOTE_ONLY}")

@@ -82,6 +82,7 @@ class Event:
     choices: list[Choice] = field(default_factory=list)
     usage: Usage | None = None
     error: str | None = None  # the server reported a failure mid-stream (vLLM and others do)
+    system_fingerprint: str | None = None  # the server's backend configuration, when it names one
     whole: bool = False  # a whole completion: a server that ignored stream=True
 
 
@@ -104,7 +105,16 @@ def parse_event(value: str) -> Event:
         choices=[_choice(c) for c in choices],
         usage=_usage(data.get("usage")),
         whole=data.get("object") == "chat.completion",
+        system_fingerprint=_fingerprint(data.get("system_fingerprint")),
     )
+
+
+def _fingerprint(value: Any) -> str | None:
+    """A server's system_fingerprint, kept to printable ASCII (it is shown and saved as sent otherwise)."""
+    if not isinstance(value, str):
+        return None
+    text = "".join(c for c in value if c.isascii() and c.isprintable())[:100]
+    return text or None
 
 
 def _choice(choice: Any) -> Choice:

@@ -28,6 +28,7 @@ class Client(Protocol):
     connect_timeout: float
     _rejected: set[str]
     schema_form: str  # how a JSON schema is sent: "json_schema" or "json_object"
+    system_fingerprint: str | None  # the last one the server sent
 
     def build_body(self, request: GenerationRequest) -> dict[str, Any]: ...
 
@@ -240,6 +241,8 @@ class Exchange:
             return True
         if event.usage is not None:
             _usage(event.usage, outcome)
+        if event.system_fingerprint is not None:
+            outcome.system_fingerprint = self.engine.system_fingerprint = event.system_fingerprint
         for choice in event.choices:
             if self.probs is not None and choice.logprobs:
                 self.probs.extend(choice.logprobs)  # before the text: the turn hands both on together

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,13 +22,13 @@ from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.engines.job import Job, Outcome
 from qwenchat.engines.job import error_line as turn_error_line
-from qwenchat.engines.prefix_cache import PrefixCache
+from qwenchat.engines.prefix_cache import MessageBounds, Plan, PrefixCache, schedule
 from qwenchat.engines.transformers import compile as transformers_compile
 from qwenchat.engines.transformers import probs as probs_capture
 from qwenchat.engines.transformers.adapters import AdapterError, AdapterSwitch
 from qwenchat.engines.transformers.budget import budget_processors
 from qwenchat.engines.turn import Background, Turns
-from qwenchat.models import templates
+from qwenchat.models import identity, templates
 from qwenchat.probs.record import answer_prefix
 from qwenchat.reasoning import template_variables
 from qwenchat.settings import SettingsSchema
@@ -99,8 +100,10 @@ class TransformersEngine(Background):
         reuse_cache: bool = True,
         adapters: list[str] | None = None,
         template_choice: templates.TemplateChoice | None = None,
+        weights: Path | None = None,
     ) -> None:
         self.model = model
+        self.weights = weights  # where the weights came from: the fingerprint names them by content
         self._adapters = AdapterSwitch.of(model, adapters)  # None without switchable LoRA adapters
         self.tokenizer = tokenizer
         self.name = name
@@ -110,6 +113,7 @@ class TransformersEngine(Background):
         self._cached_ids: list[int] = []
         self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
         self.prefill_chunk = PREFILL_CHUNK  # the prefill schedule's chunk size (prefix_cache.py)
+        self._bounds = MessageBounds(lambda r: self._tokenize(self.render_prompt(r, generation_prompt=False)))
         self._turns = Turns("qwenchat-generate", error_line=error_line)
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
@@ -122,6 +126,7 @@ class TransformersEngine(Background):
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self.draft_model: Any = None  # --draft-model: drafts checked by this model (assisted generation)
         self.static: transformers_compile.StaticDecode | None = None  # --compile: static cache, compiled step
+        self._weights_sha256: str | None = None  # computed on the first fingerprint
 
     # -- facts about the model ---------------------------------------------------------------
     @property
@@ -131,6 +136,22 @@ class TransformersEngine(Background):
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides this engine's numbers (identity.py): weights, dtype, device, threads, libraries."""
+        if self._weights_sha256 is None:
+            self._weights_sha256 = identity.weights_sha256(self.weights) or ""
+        return {
+            "engine": "transformers",
+            "model": self.name,
+            "weights_sha256": self._weights_sha256 or None,
+            "revision": identity.revision(self.weights),
+            "adapter": self.active_adapter(),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            **identity.runtime("torch", "transformers"),
+        }
 
     def default_settings(self) -> dict[str, Any]:
         gc = self.model.generation_config
@@ -160,17 +181,22 @@ class TransformersEngine(Background):
             self._forget()
 
     def warm(self, requests: list[GenerationRequest]) -> bool:
-        """While the user types: compute the whole aligned chunks every one of `requests` (the next prompt
-        with stand-ins for the message not yet typed) starts with (prefix_cache.py); True when it began."""
+        """While the user types: compute the chunks every one of `requests` (the next prompt with stand-ins
+        for the message not yet typed) starts with, the last answer's segment (prefix_cache.py); True when
+        it began."""
         self._turns.settle()
         if not self.reuse_cache or self._cache is None:
             return False
-        encoded = [self.encode(r) for r in requests]
-        return self._prefix.warm(self._turns, encoded, self.prefill_chunk, self._warm_fill, self._forget)
+        plans = [self.plan(r, self.encode(r)) for r in requests]
+        return self._prefix.warm(self._turns, plans, self._warm_fill, self._forget)
 
-    def _warm_fill(self, ids: list[int], cancel: threading.Event) -> None:
+    def _warm_fill(self, plan: Plan, cancel: threading.Event) -> None:
         with torch.inference_mode():
-            self._prefill(ids, self._prepare_cache(ids), lambda _: None, cancel)
+            self._prefill(plan, self._prepare_cache(plan), lambda _: None, cancel)
+
+    def plan(self, request: GenerationRequest, ids: list[int]) -> Plan:
+        """The chunks this prompt is computed in: its messages' segments (prefix_cache.py)."""
+        return Plan(ids, schedule(len(ids), self._bounds(request, ids), self.prefill_chunk))
 
     # -- the compiled decode step (--compile, compile.py) -------------------------------------
     @property
@@ -217,13 +243,13 @@ class TransformersEngine(Background):
                 self._forget()
             return canonical
 
-    def render_prompt(self, request: GenerationRequest) -> str:
+    def render_prompt(self, request: GenerationRequest, generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(
             request.messages,
             chat_template=self.template_choice.source,
             tools=request.tools,
             tokenize=False,
-            add_generation_prompt=not request.continue_final,
+            add_generation_prompt=generation_prompt and not request.continue_final,
             continue_final_message=request.continue_final,
             **request.template_kwargs,
         )
@@ -267,14 +293,14 @@ class TransformersEngine(Background):
         self._prefix.forget()
         return 0
 
-    def _prepare_cache(self, ids: list[int]) -> int:
+    def _prepare_cache(self, plan: Plan) -> int:
         """Keep the part of the cache this prompt's schedule would compute the same way (prefix_cache.py);
         return its length."""
         if self.static is not None:
-            self.static.want(len(ids))  # a static cache grows to hold the prompt (warm work: its prefix)
+            self.static.want(len(plan.ids))  # a static cache grows to hold the prompt (warm work: its prefix)
         if not self.reuse_cache or self._cache is None:
             return self._new_cache()
-        keep = self._prefix.keep(self._cached_ids, ids, self.prefill_chunk)
+        keep = self._prefix.keep(self._cached_ids, plan)
         drop = self._cache.get_seq_length() - keep
         try:
             if drop > 0:
@@ -288,11 +314,10 @@ class TransformersEngine(Background):
             self._cache = self.static.fit(self._cache, keep)
         return keep
 
-    def _prefill(
-        self, ids: list[int], start: int, emit: Callable[[Any], None], cancel: threading.Event
-    ) -> bool:
-        """Compute ids[start:-1] into the cache on the prefill schedule (prefix_cache.py), checking `cancel`
-        between chunks; False when cancelled. What was computed stays cached."""
+    def _prefill(self, plan: Plan, start: int, emit: Callable[[Any], None], cancel: threading.Event) -> bool:
+        """Compute the plan's chunks from `start` into the cache (prefix_cache.py), checking `cancel` between
+        chunks; False when cancelled. What was computed stays cached."""
+        ids = plan.ids
 
         def compute(pos: int, stop: int) -> None:
             chunk = torch.tensor([ids[pos:stop]], dtype=torch.long, device=self.device)
@@ -305,7 +330,7 @@ class TransformersEngine(Background):
             )
             self._cached_ids = ids[:stop]
 
-        return self._prefix.prefill(ids, start, self.prefill_chunk, compute, emit, cancel)
+        return self._prefix.prefill(plan, start, compute, emit, cancel)
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         return self._turns.stream(self._prepare, request, cancel)
@@ -318,6 +343,7 @@ class TransformersEngine(Background):
         """This engine's part of a turn: the prompt's ids, a GenerationConfig, generate on the worker."""
         prompt = self.render_prompt(request)
         ids = self._tokenize(prompt) + answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
+        plan = self.plan(request, ids)
         config = self._generation_config(request.settings)
         stops, config.stop_strings = config.stop_strings, None  # matched in the answer by the turn
         cuda = self.device.type == "cuda"
@@ -328,11 +354,11 @@ class TransformersEngine(Background):
             self.static.prepare(request.settings, config, len(ids), eager=capture is not None)
 
         def run(emit: Callable[[int], None], outcome: Outcome, cancel: threading.Event) -> None:
-            outcome.reused_tokens = self._prepare_cache(ids)
+            outcome.reused_tokens = self._prepare_cache(plan)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.device)
             with torch.inference_mode():
-                if not self._prefill(ids, outcome.reused_tokens, emit, cancel):
+                if not self._prefill(plan, outcome.reused_tokens, emit, cancel):
                     return
             if request.seed is not None:
                 torch.manual_seed(request.seed)  # as the seed's set_seed before every turn

@@ -626,3 +626,19 @@ def test_real_server_cancel_then_kill_mid_answer(real_server_to_kill: RealServer
     end = final(run(engine))
     assert end.finish_reason == "error" and "connection refused" in end.error
     assert time.perf_counter() - t0 < 3
+
+
+def test_the_servers_system_fingerprint_reaches_the_stats_and_the_engines_fingerprint(fake: Scripted) -> None:
+    fake.script = streams(
+        sse({**delta("Hi", "stop"), "system_fingerprint": "fp_vllm\x1b[31m_0.11"}),
+        sse(b"[DONE]"),
+    )
+    engine = OpenAIEngine(fake.url, model="served-model")
+    end = final(run(engine, GREEDY))
+    assert end.stats.system_fingerprint == "fp_vllm[31m_0.11"  # kept printable
+    assert engine.fingerprint() == {
+        "engine": "openai",
+        "model": "served-model",
+        "endpoint": engine.base_url,
+        "system_fingerprint": "fp_vllm[31m_0.11",
+    }

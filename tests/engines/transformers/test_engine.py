@@ -55,17 +55,45 @@ def test_common_prefix_len():
     assert common_prefix_len([1, 2], [1, 2, 3]) == 2
 
 
+def rendered_len(engine, messages) -> int:
+    """The conversation rendered without a generation prompt: where the assistant header or the next message
+    starts, a segment bound of the schedule."""
+    return len(engine._tokenize(engine.render_prompt(GenerationRequest(messages), generation_prompt=False)))
+
+
 def test_cache_reuse_gives_identical_greedy_answers(tiny_engines):
     reuse, fresh = tiny_engines
     a, finals = converse(reuse)
     b, _ = converse(fresh)
     assert a == b
     assert finals[0].stats.reused_tokens == 0
-    size = reuse.prefill_chunk
-    for prev, f in zip(finals[:-1], finals[1:], strict=True):  # later turns: the last prompt's whole chunks
-        assert f.stats.reused_tokens == (prev.stats.prompt_tokens - 1) // size * size
-        # ... so it prefills what is new and at most one chunk more
-        assert f.stats.prefilled_tokens <= size + f.stats.prompt_tokens - prev.stats.prompt_tokens
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}]
+    for i, (prev, f) in enumerate(zip(finals[:-1], finals[1:], strict=True)):
+        msgs.append({"role": "user", "content": f"question {i}: tell me about the number {i * 7}"})
+        # Without background work between turns, a turn keeps every segment of the last prompt but its
+        # header, whose chunk the answer (decoded a token at a time) followed: that segment is computed again.
+        assert f.stats.reused_tokens == rendered_len(reuse, msgs) < prev.stats.prompt_tokens
+        assert f.stats.prefilled_tokens == f.stats.prompt_tokens - f.stats.reused_tokens
+        msgs.append({"role": "assistant", "content": a[i]})
+
+
+def test_warm_leaves_a_turn_its_own_message_only(tiny_model):
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "tiny")
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "hi"}]
+    text, first = run(engine, msgs)
+    msgs.append({"role": "assistant", "content": text})
+    probes = [GenerationRequest([*msgs, {"role": "user", "content": p}], GREEDY) for p in ("a", "\n\n1. ")]
+    assert engine.warm(probes)
+    engine.idle()
+    assert not engine.warm(probes)  # done: nothing more to compute
+    msgs.append({"role": "user", "content": "and now?"})
+    warmed_text, warmed = run(engine, msgs)
+    own = rendered_len(engine, msgs[:-1])  # the new message starts where the last answer's segment ends
+    assert warmed.stats.reused_tokens == own
+    fresh = TransformersEngine(model, tok, "tiny", reuse_cache=False)
+    fresh_text, _ = run(fresh, msgs)
+    assert warmed_text == fresh_text
 
 
 def test_identical_after_reset_and_cancel(tiny_engines):
@@ -252,3 +280,20 @@ def test_cancel_during_prefill_keeps_the_computed_chunks(tiny_model):
     assert progress[0] == (16, prompt - 1) and len(progress) < prompt // 16 / 2  # stopped between chunks
     _, again = run(engine, msgs)  # sending it again does not start over
     assert again.stats.reused_tokens >= 16 and again.stats.reused_tokens % 16 == 0
+
+
+def test_fingerprint_names_the_weights_by_content_and_the_setup(tiny_model, tiny_dir):
+    import hashlib
+    from importlib import metadata
+
+    model, tok = tiny_model
+    fp = TransformersEngine(model, tok, "tiny", weights=tiny_dir).fingerprint()
+    weights = sorted(tiny_dir.glob("*.safetensors"))
+    expected = hashlib.sha256(
+        "".join(f"{f.name} {hashlib.sha256(f.read_bytes()).hexdigest()}\n" for f in weights).encode()
+    ).hexdigest()
+    assert fp["weights_sha256"] == expected and fp["engine"] == "transformers"
+    assert fp["dtype"] == str(model.dtype).removeprefix("torch.") and fp["device"] == "cpu"
+    assert fp["threads"] == torch.get_num_threads() and fp["torch"] == metadata.version("torch")
+    assert fp["transformers"] and fp["cpu"] and fp["adapter"] is None
+    assert TransformersEngine(model, tok, "tiny").fingerprint()["weights_sha256"] is None  # nothing local
