@@ -92,16 +92,21 @@ def _make_transformers(
         loaded = load(source, load_options, progress=update)
     from qwenchat.engines.transformers.engine import TransformersEngine
 
-    engine = TransformersEngine(
-        loaded.model,
-        loaded.tokenizer,
-        loaded.name,
+    kwargs = dict(
         reuse_cache=not options.no_cache_reuse,
         adapters=loaded.adapters,
         template_choice=templates.for_tokenizer(
             loaded.tokenizer, loaded.name, file=template, plain=options.no_template
         ),
     )
+    if loaded.processor is not None:  # a vision chat model: images in messages
+        from qwenchat.engines.transformers.vision import VisionEngine
+
+        engine: TransformersEngine = VisionEngine(
+            loaded.model, loaded.tokenizer, loaded.processor, loaded.name, **kwargs
+        )
+    else:
+        engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, **kwargs)
     if options.draft_model:
         from qwenchat.engines.speculative import check_same_vocab
 
