@@ -86,6 +86,7 @@ class ChatOptions:
     model: ModelOptions = field(default_factory=ModelOptions)
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     read: tuple[str, ...] = ()  # files before the first message
+    image: tuple[str, ...] = ()  # images with the first message
     resume: str | None = None  # a session id, or "last"
     no_autosave: bool = False
     stats: bool = False

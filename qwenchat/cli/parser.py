@@ -172,6 +172,14 @@ def add_generation_options(p: argparse.ArgumentParser, *, chat: bool) -> None:
             metavar="PATH",
             help="put this file's text before the first message (:read in the chat); repeatable",
         )
+        g.add_argument(
+            "--image",
+            action="append",
+            default=[],
+            metavar="PATH",
+            help="attach this image to the first message (:image in the chat; a vision chat model); "
+            "repeatable",
+        )
     g.add_argument(
         "--overflow",
         choices=("drop-oldest", "error"),

@@ -18,6 +18,7 @@ from qwenchat.chat.session import ChatSession
 from qwenchat.commands import REGISTRY, Registry
 from qwenchat.commands.registry import CommandContext
 from qwenchat.errors import UserError, first_line
+from qwenchat.images.load import looks_like_image_path
 from qwenchat.tools.calls import pending_calls
 from qwenchat.ui.render import Renderer
 
@@ -69,6 +70,9 @@ class Repl:
             else:
                 if text.startswith("::"):  # a message that really starts with ':'
                     line = line.lstrip()[1:]
+                elif looks_like_image_path(text):  # a pasted or dropped image: offered, never sent silently
+                    self.renderer.notice(image_offer(text))
+                    return
                 if not self.session.send(line.strip("\n")).kept:
                     self.renderer.hint(NOT_ADDED)
         except UserError as exc:  # the one place a user error becomes its line
@@ -208,6 +212,19 @@ class Repl:
 
 
 MULTILINE = '"""'
+
+
+def image_offer(text: str) -> str:
+    """What a message that is only an image's path gets: how to attach it, or to send the path as text."""
+    import shlex
+
+    path = shlex.quote(text.strip().strip("'\""))
+    return (
+        f"that is an image file: :image {path} attaches it to your next message "
+        f"(::{text.strip()} sends the text)"
+    )
+
+
 MAX_ERROR_CHARS = 300  # an error that quotes a 5000-character argument is not read: cut it
 
 
