@@ -221,7 +221,7 @@ def image_offer(text: str) -> str:
     path = shlex.quote(text.strip().strip("'\""))
     return (
         f"that is an image file: :image {path} attaches it to your next message "
-        f"(::{text.strip()} sends the text)"
+        "(nothing was sent; with other words around it the path goes as text)"
     )
 
 

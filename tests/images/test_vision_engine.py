@@ -101,7 +101,10 @@ def test_a_later_turn_keeps_the_image_in_the_cache(parts, images):
     engine = vision_engine(parts, chunk=8)
     a = read_image(images["a"], "a.png")
     answer, _ = _run(engine, _request(a))
-    history = [{"role": "user", "content": "what is in it?", "images": [a]}, {"role": "assistant", "content": answer}]
+    history = [
+        {"role": "user", "content": "what is in it?", "images": [a]},
+        {"role": "assistant", "content": answer},
+    ]
     follow = _request(None, "and the colours?", history=history)
     ids = engine.encode(follow)
     image_end = max(i for i, t in enumerate(ids) if t < 0) + 1
