@@ -25,7 +25,7 @@ def test_images_are_read_relative_to_the_prompt_file(tmp_path, images):
 
 @pytest.mark.parametrize(
     "images_field,expected",
-    [("missing.png", "no such file"), (["missing.png"], "no such file"), ([""], "list of image paths")],
+    [("one.png", "list of image paths"), (["missing.png"], "no such file"), ([""], "list of image paths")],
 )
 def test_bad_images_stop_the_batch_before_it_runs(tmp_path, images_field, expected):
     prompts = tmp_path / "p.jsonl"
