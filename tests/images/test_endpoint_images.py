@@ -1,5 +1,5 @@
-"""Images to an OpenAI-compatible server: image_url content parts with base64 data URIs, checked in the request
-body the scripted server received."""
+"""Images to an OpenAI-compatible server: image_url content parts with base64 data URIs, checked in the
+request body the scripted server received."""
 
 from __future__ import annotations
 
