@@ -43,6 +43,11 @@ def make_engine(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str,
             raise UserError(
                 f"{flag} needs an in-process engine: with --endpoint the server applies its template"
             )
+        if options.mmproj and options.engine != "llama.cpp":
+            raise UserError(
+                "--mmproj is a GGUF's image projector: it needs --engine llama.cpp (a transformers vision "
+                "model reads images as it is, an --endpoint server has its own)"
+            )
         if options.endpoint:
             from qwenchat.engines.openai.engine import OpenAIEngine
 
@@ -150,6 +155,7 @@ def _make_llamacpp(
             name=demo.DEMO_GGUF_NAME if options.demo else None,
             chat_template=template,
             plain=options.no_template,
+            mmproj=options.mmproj,
         )
     return engine, {"model": engine.name, "device": "cpu (llama.cpp)", "dtype": "GGUF", "extra": []}
 

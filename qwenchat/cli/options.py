@@ -39,6 +39,7 @@ class ModelOptions:
     trust_remote_code: bool = False
     no_template: bool = False  # plain completion (models/templates.py)
     chat_template: str | None = None  # --chat-template FILE
+    mmproj: str | None = None  # --mmproj FILE: a GGUF's image projector (llama.cpp)
     # In the parser's generation group, but they decide how the engine is built.
     draft_model: str | None = None
     prompt_lookup_num_tokens: int | None = None  # --lookup N

@@ -115,6 +115,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
     m.add_argument(
+        "--mmproj",
+        metavar="FILE",
+        help="the GGUF's image projector (mmproj-*.gguf), for images with --engine llama.cpp",
+    )
+    m.add_argument(
         "--threads", type=int, metavar="N", help="decode threads for --engine llama.cpp (default: cores)"
     )
     m.add_argument(
