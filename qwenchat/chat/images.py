@@ -66,3 +66,18 @@ def settle_loaded(conversation: Conversation) -> list[str]:
         if len(kept) != len(m.images):
             msgs[i] = dataclasses.replace(m, images=tuple(kept), missing_images=tuple(lost))
     return notices
+
+
+def image_token_line(session: Any) -> str | None:
+    """What `:tokens` adds for images: how many of the prompt's tokens are theirs (the conversation's and those
+    waiting for the next message); None without images."""
+    refs = [r for m in session.conversation.messages for r in m.images] + list(session.images)
+    if not refs:
+        return None
+    counts = token_count(session.engine, refs)
+    n = len(refs)
+    what = f"{n} image{'s' if n > 1 else ''}"
+    if any(c is None for c in counts):
+        return f"{what} (the server counts their tokens)"
+    waiting = f", {len(session.images)} waiting for your next message" if session.images else ""
+    return f"of them, {sum(counts):,} image tokens: {what}{waiting}"

@@ -164,3 +164,9 @@ def test_export_links_the_images(images, tmp_path):
     session, _ = _saved_with_image(images, tmp_path)
     md = to_markdown(session.conversation, model="m")
     assert f"({images['a'].as_uri()})" in md and "![a.png]" in md
+
+
+def test_tokens_counts_the_image_tokens(app, images):
+    app.handle_line(f":image {images['a']}")
+    app.handle_line(":tokens")
+    assert "of them, 42 image tokens: 1 image, 1 waiting for your next message" in said(app)
