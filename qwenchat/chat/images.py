@@ -69,8 +69,8 @@ def settle_loaded(conversation: Conversation) -> list[str]:
 
 
 def image_token_line(session: Any) -> str | None:
-    """What `:tokens` adds for images: how many of the prompt's tokens are theirs (the conversation's and those
-    waiting for the next message); None without images."""
+    """What `:tokens` adds for images: how many of the prompt's tokens are theirs (the conversation's and
+    those waiting for the next message); None without images."""
     refs = [r for m in session.conversation.messages for r in m.images] + list(session.images)
     if not refs:
         return None
