@@ -148,3 +148,14 @@ def test_load_detects_a_vision_model_from_its_config(tiny_vl_dir):
     assert loaded.processor is not None
     assert type(loaded.model).__name__ == "Qwen2VLForConditionalGeneration"
     assert "<|image_pad|>" in loaded.tokenizer.chat_template
+
+
+def test_a_session_with_a_pixel_budget_saves_and_loads(tiny_vl, tmp_path):
+    from qwenchat.chat.session import ChatSession
+    from qwenchat.conversation.store import load_file
+
+    session = ChatSession(vision_engine(tiny_vl))
+    session.settings.update({"max_pixels": 50_000})
+    path = tmp_path / "s.json"
+    session.save(path)
+    assert load_file(path).settings["max_pixels"] == 50_000
