@@ -66,6 +66,7 @@ class VisionEngine(TransformersEngine):
         self.merge = int(model.config.vision_config.spatial_merge_size)
         self._images: dict[int, tuple[ImageRef, Any, Any]] = {}  # key base -> (ref, pixel values, grid)
         self._features: OrderedDict[tuple[str, tuple[int, int]], Any] = OrderedDict()
+        self._processed: OrderedDict[tuple[str, int | None, int | None], tuple[Any, Any]] = OrderedDict()
         self._budget: dict[str, int | None] = {}  # this turn's min_pixels/max_pixels
         self._hook_cancel: threading.Event | None = None
         for block in model.model.visual.blocks:  # Ctrl-C between two blocks of the vision encoder
@@ -124,7 +125,17 @@ class VisionEngine(TransformersEngine):
         return super()._generation_config(image_settings(settings)[1])
 
     def _pixels(self, ref: ImageRef, budget: dict[str, int | None]) -> tuple[Any, Any]:
-        """The image processor's patches and grid (t, h, w) for one image, within the pixel budget."""
+        """The image processor's patches and grid (t, h, w) for one image, within the pixel budget; kept,
+        since every count of the prompt's tokens asks for them."""
+        key = (ref.sha256, budget.get("min_pixels"), budget.get("max_pixels"))
+        kept = self._processed.get(key)
+        if kept is None:
+            kept = self._processed[key] = self._process(ref, budget)
+            while len(self._processed) > _KEPT_FEATURES:
+                self._processed.popitem(last=False)
+        return kept
+
+    def _process(self, ref: ImageRef, budget: dict[str, int | None]) -> tuple[Any, Any]:
         kwargs: dict[str, Any] = {}
         size = dict(getattr(self.image_processor, "size", None) or {})
         if budget.get("min_pixels"):
