@@ -11,8 +11,8 @@ The turn is the text engine's (engine.py), with three differences:
   (qwenchat.images.key), so the kept cache tells two images apart and reuses the same one.
 - The prefill: each image is encoded alone (the same pixels give the same features, whatever else the prompt
   holds), its features take the place of its placeholders' embeddings, and the prompt is computed on the
-  same chunk schedule as text, with the model's 3-D rotary positions. Ctrl-C stops the vision encoder between
-  two of its blocks.
+  same chunk schedule as text, with the model's 3-D rotary positions. Ctrl-C stops the vision encoder before
+  the next layer of its blocks (bench/vision_cancel.py measures the wait).
 """
 
 from __future__ import annotations
@@ -69,8 +69,11 @@ class VisionEngine(TransformersEngine):
         self._processed: OrderedDict[tuple[str, int | None, int | None], tuple[Any, Any]] = OrderedDict()
         self._budget: dict[str, int | None] = {}  # this turn's min_pixels/max_pixels
         self._hook_cancel: threading.Event | None = None
-        for block in model.model.visual.blocks:  # Ctrl-C between two blocks of the vision encoder
-            block.register_forward_pre_hook(self._check_cancel)
+        # Ctrl-C inside the vision encoder: checked before each layer of its blocks (attention, MLP and
+        # their projections), since one block of a 7B model's encoder takes seconds on a small CPU
+        for block in model.model.visual.blocks:
+            for layer in block.modules():
+                layer.register_forward_pre_hook(self._check_cancel)
 
     # -- capabilities ------------------------------------------------------------------------
     def settings_schema(self) -> SettingsSchema:
