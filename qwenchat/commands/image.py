@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from qwenchat.commands.registry import CommandContext, CommandError, command
 from qwenchat.paths import expand_user
 from qwenchat.text.fences import one_line
+
+if TYPE_CHECKING:
+    from qwenchat.chat.session import ChatSession
+    from qwenchat.ui.render import Renderer
 
 
 @command(
@@ -30,7 +36,7 @@ def cmd_image(ctx: CommandContext, args: str) -> None:
     attach_images(ctx.session, ctx.renderer, names)
 
 
-def attach_images(session, renderer, names: list[str]) -> None:
+def attach_images(session: ChatSession, renderer: Renderer, names: list[str]) -> None:
     """Read, check and attach images (one bad file: none is added), then show them; `--image` uses it too."""
     from qwenchat.chat.images import refuse_unless_images
     from qwenchat.images.load import read_image

@@ -170,3 +170,20 @@ def test_tokens_counts_the_image_tokens(app, images):
     app.handle_line(f":image {images['a']}")
     app.handle_line(":tokens")
     assert "of them, 42 image tokens: 1 image, 1 waiting for your next message" in said(app)
+
+
+@pytest.mark.parametrize("reply,attached", [("y", True), ("", False), (KeyboardInterrupt, False)])
+def test_at_the_prompt_a_pasted_image_path_is_asked_about(app, images, reply, attached):
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        if reply is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return reply
+
+    app.ask = ask
+    app.handle_line(f"'{images['a']}'")  # as a terminal quotes a dropped file
+    assert asked and "attach it" in asked[0]
+    assert [r.label for r in app.session.images] == ([str(images["a"])] if attached else [])
+    assert app.session.engine.requests == []  # nothing was sent either way
