@@ -37,11 +37,11 @@ def check_request(engine: Any, messages: list[dict[str, Any]]) -> None:
             raise ChatError(f"this conversation has images; {exc}") from None
 
 
-def token_count(engine: Any, images: list[ImageRef]) -> list[int | None]:
-    """Each image's prompt tokens, where the engine can tell."""
+def token_count(engine: Any, images: list[ImageRef], settings: dict[str, Any]) -> list[int | None]:
+    """Each image's prompt tokens with these settings, where the engine can tell."""
     if not isinstance(engine, api.SupportsImages):
         return [None] * len(images)
-    return [engine.image_tokens(r) for r in images]
+    return [engine.image_tokens(r, settings) for r in images]
 
 
 def settle_loaded(conversation: Conversation) -> list[str]:
@@ -74,7 +74,7 @@ def image_token_line(session: Any) -> str | None:
     refs = [r for m in session.conversation.messages for r in m.images] + list(session.images)
     if not refs:
         return None
-    counts = token_count(session.engine, refs)
+    counts = token_count(session.engine, refs, session.settings.effective())
     n = len(refs)
     what = f"{n} image{'s' if n > 1 else ''}"
     if any(c is None for c in counts):

@@ -120,7 +120,7 @@ class ChatSession(Saving):
         """Images for the next message; ChatError when the engine takes none. Returns each image's prompt
         tokens (None where the engine cannot tell)."""
         refuse_unless_images(self.engine)
-        counts = token_count(self.engine, images)
+        counts = token_count(self.engine, images, self.settings.effective())
         self.images = [*self.images, *images]
         return counts
 

@@ -313,8 +313,9 @@ class SupportsImages(Protocol):
         """Whether the loaded model takes images now (llama.cpp: only with its projector, --mmproj)."""
         ...
 
-    def image_tokens(self, image: Any) -> int | None:
-        """How many prompt tokens the image (an ImageRef) takes; None when the engine cannot tell."""
+    def image_tokens(self, image: Any, settings: dict[str, Any]) -> int | None:
+        """How many prompt tokens the image (an ImageRef) takes with these settings (a pixel budget may
+        change it); None when the engine cannot tell."""
         ...
 
 

@@ -26,7 +26,7 @@ class FakeImageEngine(FakeEngine):
 
     takes_images = True
 
-    def image_tokens(self, image: Any) -> int | None:
+    def image_tokens(self, image: Any, settings: dict[str, Any]) -> int | None:
         return 42
 
 

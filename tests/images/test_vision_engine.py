@@ -39,7 +39,7 @@ def test_the_prompt_has_one_image_token_per_merged_patch(parts, images):
     request = _request(ref)
     assert "<|vision_start|><|image_pad|><|vision_end|>what is in it?" in engine.render_prompt(request)
     ids = engine.encode(request)
-    n = engine.image_tokens(ref)
+    n = engine.image_tokens(ref, request.settings)
     assert n == sum(1 for t in ids if t < 0) > 1
     real = engine._model_ids(ids)
     assert real.count(engine.image_token_id) == n
@@ -139,6 +139,7 @@ def test_pixel_budget_settings_change_the_image_tokens(tiny_vl, images):
     few = engine.encode(_request(big, settings={"max_pixels": 28 * 28 * 4}))
     many = engine.encode(_request(big, settings={"min_pixels": 28 * 28 * 64}))
     assert sum(t < 0 for t in few) < sum(t < 0 for t in many)
+    assert engine.image_tokens(big, {"max_pixels": 28 * 28 * 4}) == sum(t < 0 for t in few)
 
 
 def test_load_detects_a_vision_model_from_its_config(tiny_vl_dir):

@@ -146,7 +146,7 @@ class LlamaCppEngine(Background):
     def takes_images(self) -> bool:
         return self.projector is not None
 
-    def image_tokens(self, image: Any) -> int | None:
+    def image_tokens(self, image: Any, settings: dict[str, Any]) -> int | None:
         return None  # the projector's handler counts them as it evaluates
 
     # -- facts about the model ---------------------------------------------------------------

@@ -63,7 +63,7 @@ class OpenAIEngine:
     # server's to say (a text model's server answers with an error, shown in one line).
     takes_images = True
 
-    def image_tokens(self, image: Any) -> int | None:
+    def image_tokens(self, image: Any, settings: dict[str, Any]) -> int | None:
         return None  # the server's processor counts them
 
     def __init__(

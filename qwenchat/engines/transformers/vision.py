@@ -67,7 +67,6 @@ class VisionEngine(TransformersEngine):
         self._images: dict[int, tuple[ImageRef, Any, Any]] = {}  # key base -> (ref, pixel values, grid)
         self._features: OrderedDict[tuple[str, tuple[int, int]], Any] = OrderedDict()
         self._processed: OrderedDict[tuple[str, int | None, int | None], tuple[Any, Any]] = OrderedDict()
-        self._budget: dict[str, int | None] = {}  # this turn's min_pixels/max_pixels
         self._hook_cancel: threading.Event | None = None
         # Ctrl-C inside the vision encoder: checked before each layer of its blocks (attention, MLP and
         # their projections), since one block of a 7B model's encoder takes seconds on a small CPU
@@ -79,8 +78,8 @@ class VisionEngine(TransformersEngine):
     def settings_schema(self) -> SettingsSchema:
         return with_image_settings(super().settings_schema())
 
-    def image_tokens(self, image: ImageRef) -> int | None:
-        _, grid = self._pixels(image, self._budget)
+    def image_tokens(self, image: ImageRef, settings: dict[str, Any]) -> int | None:
+        _, grid = self._pixels(image, image_settings(settings)[0])
         return int(grid.prod()) // self.merge**2
 
     # -- the prompt --------------------------------------------------------------------------
@@ -99,13 +98,13 @@ class VisionEngine(TransformersEngine):
     def _prompt_ids(self, prompt: str, request: GenerationRequest) -> list[int]:
         """The prompt's ids with each image's placeholder widened to its token count, keyed by its hash."""
         _, images = chat_messages(request.messages)
-        self._budget, _ = image_settings(request.settings)
+        budget, _ = image_settings(request.settings)
         ids = self._tokenize(prompt)
         if not images:
             return ids
         grids = []
         for ref in images:
-            pv, grid = self._pixels(ref, self._budget)
+            pv, grid = self._pixels(ref, budget)
             self._images[_key_base(ref.sha256)] = (ref, pv, grid)  # the prefill finds it by its keys
             grids.append(grid)
         counts = [int(g.prod()) // self.merge**2 for g in grids]
