@@ -10,7 +10,8 @@ _SPAN = 1 << 24  # tokens one image may have: far more than any model gives one 
 
 
 def image_key(sha256: str, index: int) -> int:
-    """The key of the `index`-th placeholder token of the image with this hash: negative, never a token id."""
+    """The key of the `index`-th placeholder token of the image with this hash (hex; an engine may hash more
+    than the file into it, e.g. the image's patch grid): negative, never a token id."""
     return -(int(sha256[:15], 16) * _SPAN + index + 1)
 
 

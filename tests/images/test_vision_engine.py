@@ -160,3 +160,12 @@ def test_a_session_with_a_pixel_budget_saves_and_loads(tiny_vl, tmp_path):
     path = tmp_path / "s.json"
     session.save(path)
     assert load_file(path).settings["max_pixels"] == 50_000
+
+
+def test_the_same_image_at_another_pixel_budget_is_another_key(tiny_vl, images):
+    engine = vision_engine(tiny_vl)
+    ref = read_image(images["a"], "a.png")
+    small = engine.encode(_request(ref, settings={"max_pixels": 28 * 28 * 4}))
+    large = engine.encode(_request(ref, settings={"min_pixels": 28 * 28 * 64}))
+    first = next(i for i, t in enumerate(small) if t < 0)
+    assert small[first] != large[first]  # the cache cannot keep one's image positions for the other

@@ -17,6 +17,7 @@ The turn is the text engine's (engine.py), with three differences:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from qwenchat.settings import SettingsSchema
 
 IMAGE_TOKEN = "<|image_pad|>"
 _KEPT_FEATURES = 16  # encoded images kept (by hash and pixel budget)
+_KEPT_IMAGES = 64  # images of recent prompts the prefill can find by their keys
 
 
 class _Cancelled(Exception):
@@ -64,7 +66,8 @@ class VisionEngine(TransformersEngine):
         self.image_processor = image_processor
         self.image_token_id = int(model.config.image_token_id)
         self.merge = int(model.config.vision_config.spatial_merge_size)
-        self._images: dict[int, tuple[ImageRef, Any, Any]] = {}  # key base -> (ref, pixel values, grid)
+        # key base -> (ref, pixel values, grid) of the images of recent prompts
+        self._images: OrderedDict[int, tuple[ImageRef, Any, Any]] = OrderedDict()
         self._features: OrderedDict[tuple[str, tuple[int, int]], Any] = OrderedDict()
         self._processed: OrderedDict[tuple[str, int | None, int | None], tuple[Any, Any]] = OrderedDict()
         self._hook_cancel: threading.Event | None = None
@@ -102,11 +105,17 @@ class VisionEngine(TransformersEngine):
         ids = self._tokenize(prompt)
         if not images:
             return ids
-        grids = []
+        grids, keys = [], []
         for ref in images:
             pv, grid = self._pixels(ref, budget)
-            self._images[_key_base(ref.sha256)] = (ref, pv, grid)  # the prefill finds it by its keys
+            # the key names the image and its grid: the same image at another pixel budget has other features
+            key = hashlib.sha256(f"{ref.sha256}:{tuple(int(x) for x in grid)}".encode()).hexdigest()
+            self._images[_key_base(key)] = (ref, pv, grid)  # the prefill finds it by its keys
+            self._images.move_to_end(_key_base(key))
+            while len(self._images) > _KEPT_IMAGES:
+                self._images.popitem(last=False)
             grids.append(grid)
+            keys.append(key)
         counts = [int(g.prod()) // self.merge**2 for g in grids]
         wide: list[int] = []
         it = iter(counts)
@@ -116,7 +125,7 @@ class VisionEngine(TransformersEngine):
             else:
                 wide.append(t)
         try:
-            return keyed_ids(wide, self.image_token_id, [r.sha256 for r in images], counts)
+            return keyed_ids(wide, self.image_token_id, keys, counts)
         except ValueError as exc:  # a template that drops or adds placeholders
             raise ImageError(f"the chat template placed the images wrongly: {exc}") from None
 
