@@ -35,6 +35,7 @@ def _run(engine, request, cancel=None):
 def test_the_prompt_has_one_image_token_per_merged_patch(parts, images):
     engine = vision_engine(parts)
     assert isinstance(engine, SupportsImages) and engine.takes_images
+    assert engine.context_window == 4096  # from the text config: the context check applies
     ref = read_image(images["a"], "a.png")
     request = _request(ref)
     assert "<|vision_start|><|image_pad|><|vision_end|>what is in it?" in engine.render_prompt(request)

@@ -78,6 +78,11 @@ class VisionEngine(TransformersEngine):
                 layer.register_forward_pre_hook(self._check_cancel)
 
     # -- capabilities ------------------------------------------------------------------------
+    @property
+    def context_window(self) -> int | None:
+        # a vision model's config keeps the language model's window in its text config
+        return getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+
     def settings_schema(self) -> SettingsSchema:
         return with_image_settings(super().settings_schema())
 
