@@ -170,3 +170,31 @@ def test_the_same_image_at_another_pixel_budget_is_another_key(tiny_vl, images):
     large = engine.encode(_request(ref, settings={"min_pixels": 28 * 28 * 64}))
     first = next(i for i, t in enumerate(small) if t < 0)
     assert small[first] != large[first]  # the cache cannot keep one's image positions for the other
+
+
+def test_a_chat_with_an_image_is_reproducible_across_retry_resume_and_no_cache(tiny_vl, images, tmp_path):
+    """first answer == :retry with its seed == the same turn without a kept cache; the next turn after a
+    save and load (a fresh engine) == the next turn in the chat that went on."""
+    from qwenchat.chat.session import ChatSession
+    from qwenchat.conversation.store import load_file
+
+    def chat(engine):
+        session = ChatSession(engine)
+        session.settings.update({"do_sample": True, "temperature": 1.0, "max_new_tokens": 8})
+        session.settings.seed = 11
+        return session
+
+    session = chat(vision_engine(tiny_vl))
+    session.attach_images([read_image(images["a"], "a.png")])
+    first = session.send("what is it?").text
+    assert session.retry(11).text == first
+    path = tmp_path / "s.json"
+    session.save(path)
+    going_on = session.send("and then?").text
+
+    uncached = vision_engine(tiny_vl)
+    uncached.reuse_cache = False
+    resumed = chat(uncached)
+    resumed.adopt(load_file(path))
+    assert resumed.conversation.messages[-1].content == first
+    assert resumed.send("and then?").text == going_on
