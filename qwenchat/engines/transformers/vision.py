@@ -39,7 +39,7 @@ _KEPT_IMAGES = 64  # images of recent prompts the prefill can find by their keys
 
 
 class _Cancelled(Exception):
-    """Ctrl-C inside the vision encoder (raised between two of its blocks)."""
+    """Ctrl-C inside the vision encoder (raised before the next layer of its blocks)."""
 
 
 def chat_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[ImageRef]]:
