@@ -39,7 +39,13 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
     (
         "vocabulary",
         2,
-        ("qwenchat.probs.record", "qwenchat.reasoning", "qwenchat.tools.calls", "qwenchat.structured.schema"),
+        (
+            "qwenchat.probs.record",
+            "qwenchat.reasoning",
+            "qwenchat.tools.calls",
+            "qwenchat.structured.schema",
+            "qwenchat.images.*",
+        ),
     ),
     (
         "contract",

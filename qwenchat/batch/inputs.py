@@ -122,7 +122,22 @@ def parse_jsonl(text: str, name: str = "prompts") -> list[Prompt]:
         except json.JSONDecodeError as exc:
             raise BatchError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") from None
         prompts.append(_from_json(value, len(prompts) + 1, n, where))
+        if isinstance(value, dict) and "images" in value:
+            prompts[-1].messages[-1]["images"] = _images(value["images"], Path(name).parent, where)
     return prompts
+
+
+def _images(raw: Any, base: Path, where: str) -> list[dict[str, Any]]:
+    """A record's `images` (paths, relative to the prompt file's folder): each read and checked now, kept as
+    its record (path, size, pixels, SHA-256), so a changed image is a changed prompt."""
+    from qwenchat.images.load import ImageError, read_image
+
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p.strip() for p in raw):
+        raise BatchError(f"{where}: 'images' must be a list of image paths")
+    try:
+        return [read_image(base / Path(p).expanduser(), p).to_dict() for p in raw]
+    except ImageError as exc:
+        raise BatchError(f"{where}: {exc}") from None
 
 
 def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
@@ -132,7 +147,7 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
         value = {"messages": value}
     if not isinstance(value, dict):
         raise BatchError(f"{where}: expected a prompt, a message list or an object")
-    unknown = set(value) - {"prompt", "messages", "system", "settings", "id"}
+    unknown = set(value) - {"prompt", "messages", "system", "settings", "id", "images"}
     if unknown:
         raise BatchError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     if ("prompt" in value) == ("messages" in value):
@@ -255,6 +270,6 @@ def check_placeholders(prompts: list[Prompt], var_names: set[str], name: str = "
 def filled(prompt: Prompt, values: dict[str, str]) -> tuple[list[dict[str, str]], str | None]:
     """The prompt's messages and system prompt with its placeholders filled."""
     values = {**prompt.variables, **values}
-    messages = [{"role": m["role"], "content": fill(m["content"], values)} for m in prompt.messages]
+    messages = [{**m, "content": fill(m["content"], values)} for m in prompt.messages]  # images stay
     system = fill(prompt.system, values) if prompt.system is not None else None
     return messages, system

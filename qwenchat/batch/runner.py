@@ -21,6 +21,7 @@ from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.engines.api import Engine, SupportsAdapters, SupportsFingerprint
 from qwenchat.errors import UserError, first_line
+from qwenchat.images.ref import ImageRef
 from qwenchat.settings import Settings
 
 
@@ -101,7 +102,11 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         overflow=ctx.overflow,
     )
     session.json_schema = ctx.json_schema
-    sent = session.request(extra_user=run.messages[-1]["content"]).messages
+    images = [ImageRef.from_dict(d) for d in run.messages[-1].get("images", [])]
+    if images:
+        session.attach_images(images)  # ChatError: the engine takes no images
+    sent = session.request(extra_user=run.messages[-1]["content"], extra_images=tuple(images)).messages
+    sent = [{**m, "images": [r.to_dict() for r in m["images"]]} if m.get("images") else m for m in sent]
     if not session_hook(session):  # Ctrl-C came before the turn could be cancelled: do not start it
         raise _Stopped
     result = session.send(run.messages[-1]["content"])

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from qwenchat.chat.images import settle_loaded
 from qwenchat.chat.observer import ChatObserver
 from qwenchat.conversation.file import SessionFile, conversation_to_dict
 from qwenchat.conversation.model import Conversation
@@ -148,5 +149,7 @@ class Saving:
                 f"{n} piece{'s' if n > 1 else ''} of text in the saved session {'were' if n > 1 else 'was'} "
                 "not valid Unicode (a lone surrogate): replaced by \ufffd"
             )
+        for notice in settle_loaded(self.conversation):  # gone or changed image files: goes on without them
+            self.observer.notice(notice)
         if saved.model and saved.model != self.model:
             self.observer.notice(f"this session was saved with {saved.model}; continuing with {self.model}")

@@ -15,6 +15,7 @@ from typing import Any
 from qwenchat.chat.attach import Attachment, compose, fit
 from qwenchat.chat.collect import collect
 from qwenchat.chat.context_fit import fit_context
+from qwenchat.chat.images import check_request, refuse_unless_images, token_count
 from qwenchat.chat.observer import ChatObserver, Headless, TurnResult
 from qwenchat.chat.saving import Saving
 from qwenchat.chat.template_probe import inserted_system
@@ -24,6 +25,7 @@ from qwenchat.conversation.store import SessionStore
 from qwenchat.engines import api
 from qwenchat.engines.api import Engine, GenerationRequest, TurnStats
 from qwenchat.errors import ChatError, first_line
+from qwenchat.images.ref import ImageRef
 from qwenchat.probs.branch import BranchPlan, joined_probs
 from qwenchat.reasoning import Reasoning
 from qwenchat.settings import Settings
@@ -76,6 +78,7 @@ class ChatSession(Saving):
         self.json_schema: dict[str, Any] | None = None  # answers constrained to it and checked (:json)
         self.prefill: str | None = None  # the next answer starts with this text (:prefill)
         self.attachments: list[Attachment] = []  # files for the next message (:read)
+        self.images: list[ImageRef] = []  # images for the next message (:image)
         self.new_autosave_session()
 
     @property
@@ -95,9 +98,11 @@ class ChatSession(Saving):
         """Add a user message and answer it; when nothing is answered the message is not kept. Files read
         with `attach` go before it."""
         full = self._with_attachments(text)
-        result = self._transaction(lambda: self.conversation.add_user(full))
+        images = tuple(self.images)
+        result = self._transaction(lambda: self.conversation.add_user(full, images))
         if result.kept:
             self.attachments = []
+            self.images = []
         return result
 
     def _with_attachments(self, text: str) -> str:
@@ -109,6 +114,14 @@ class ChatSession(Saving):
         do not fit); returns their token count as a phrase."""
         counts = fit(self, files)
         self.attachments = [*self.attachments, *files]
+        return counts
+
+    def attach_images(self, images: list[ImageRef]) -> list[int | None]:
+        """Images for the next message; ChatError when the engine takes none. Returns each image's prompt
+        tokens (None where the engine cannot tell)."""
+        refuse_unless_images(self.engine)
+        counts = token_count(self.engine, images, self.settings.effective())
+        self.images = [*self.images, *images]
         return counts
 
     def retry(self, seed: int | str | None = None) -> TurnResult:
@@ -126,9 +139,11 @@ class ChatSession(Saving):
         if idx is None:
             raise ChatError("no message of yours to edit yet")
 
+        images = self.conversation.messages[idx].images  # an edit changes the text, not the images
+
         def change() -> None:
             del self.conversation.messages[idx:]
-            self.conversation.add_user(text)
+            self.conversation.add_user(text, images)
 
         return self._transaction(change)
 
@@ -221,11 +236,17 @@ class ChatSession(Saving):
         dropped = self.settings.dropped
         return self.settings.schema.dropped_notice(dropped, "the config file") if dropped else None
 
-    def request(self, continue_final: bool = False, extra_user: str | None = None) -> GenerationRequest:
-        """The request for the next turn; `extra_user` appends a user message (for :template, :tokens)."""
+    def request(
+        self,
+        continue_final: bool = False,
+        extra_user: str | None = None,
+        extra_images: tuple[ImageRef, ...] = (),
+    ) -> GenerationRequest:
+        """The request for the next turn; `extra_user` appends a user message (for :template, :tokens),
+        with `extra_images`."""
         messages = self.conversation.to_chat()
         if extra_user is not None:
-            messages.append({"role": "user", "content": extra_user})
+            messages.append(Message("user", extra_user, images=extra_images).to_chat())
         return GenerationRequest(
             messages=messages,
             settings=self.settings.effective(),
@@ -241,7 +262,11 @@ class ChatSession(Saving):
     def next_request(self, text: str) -> GenerationRequest:
         """The request `send(text)` would make now: the files read for it (:read) before its text, and a
         pending :prefill as the start of the answer."""
-        request = self.request(continue_final=bool(self.prefill), extra_user=self._with_attachments(text))
+        request = self.request(
+            continue_final=bool(self.prefill),
+            extra_user=self._with_attachments(text),
+            extra_images=tuple(self.images),
+        )
         if self.prefill:
             request.messages.append(Message("assistant", self.prefill).to_chat())
         return request
@@ -355,6 +380,7 @@ class ChatSession(Saving):
 
     def _stream(self, request: GenerationRequest, continues: str | None, shown: str = "") -> TurnResult:
         """The engine's answer, shown as it comes (collect.py); Ctrl-C (interrupt) cancels it."""
+        check_request(self.engine, request.messages)  # images for an engine that takes none: one line
         cancel = self._cancel = threading.Event()
         try:
             stream = self.engine.stream(request, cancel)

@@ -48,6 +48,10 @@ def _start_files(repl: Repl, options: ChatOptions, startup: Startup) -> None:
         files = [read_file(expand_user(name), name) for name in options.read]
         counts = repl.session.attach(files)
         repl.renderer.info(f"read {len(files)} file{'s' if len(files) > 1 else ''}: {counts}")
+    if options.image:
+        from qwenchat.commands.image import attach_images
+
+        attach_images(repl.session, repl.renderer, list(options.image))
 
 
 def run_chat(

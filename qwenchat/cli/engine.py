@@ -43,6 +43,11 @@ def make_engine(options: ModelOptions, err: Renderer) -> tuple[Engine, dict[str,
             raise UserError(
                 f"{flag} needs an in-process engine: with --endpoint the server applies its template"
             )
+        if options.mmproj and options.engine != "llama.cpp":
+            raise UserError(
+                "--mmproj is a GGUF's image projector: it needs --engine llama.cpp (a transformers vision "
+                "model reads images as it is, an --endpoint server has its own)"
+            )
         if options.endpoint:
             from qwenchat.engines.openai.engine import OpenAIEngine
 
@@ -92,10 +97,7 @@ def _make_transformers(
         loaded = load(source, load_options, progress=update)
     from qwenchat.engines.transformers.engine import TransformersEngine
 
-    engine = TransformersEngine(
-        loaded.model,
-        loaded.tokenizer,
-        loaded.name,
+    kwargs = dict(
         reuse_cache=not options.no_cache_reuse,
         adapters=loaded.adapters,
         weights=loaded.weights,
@@ -103,6 +105,14 @@ def _make_transformers(
             loaded.tokenizer, loaded.name, file=template, plain=options.no_template
         ),
     )
+    if loaded.processor is not None:  # a vision chat model: images in messages
+        from qwenchat.engines.transformers.vision import VisionEngine
+
+        engine: TransformersEngine = VisionEngine(
+            loaded.model, loaded.tokenizer, loaded.processor, loaded.name, **kwargs
+        )
+    else:
+        engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, **kwargs)
     if options.draft_model:
         from qwenchat.engines.speculative import check_same_vocab
 
@@ -146,6 +156,7 @@ def _make_llamacpp(
             name=demo.DEMO_GGUF_NAME if options.demo else None,
             chat_template=template,
             plain=options.no_template,
+            mmproj=options.mmproj,
         )
     return engine, {"model": engine.name, "device": "cpu (llama.cpp)", "dtype": "GGUF", "extra": []}
 

@@ -39,6 +39,7 @@ class ModelOptions:
     trust_remote_code: bool = False
     no_template: bool = False  # plain completion (models/templates.py)
     chat_template: str | None = None  # --chat-template FILE
+    mmproj: str | None = None  # --mmproj FILE: a GGUF's image projector (llama.cpp)
     # In the parser's generation group, but they decide how the engine is built.
     draft_model: str | None = None
     prompt_lookup_num_tokens: int | None = None  # --lookup N
@@ -86,6 +87,7 @@ class ChatOptions:
     model: ModelOptions = field(default_factory=ModelOptions)
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     read: tuple[str, ...] = ()  # files before the first message
+    image: tuple[str, ...] = ()  # images with the first message
     resume: str | None = None  # a session id, or "last"
     no_autosave: bool = False
     stats: bool = False

@@ -117,6 +117,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--n-ctx", type=int, default=4096, metavar="N", help="context size for --engine llama.cpp")
     m.add_argument(
+        "--mmproj",
+        metavar="FILE",
+        help="the GGUF's image projector (mmproj-*.gguf), for images with --engine llama.cpp",
+    )
+    m.add_argument(
         "--threads", type=int, metavar="N", help="decode threads for --engine llama.cpp (default: cores)"
     )
     m.add_argument(
@@ -173,6 +178,14 @@ def add_generation_options(p: argparse.ArgumentParser, *, chat: bool) -> None:
             default=[],
             metavar="PATH",
             help="put this file's text before the first message (:read in the chat); repeatable",
+        )
+        g.add_argument(
+            "--image",
+            action="append",
+            default=[],
+            metavar="PATH",
+            help="attach this image to the first message (:image in the chat; a vision chat model); "
+            "repeatable",
         )
     g.add_argument(
         "--overflow",

@@ -13,6 +13,7 @@ from qwenchat.commands import tools  # noqa: F401
 from qwenchat.commands import structured  # noqa: F401
 from qwenchat.commands import prefill  # noqa: F401
 from qwenchat.commands import attach  # noqa: F401
+from qwenchat.commands import image  # noqa: F401
 from qwenchat.commands import model  # noqa: F401
 
 # isort: on

@@ -158,7 +158,7 @@ def pending_notes(session: Any) -> list[str]:
 def cmd_tokens(ctx: CommandContext, args: str) -> None:
     s = ctx.session
     try:
-        used = s.engine.count_tokens(s.request(extra_user=""))
+        used = s.engine.count_tokens(s.request(extra_user="", extra_images=tuple(s.images)))
     except NotImplementedError as exc:
         raise CommandError(first_line(exc)) from None
     except Exception as exc:
@@ -174,3 +174,7 @@ def cmd_tokens(ctx: CommandContext, args: str) -> None:
         )
     else:
         ctx.renderer.info(f"{used} tokens in the conversation (context window unknown)")
+    from qwenchat.chat.images import image_token_line
+
+    if line := image_token_line(s):
+        ctx.renderer.info(line)

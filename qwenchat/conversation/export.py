@@ -10,9 +10,11 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from qwenchat.conversation.model import Conversation
+from qwenchat.images.ref import ImageRef
 from qwenchat.text.fences import closing_fence, fenced
 from qwenchat.text.think import split_think
 from qwenchat.text.visible import visible_controls
@@ -77,6 +79,16 @@ def pretty_args(call: Mapping[str, Any]) -> str:
     return json.dumps(call.get("arguments", {}), ensure_ascii=False, indent=2)
 
 
+def _image_links(images: tuple[ImageRef, ...], missing: tuple[ImageRef, ...]) -> list[str]:
+    """The message's images as Markdown image links to their files (a viewer shows them beside the text)."""
+    lines = [
+        f"![{_escape_inline(r.label)}]({Path(r.path).as_uri()}) ({_escape_inline(r.describe())})"
+        for r in images
+    ]
+    lines += [f"*(image {_escape_inline(r.label)}: gone or changed, not seen by the model)*" for r in missing]
+    return [*lines, ""] if lines else []
+
+
 def to_markdown(
     conversation: Conversation,
     *,
@@ -104,6 +116,7 @@ def to_markdown(
         parts.append("")
         if m.role == "user":
             parts += ["## You", "", _fenced(m.content), ""]
+            parts += _image_links(m.images, m.missing_images)
             continue
         if m.role == "tool":
             parts += [f"## Tool result: {_code_span(m.name or '?')}", "", _fenced(m.content, "json"), ""]

@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from qwenchat.conversation.model import ROLES, Alternative, ConversationFormatError, Message
+from qwenchat.images.ref import ImageRef
 from qwenchat.probs.record import ProbsFormatError, probs_from_list, probs_to_list
 
 MAX_REPLACED = 100  # answers replaced by :branch kept behind one answer; deeper is a hostile file
 MAX_ALTERNATIVES = 200  # per message
 MAX_LABEL_CHARS = 40
+MAX_IMAGES = 100  # per message
 MAX_ALTERNATIVE_CHARS = 5_000_000
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -32,6 +34,7 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         d["replaces"] = message_to_dict(m.replaces)
     if m.alternatives:
         d["alternatives"] = [a.to_dict() for a in m.alternatives]
+    d.update(image_fields(m))
     return d
 
 
@@ -57,7 +60,37 @@ def message_from_dict(m: Any, version: int, where: str) -> Message:
         msg.alternatives = parse_alternatives(m["alternatives"], where)
     if "probs" in m or "replaces" in m:
         msg.probs, msg.replaces = read_extras(m, where)
+    if "images" in m or "missing_images" in m:
+        if role != "user":
+            raise ConversationFormatError(f"{where}: only a message of yours has images")
+        msg.images = read_images(m.get("images", []), where)
+        msg.missing_images = read_images(m.get("missing_images", []), where)
     return msg
+
+
+# -- images ---------------------------------------------------------------------------------------
+def image_fields(m: Message) -> dict[str, Any]:
+    """A message's images in its saved form (path, size, pixels, SHA-256): nothing without images, so a
+    text message is saved as before."""
+    d: dict[str, Any] = {}
+    if m.images:
+        d["images"] = [r.to_dict() for r in m.images]
+    if m.missing_images:
+        d["missing_images"] = [r.to_dict() for r in m.missing_images]
+    return d
+
+
+def read_images(raw: Any, where: str) -> tuple[ImageRef, ...]:
+    """The `images` list of one message, strictly; ConversationFormatError naming the place."""
+    if not isinstance(raw, list) or len(raw) > MAX_IMAGES:
+        raise ConversationFormatError(f"{where}: 'images' must be a list of at most {MAX_IMAGES}")
+    out = []
+    for i, d in enumerate(raw, start=1):
+        try:
+            out.append(ImageRef.from_dict(d))
+        except ValueError as exc:
+            raise ConversationFormatError(f"{where}, image {i}: {exc}") from None
+    return tuple(out)
 
 
 # -- tool calls and results -----------------------------------------------------------------------

@@ -104,7 +104,11 @@ def check_settings(settings: Any, where: str = "settings") -> dict[str, Any]:
     """Overrides as `:conf` would accept them one by one; the first bad one raises StoreError naming it."""
     # the long tail is the transformers engine's settings (transformers is imported only when one appears)
     from qwenchat.engines.generation_config import generation_schema
+    from qwenchat.images.settings import with_image_settings
     from qwenchat.settings import check_value
+
+    def long_tail():  # a vision model's pixel budget too (min_pixels, max_pixels)
+        return with_image_settings(generation_schema())
 
     if not isinstance(settings, dict):
         raise StoreError(f"{where} must be an object")
@@ -119,7 +123,7 @@ def check_settings(settings: Any, where: str = "settings") -> dict[str, Any]:
         if not _json_value(value):
             raise StoreError(f"{where}: {key!r} must be a number, string, boolean, null or list")
         try:
-            checked[key] = check_value(key, value, generation_schema)
+            checked[key] = check_value(key, value, long_tail)
         except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
             raise StoreError(f"{where}: {exc}") from None
     return checked

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from qwenchat.errors import UserError
+from qwenchat.images.ref import ImageRef
 
 if TYPE_CHECKING:
     from qwenchat.probs.record import TokenProb
@@ -51,11 +52,17 @@ class Message:
     )
     tool_call_id: str | None = None  # tool: the call this result answers
     name: str | None = None  # tool: the tool's name
+    # user: the images attached to the message (path, size, pixels, SHA-256; never the bytes)
+    images: tuple[ImageRef, ...] = ()
+    # user: images of a loaded session whose file is gone or changed: kept in the file, never in the prompt
+    missing_images: tuple[ImageRef, ...] = ()
 
     def to_chat(self) -> dict[str, Any]:
         """The message in the shape chat templates take: the calls as `tool_calls` (arguments an object), a
         result with its call's id and tool name."""
         d: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.images:  # each engine turns them into its own form (chat template parts, data URIs)
+            d["images"] = list(self.images)
         if self.tool_calls:
             d["tool_calls"] = chat_calls(self.tool_calls)
         if self.role == "tool":
@@ -79,8 +86,8 @@ class Conversation:
     system: str | None = DEFAULT_SYSTEM
     messages: list[Message] = field(default_factory=list)
 
-    def add_user(self, text: str) -> None:
-        self.messages.append(Message("user", text))
+    def add_user(self, text: str, images: tuple[ImageRef, ...] = ()) -> None:
+        self.messages.append(Message("user", text, images=images))
 
     def add_assistant(self, text: str, interrupted: bool = False) -> None:
         self.messages.append(Message("assistant", text, interrupted))

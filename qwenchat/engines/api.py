@@ -314,5 +314,27 @@ class SupportsTemplateChoice(Protocol):
     template_choice: TemplateChoice
 
 
+@runtime_checkable
+class SupportsImages(Protocol):
+    """Can take images in messages (a vision chat model, a GGUF with its projector, a server). A message's
+    images come as `images` (qwenchat.images.ref.ImageRef) in its chat dict; an engine without this
+    capability refuses them."""
+
+    @property
+    def takes_images(self) -> bool:
+        """Whether the loaded model takes images now (llama.cpp: only with its projector, --mmproj)."""
+        ...
+
+    def image_tokens(self, image: Any, settings: dict[str, Any]) -> int | None:
+        """How many prompt tokens the image (an ImageRef) takes with these settings (a pixel budget may
+        change it); None when the engine cannot tell."""
+        ...
+
+
+def has_images(messages: list[dict[str, Any]]) -> bool:
+    """Whether any message of a request carries images."""
+    return any(m.get("images") for m in messages)
+
+
 class EngineError(UserError):
     """A failure worth one line to the user (bad template, out of memory, ...)."""

@@ -82,6 +82,30 @@ class LoadedModel:
     source: ModelSource
     adapters: list[str] = field(default_factory=list)  # display names, for the banner
     weights: Path | None = None  # the local folder or .gguf file the weights came from (fingerprints)
+    processor: Any = None  # a vision chat model's image processor (AutoImageProcessor): images in messages
+
+
+# Vision chat models whose prompts the transformers engine builds itself (engines/transformers/vision.py):
+# told from the config's model_type, never from code the checkpoint brings.
+VISION_MODEL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+
+
+def is_vision_config(config: Any) -> bool:
+    return getattr(config, "model_type", None) in VISION_MODEL_TYPES
+
+
+def processor_template(model_dir: Path) -> str | None:
+    """The chat template a vision checkpoint keeps beside its processor (chat_template.jinja, or the
+    "chat_template" of chat_template.json) when its tokenizer has none."""
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    try:
+        data = json.loads((model_dir / "chat_template.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    template = data.get("chat_template") if isinstance(data, dict) else None
+    return template if isinstance(template, str) else None
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -389,11 +413,19 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     say(progress, f"loading tokenizer for {name}")
+    vision = False
+    processor = None
     try:
         if source.kind != "gguf":
             # The config is cheap and names custom code plainly; the tokenizer may fail vaguer first.
-            AutoConfig.from_pretrained(model_dir, **kwargs)
+            vision = is_vision_config(AutoConfig.from_pretrained(model_dir, **kwargs))
         tokenizer = AutoTokenizer.from_pretrained(model_dir, **kwargs)
+        if vision:
+            from transformers import AutoImageProcessor
+
+            processor = AutoImageProcessor.from_pretrained(model_dir, **kwargs)
+            if tokenizer.chat_template is None:
+                tokenizer.chat_template = processor_template(Path(model_dir))
     except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as exc:
         raise _wrap(exc, name, options.trust_remote_code) from None
 
@@ -410,7 +442,12 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
     dtype_name = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
     say(progress, f"loading {name} on {device} ({quantized or dtype_name})")
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs)
+        if vision:
+            from transformers import AutoModelForImageTextToText
+
+            model = AutoModelForImageTextToText.from_pretrained(model_dir, **model_kwargs)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs)
     except (OSError, ValueError, KeyError, ImportError, RuntimeError, TypeError) as exc:
         raise _wrap(exc, name, options.trust_remote_code, options.attn_implementation) from None
     if adapters:
@@ -429,4 +466,5 @@ def load(source: ModelSource, options: LoadOptions, progress: Progress = None) -
         source=source,
         adapters=[label + suffix for label, _ in adapters],
         weights=path,
+        processor=processor,
     )

@@ -194,6 +194,22 @@ class Renderer:
             parts.append(f"server fingerprint {s.system_fingerprint}")
         self.hint(" · ".join(p for p in parts if p))
 
+    def images_attached(self, refs: Sequence[Any], tokens: Sequence[int | None]) -> None:
+        """`:image`: one line per image (name, size, pixels, tokens), with a small thumbnail where the
+        terminal shows colour."""
+        from qwenchat.images.load import ImageError, pixels
+        from qwenchat.images.thumbnail import half_blocks
+        from qwenchat.ui import images as view
+
+        color = not self.plain and not self.console.no_color and self.console.color_system is not None
+        for ref, count in zip(refs, tokens, strict=True):
+            self.info(view.attachment_line(ref, count))
+            if color:
+                try:
+                    self._say(view.thumbnail(half_blocks(pixels(ref), view.THUMB_COLUMNS)))
+                except ImageError:  # the line said what matters; a thumbnail is a nicety
+                    pass
+
     def token_probs(self, probs: Sequence[Any]) -> None:
         """`:probs`: the last answer as a heat map of its token probabilities, a legend and a summary."""
         from qwenchat.ui import probs as heatmap

@@ -18,6 +18,7 @@ from qwenchat.chat.session import ChatSession
 from qwenchat.commands import REGISTRY, Registry
 from qwenchat.commands.registry import CommandContext
 from qwenchat.errors import UserError, first_line
+from qwenchat.images.load import looks_like_image_path
 from qwenchat.tools.calls import pending_calls
 from qwenchat.ui.render import Renderer
 
@@ -45,6 +46,7 @@ class Repl:
         self._cap_told = False  # the input-limit notice was shown at this prompt
         self.interrupted = False  # Ctrl-C came: a pipe run stops after the line it was running
         self.switch_model = switch_model  # `:model SPEC` (the CLI's model loader); None: not offered
+        self.ask: Callable[[str], str] | None = None  # a question at the prompt (interactive only)
         session.observer = self  # the session's turns and notices are shown here
 
     def request_exit(self) -> None:
@@ -69,6 +71,9 @@ class Repl:
             else:
                 if text.startswith("::"):  # a message that really starts with ':'
                     line = line.lstrip()[1:]
+                elif looks_like_image_path(text):  # a pasted or dropped image: offered, never sent silently
+                    self._offer_image(text)
+                    return
                 if not self.session.send(line.strip("\n")).kept:
                     self.renderer.hint(NOT_ADDED)
         except UserError as exc:  # the one place a user error becomes its line
@@ -83,6 +88,23 @@ class Repl:
             detail = f": {first_line(exc)}" if str(exc).strip() else ""
             self.renderer.error(_short(f"internal error in {text.split()[0]}: {type(exc).__name__}{detail}"))
         self.session.autosave()
+
+    def _offer_image(self, text: str) -> None:
+        """A message that is only an image file's path: asked whether to attach it (interactive), else told
+        how; either way nothing is sent."""
+        if self.ask is None:
+            self.renderer.notice(image_offer(text))
+            return
+        try:
+            reply = self.ask("that is an image file: attach it to your next message? [y/N] ")
+        except (KeyboardInterrupt, EOFError):
+            reply = ""
+        if reply.strip().lower() not in ("y", "yes"):
+            self.renderer.hint("not attached; nothing was sent")
+            return
+        from qwenchat.commands.image import attach_images
+
+        attach_images(self.session, self.renderer, [text.strip().strip("'\"")])
 
     # -- the session's observer --------------------------------------------------------------
     def answer(self, *, think_open: bool | None, continues: str | None) -> AnswerSink:
@@ -187,6 +209,7 @@ class Repl:
             self._cap_told = False
             return session.prompt(message, handle_sigint=False)
 
+        self.ask = ask
         with self._ctrl_c_stops_the_turn():
             try:
                 self._loop(ask)
@@ -208,6 +231,19 @@ class Repl:
 
 
 MULTILINE = '"""'
+
+
+def image_offer(text: str) -> str:
+    """What a message that is only an image's path gets: how to attach it, or to send the path as text."""
+    import shlex
+
+    path = shlex.quote(text.strip().strip("'\""))
+    return (
+        f"that is an image file: :image {path} attaches it to your next message "
+        "(nothing was sent; with other words around it the path goes as text)"
+    )
+
+
 MAX_ERROR_CHARS = 300  # an error that quotes a 5000-character argument is not read: cut it
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, has_images
 from qwenchat.engines.job import Job, Outcome, PromptError, error_line
 from qwenchat.engines.llamacpp.load import _load_llama, amx_risk, physical_cores
 from qwenchat.engines.llamacpp.lookup import lookup_sample
@@ -83,7 +83,12 @@ class LlamaCppEngine(Background):
         name: str | None = None,
         chat_template: str | None = None,
         plain: bool = False,
+        mmproj: str | None = None,
     ) -> None:
+        if mmproj is not None:  # before the slow load: a bad path costs no wait
+            from qwenchat.engines.llamacpp.vision import check_mmproj
+
+            check_mmproj(mmproj)
         try:
             import llama_cpp
         except ImportError:
@@ -135,6 +140,12 @@ class LlamaCppEngine(Background):
         self.n_gpu_layers = n_gpu_layers
         self._weights_sha256: str | None = None  # computed on the first fingerprint
 
+        self.projector: Any = None  # --mmproj: llama-cpp-python's multimodal chat handler (vision.py)
+        if mmproj is not None:
+            from qwenchat.engines.llamacpp.vision import load_projector
+
+            self.projector = load_projector(mmproj, path.name)
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides this engine's numbers (identity.py): the GGUF, threads, build and CPU."""
         if self._weights_sha256 is None:
@@ -149,6 +160,14 @@ class LlamaCppEngine(Background):
             "repack": self.repack,
             **identity.runtime("llama-cpp-python"),
         }
+
+    # -- images (--mmproj, vision.py) ---------------------------------------------------------
+    @property
+    def takes_images(self) -> bool:
+        return self.projector is not None
+
+    def image_tokens(self, image: Any, settings: dict[str, Any]) -> int | None:
+        return None  # the projector's handler counts them as it evaluates
 
     # -- facts about the model ---------------------------------------------------------------
     def _token_text(self, token_id: int) -> str:
@@ -247,7 +266,28 @@ class LlamaCppEngine(Background):
 
     # -- generation --------------------------------------------------------------------------
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        if self.projector is not None and has_images(request.messages):
+            return self._stream_images(request, cancel)
         return self._turns.stream(self._prepare, request, cancel)
+
+    def _stream_images(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        """A turn with images goes through the projector's chat handler (vision.py), which fills the context
+        its own way: the kept cache is dropped before and after it."""
+        from qwenchat.engines.llamacpp.vision import stream_with_projector
+
+        self.reset()
+        s = {**self._defaults, **request.settings}
+        sampling = {
+            "temperature": 0.0 if s.get("do_sample") is False else s.get("temperature", 0.8),
+            "top_p": s.get("top_p", 0.95),
+            "top_k": s.get("top_k", 40),
+            "max_tokens": s.get("max_new_tokens"),
+            "seed": request.seed,
+        }
+        try:
+            yield from stream_with_projector(self.llm, self.projector, request, sampling, cancel)
+        finally:
+            self.reset()
 
     def _sampling(self, settings: dict[str, Any]) -> dict[str, Any]:
         s = {**self._defaults, **settings}

@@ -26,6 +26,7 @@ from qwenchat.engines.openai.http import (
     Exchange,
     redirect_message,
 )
+from qwenchat.engines.openai.images import content_parts
 from qwenchat.engines.turn import Turns
 from qwenchat.settings import COMMON, SettingsSchema
 from qwenchat.tools.calls import api_messages
@@ -57,6 +58,13 @@ _BODY_FIELDS = {
 
 class OpenAIEngine:
     """The REPL's Engine protocol over HTTP. Prompt rendering and token counting stay on the server."""
+
+    # Images go as image_url content parts (images.py); whether the served model reads them is the
+    # server's to say (a text model's server answers with an error, shown in one line).
+    takes_images = True
+
+    def image_tokens(self, image: Any, settings: dict[str, Any]) -> int | None:
+        return None  # the server's processor counts them
 
     def __init__(
         self,
@@ -206,7 +214,7 @@ class OpenAIEngine:
         s = request.settings
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": api_messages(request.messages),
+            "messages": content_parts(api_messages(request.messages)),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -113,7 +113,9 @@ class TransformersEngine(Background):
         self._cached_ids: list[int] = []
         self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
         self.prefill_chunk = PREFILL_CHUNK  # the prefill schedule's chunk size (prefix_cache.py)
-        self._bounds = MessageBounds(lambda r: self._tokenize(self.render_prompt(r, generation_prompt=False)))
+        self._bounds = MessageBounds(
+            lambda r: self._prompt_ids(self.render_prompt(r, generation_prompt=False), r)
+        )
         self._turns = Turns("qwenchat-generate", error_line=error_line)
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
@@ -262,7 +264,15 @@ class TransformersEngine(Background):
         return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     def encode(self, request: GenerationRequest) -> list[int]:
-        return self._tokenize(self.render_prompt(request))
+        return self._prompt_ids(self.render_prompt(request), request)
+
+    def _prompt_ids(self, prompt: str, request: GenerationRequest) -> list[int]:
+        """The ids the kept cache is compared on (a vision engine marks its images in them: vision.py)."""
+        return self._tokenize(prompt)
+
+    def _model_ids(self, ids: list[int]) -> list[int]:
+        """The token ids the model is given for `ids` as _prompt_ids made them."""
+        return ids
 
     def count_tokens(self, request: GenerationRequest) -> int:
         return len(self.encode(request))
@@ -342,7 +352,8 @@ class TransformersEngine(Background):
     def _prepare(self, request: GenerationRequest) -> Job:
         """This engine's part of a turn: the prompt's ids, a GenerationConfig, generate on the worker."""
         prompt = self.render_prompt(request)
-        ids = self._tokenize(prompt) + answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
+        ids = self._prompt_ids(prompt, request)
+        ids += answer_prefix(request.prefix_ids, request.prefix_text, self._tokenize)
         plan = self.plan(request, ids)
         config = self._generation_config(request.settings)
         stops, config.stop_strings = config.stop_strings, None  # matched in the answer by the turn
@@ -362,7 +373,7 @@ class TransformersEngine(Background):
                     return
             if request.seed is not None:
                 torch.manual_seed(request.seed)  # as the seed's set_seed before every turn
-            input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+            input_ids = torch.tensor([self._model_ids(ids)], dtype=torch.long, device=self.device)
             streamer = _QueueStreamer(capture.wrap(emit) if capture else emit)
             # Probabilities are read one decode step at a time: no speculation (checked batches) then.
             # A budget or a schema steers each step: assisted decoding does not run them the same way.
