@@ -21,6 +21,7 @@ from qwenchat.chat.session import ChatSession
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.engines.api import Engine, SupportsAdapters
 from qwenchat.errors import UserError, first_line
+from qwenchat.probs.score import reference_fields
 from qwenchat.settings import Settings
 
 
@@ -133,6 +134,7 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         "tok_s": round(st.decode_tps, 2) if st else None,
         "total_s": round(st.total_s, 4) if st else None,
         **_json_fields(result.json_check),
+        **reference_fields(session, run.reference),
         "qwenchat_version": __version__,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
