@@ -89,7 +89,7 @@ def score_answer(
 ) -> Score:
     """`answer` scored after the prompt of `request` (a scoring_request); ScoreError (one line) when the
     engine cannot, the answer is empty, or it was interrupted."""
-    if not answer.strip():
+    if not answer:
         raise ScoreError("the answer to score is empty")
     if not isinstance(engine, SupportsScore):
         raise ScoreError(f"{engine.name} cannot score an answer")
