@@ -2,10 +2,11 @@
 
 The prompt goes through the engine's own keep/evaluate path (prefix_cache.py): it comes from the kept cache
 on the same schedule as a turn's. Then the prompt's last token and the answer's tokens but its last are
-evaluated in batches counted from the prompt's last token, with logits for every position (llama.cpp keeps
-only the last row unless a batch asks for all), and each answer token is recorded from the row before it by
-the recorder `:probs` uses (probs.py). Those positions are not kept: the Python side's token count never
-moves past the prompt, and their cache entries are removed, so the next turn finds what a retry would.
+evaluated one at a time, as a turn decodes them (a batch rounds differently: up to 0.08 in a token's
+log-probability on the demo GGUF), and each answer token is recorded from the logits before it by the
+recorder `:probs` uses (probs.py): the model's own answer scores exactly what `:probs` recorded for it.
+Those positions are not kept: the Python side's token count never moves past the prompt, and their cache
+entries are removed, so the next turn finds what a retry would.
 """
 
 from __future__ import annotations
@@ -62,15 +63,13 @@ def score_job(engine: Scorable, request: GenerationRequest, answer: str, out: li
         start = len(ids) - 1  # the prompt but its last token is cached now
         inputs = ids[-1:] + answer_ids[:-1]  # input i predicts answer token i
         try:
-            for off in range(0, len(answer_ids), engine.prefill_chunk):
+            for pos, (token_in, token) in enumerate(zip(inputs, answer_ids, strict=True), start=start):
                 if cancel.is_set():
                     return
-                piece = inputs[off : off + engine.prefill_chunk]
-                llm._ctx.kv_cache_seq_rm(-1, start + off, -1)
-                llm._batch.set_batch(batch=piece, n_past=start + off, logits_all=True)
+                llm._ctx.kv_cache_seq_rm(-1, pos, -1)
+                llm._batch.set_batch(batch=[token_in], n_past=pos, logits_all=True)
                 llm._ctx.decode(llm._batch)
-                for row, token in enumerate(answer_ids[off : off + len(piece)]):
-                    recorder.take(token, row)
+                recorder.take(token, 0)
         finally:
             llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # the answer's entries go; n_tokens never moved
 

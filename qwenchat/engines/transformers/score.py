@@ -2,10 +2,12 @@
 
 The prompt goes through the engine's own keep/prefill path (prefix_cache.py): it comes from the kept cache
 and is computed on the same schedule as a turn's, so a score is reproducible and the cache stays trusted.
-Then the prompt's last token and the answer's tokens but its last are computed in chunks counted from the
-prompt's last token, with the logits of every position; each answer token's log-probability is read at the
-position before it, with the same formula `:probs` records with (probs.py). Afterwards the cache is cropped
-back to the prompt but its last token: the state a retry of that prompt finds.
+Then the prompt's last token and the answer's tokens but its last are computed one at a time, in the shapes
+a turn decodes them in (a batch rounds differently: in bfloat16 by a few hundredths of a token's
+log-probability), and each answer token's log-probability is read from the logits before it with the same
+formula `:probs` records with (probs.py): the model's own answer scores what `:probs` recorded for it.
+Afterwards the cache is cropped back to the prompt but its last token: the state a retry of that prompt
+finds.
 """
 
 from __future__ import annotations
@@ -74,20 +76,16 @@ def score_job(engine: Scorable, request: GenerationRequest, answer: str, out: li
             if not engine._prefill(ids, outcome.reused_tokens, emit, cancel):
                 return
             inputs = ids[-1:] + answer_ids[:-1]  # input i predicts answer token i
-            start = len(ids) - 1
-            for off in range(0, len(answer_ids), engine.prefill_chunk):
+            for pos, (token_in, token) in enumerate(zip(inputs, answer_ids, strict=True), start=len(ids) - 1):
                 if cancel.is_set():
                     return
-                piece = inputs[off : off + engine.prefill_chunk]
-                pos = start + off
                 logits = engine.model(
-                    input_ids=torch.tensor([piece], dtype=torch.long, device=engine.device),
+                    input_ids=torch.tensor([[token_in]], dtype=torch.long, device=engine.device),
                     past_key_values=engine._cache,
                     use_cache=True,
-                    cache_position=torch.arange(pos, pos + len(piece), device=engine.device),
+                    cache_position=torch.tensor([pos], device=engine.device),
                 ).logits[0]
-                targets = answer_ids[off : off + len(piece)]
-                out.extend(_records(logits, targets, k, tokenizer, chars))
+                out.extend(_records(logits, [token], k, tokenizer, chars))
 
     def commit(items: list[Any]) -> None:
         # Back to what the prefill left (the prompt but its last token, or less after a Ctrl-C).
