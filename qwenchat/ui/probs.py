@@ -117,6 +117,4 @@ def alt_rows(p: TokenProb) -> tuple[list[str], list[list[str]]]:
 
 def score_lines(total: float, tokens: int) -> list[str]:
     """`:score`'s own line, before the heat map and summary `:probs` shows: the answer's total."""
-    return [
-        f"the given answer: {tokens} tokens · total logprob {total:.3f} (teacher-forced, raw distribution)"
-    ]
+    return [f"the given answer, teacher-forced: {tokens} tokens · total logprob {total:.3f}"]
