@@ -193,3 +193,16 @@ def test_tiny_score_refusals_change_nothing(tiny_chat):
         score_answer(tiny_chat.engine, scoring_request(tiny_chat.request()), "Hello.", cancel)
     assert tiny_chat.conversation.messages == before
     assert tiny_chat.score("Hello.").tokens  # the engine still works
+
+
+def test_real_llama_cpp_server_cannot_score_and_says_so(real_server):
+    """llama_cpp.server answers a chat completion but sends no prompt logprobs: one line, nothing changed."""
+    chat = ChatSession(OpenAIEngine(real_server.url))
+    chat.settings.update({"do_sample": False, "max_new_tokens": 4})
+    chat.send("Say hi.")
+    before = list(chat.conversation.messages)
+    with pytest.raises(ScoreError) as err:
+        chat.score("Hello!")
+    assert "cannot score" in str(err.value) and "\n" not in str(err.value)
+    assert chat.conversation.messages == before
+    assert chat.send("Again.").text  # the server and the session go on
