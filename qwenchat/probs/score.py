@@ -56,6 +56,7 @@ class ScoringSession(Protocol):
 
     engine: Engine
     probs_k: int
+    interrupts: int  # Ctrl-Cs so far
 
     def request(self, continue_final: bool = False, extra_user: str | None = None) -> GenerationRequest: ...
 
@@ -104,9 +105,12 @@ def score_last(session: ScoringSession, answer: str, cancel: threading.Event | N
 
 def reference_fields(session: ScoringSession, reference: str | None) -> dict[str, Any]:
     """A batch record's score of the prompt's `reference` answer (none without one): its total
-    log-probability and perplexity, or the line that says why it has none."""
+    log-probability and perplexity, or the line that says why it has none. After a Ctrl-C nothing is scored:
+    the run is not finished, and the batch stops within a second."""
     if reference is None:
         return {}
+    if session.interrupts:
+        return {"ref_logprob": None, "ref_ppl": None, "ref_error": "interrupted"}
     try:
         return session.score(reference).fields()
     except ScoreError as exc:

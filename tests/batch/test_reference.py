@@ -70,3 +70,20 @@ def test_batch_records_score_the_reference(tiny_model, tmp_path):
         assert r["ref_logprob"] == pytest.approx(expected.total, abs=1e-3)
         assert r["ref_ppl"] == pytest.approx(math.exp(-expected.total / r["ref_tokens"]), rel=1e-3)
         assert r["ref_tokens"] == len(tok(reference, add_special_tokens=False)["input_ids"])
+
+
+def test_no_reference_is_scored_after_a_ctrl_c():
+    from qwenchat.probs.score import reference_fields
+
+    class Stopped:
+        interrupts = 1  # the batch's SIGINT handler interrupted this run
+
+        def score(self, answer: str):
+            raise AssertionError("scored after a Ctrl-C")
+
+    assert reference_fields(Stopped(), "Paris.") == {
+        "ref_logprob": None,
+        "ref_ppl": None,
+        "ref_error": "interrupted",
+    }
+    assert reference_fields(Stopped(), None) == {}

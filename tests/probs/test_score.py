@@ -206,3 +206,26 @@ def test_real_llama_cpp_server_cannot_score_and_says_so(real_server):
     assert "cannot score" in str(err.value) and "\n" not in str(err.value)
     assert chat.conversation.messages == before
     assert chat.send("Again.").text  # the server and the session go on
+
+
+def test_interrupt_stops_a_score_and_the_chat_goes_on_as_before(tiny_model):
+    """Ctrl-C (the session's interrupt, as the REPL's and the batch's SIGINT handlers call it) stops a long
+    score between two tokens; nothing changed, and the next turn is the one an unscored chat gets."""
+    model, tok = tiny_model
+
+    def chat() -> ChatSession:
+        c = ChatSession(TransformersEngine(model, tok, "tiny"))
+        c.settings.update({"do_sample": False, "max_new_tokens": 6})
+        c.send("one two three")
+        return c
+
+    scored, plain = chat(), chat()
+    timer = threading.Timer(0.2, scored.interrupt)
+    timer.start()
+    with pytest.raises(ScoreError, match="interrupted"):
+        scored.score("lorem ipsum dolor " * 600)  # thousands of tokens, one at a time
+    timer.join()
+    assert [m.content for m in scored.conversation.messages] == [
+        m.content for m in plain.conversation.messages
+    ]
+    assert scored.send("four five").text == plain.send("four five").text
