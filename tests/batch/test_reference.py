@@ -87,3 +87,48 @@ def test_no_reference_is_scored_after_a_ctrl_c():
         "ref_error": "interrupted",
     }
     assert reference_fields(Stopped(), None) == {}
+
+
+def test_adapter_off_on_shows_how_a_fine_tune_moved_the_reference(tiny_dir, tmp_path):
+    """`--grid adapter=off,on` with a reference: the records' ref_logprob differ, and `off` is the base
+    model's own score of the reference."""
+    peft = pytest.importorskip("peft", reason="LoRA adapters need peft (pip install 'qwenchat[lora]')")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from qwenchat.chat.session import ChatSession
+    from qwenchat.engines.transformers.engine import TransformersEngine
+    from qwenchat.models import loader
+    from qwenchat.models.loader import LoadOptions
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32)
+    peft_model = peft.get_peft_model(
+        model, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, weight in peft_model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0.0, 0.5)  # fresh B matrices are zero and change nothing
+    peft_model.save_pretrained(tmp_path / "tuned")
+    options = LoadOptions(adapters=[str(tmp_path / "tuned")], cpu_only=True, dtype="float32")
+    loaded = loader.load(loader.resolve(str(tiny_dir)), options)
+    engine = TransformersEngine(loaded.model, loaded.tokenizer, loaded.name, adapters=loaded.adapters)
+    made = (engine, {"model": "tiny", "device": "cpu", "dtype": "f32", "extra": []})
+
+    reference = "LoRA adds small trainable matrices."
+    prompts, out = tmp_path / "p.jsonl", tmp_path / "r.jsonl"
+    prompts.write_text(json.dumps({"prompt": "What is LoRA?", "reference": reference}) + "\n")
+    env = Environment(
+        stdin=io.StringIO(""), stdout=io.StringIO(), stderr=(err := io.StringIO()), stdin_isatty=False,
+        stdout_isatty=False, engine_factory=lambda args, renderer: made,
+    )  # fmt: skip
+    argv = ["batch", str(prompts), "-c", "tiny", "--out", str(out), "--grid", "adapter=off,on"]
+    assert main([*argv, "--max-new-tokens", "3"], env) == 0, err.getvalue()
+    by_adapter = {r["variant_overrides"]["adapter"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert by_adapter["off"]["ref_logprob"] != by_adapter["on"]["ref_logprob"]
+
+    base = loader.load(loader.resolve(str(tiny_dir)), LoadOptions(cpu_only=True, dtype="float32"))
+    chat = ChatSession(TransformersEngine(base.model, base.tokenizer, base.name))
+    chat.conversation.add_user("What is LoRA?")
+    assert by_adapter["off"]["ref_logprob"] == pytest.approx(chat.score(reference).total, abs=1e-3)
