@@ -110,6 +110,7 @@ class BatchOptions:
     vars: str | None = None  # a CSV of {{name}} values
     grid: tuple[str, ...] = ()  # KEY=V1,V2 axes
     seeds: str | None = None  # "1,2,3"
+    parallel: int = 1  # requests in flight at once (--endpoint only)
     no_color: bool = False
 
 
@@ -122,4 +123,13 @@ class DiffOptions:
     no_color: bool = False
 
 
-Options = ChatOptions | BatchOptions | DiffOptions
+@dataclass(frozen=True)
+class ReportOptions:
+    """`qwenchat report RESULTS.jsonl [-o report.html]`: a results file as one HTML page."""
+
+    results: str
+    output: str | None = None  # None: RESULTS with .html
+    no_color: bool = False
+
+
+Options = ChatOptions | BatchOptions | DiffOptions | ReportOptions

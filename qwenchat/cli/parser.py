@@ -19,14 +19,16 @@ from qwenchat.cli.options import (
     GenerationOptions,
     ModelOptions,
     Options,
+    ReportOptions,
 )
 from qwenchat.errors import UserError
 
 DEFAULT_CHECKPOINT = "Qwen/Qwen2-7B-Instruct"  # as Qwen's cli_demo
-COMMANDS = ("batch", "diff")
+COMMANDS = ("batch", "diff", "report")
 BATCH_USAGE = "qwenchat batch PROMPTS --out FILE.jsonl [options]"
 DIFF_USAGE = "qwenchat diff OLD NEW"
-USAGE = f"qwenchat [-c MODEL] [options]\n       {BATCH_USAGE}\n       {DIFF_USAGE}"
+REPORT_USAGE = "qwenchat report RESULTS.jsonl [-o report.html]"
+USAGE = f"qwenchat [-c MODEL] [options]\n       {BATCH_USAGE}\n       {DIFF_USAGE}\n       {REPORT_USAGE}"
 
 
 class UsageError(UserError):
@@ -217,6 +219,14 @@ def _add_batch(sub: Any) -> None:
         help="variants: every combination",
     )
     b.add_argument("--seeds", metavar="1,2,3", help="run each prompt and variant once per seed")
+    b.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --endpoint: up to N requests at once, so the server batches them (records stay in "
+        "the prompts' order)",
+    )
     _no_color(p.add_argument_group("output"))
     _moved(p, ["--resume"], "{flag} reopens a chat; a batch resumes from its --out file by itself")
 
@@ -232,6 +242,22 @@ def _add_diff(sub: Any) -> None:
     )
     p.add_argument("old", metavar="OLD", help="the earlier results file (.jsonl)")
     p.add_argument("new", metavar="NEW", help="the later results file (.jsonl)")
+    _no_color(p)
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        prog="qwenchat report",
+        usage=REPORT_USAGE,
+        help="a batch results file as one HTML page (answers, verdicts, pass rates, diffs), offline",
+        description="Write a `qwenchat batch` results file as one self-contained HTML page: the prompt x "
+        "variant matrix with the answers, verdicts and pass rates, the word diff against variant A.",
+    )
+    p.add_argument("results", metavar="RESULTS.jsonl", help="the results file of a `qwenchat batch` run")
+    p.add_argument(
+        "-o", "--output", metavar="FILE.html", help="where the page goes (default: RESULTS with .html)"
+    )
     _no_color(p)
 
 
@@ -251,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_batch(sub)
     _add_diff(sub)
+    _add_report(sub)
     add_model_options(p)
     add_generation_options(p, chat=True)
     s = p.add_argument_group("sessions")
@@ -323,10 +350,12 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     else:
         ns = parser.parse_args(argv)
         if ns.command is not None:  # argparse let the subcommand's defaults overwrite the options before it
-            usage = BATCH_USAGE if ns.command == "batch" else DIFF_USAGE
+            usage = {"batch": BATCH_USAGE, "diff": DIFF_USAGE}.get(ns.command, REPORT_USAGE)
             raise UsageError(f"{ns.command} comes first, before any option: {usage}")
         command = None
     if command == "diff":
         return _fill(DiffOptions, ns)
+    if command == "report":
+        return _fill(ReportOptions, ns)
     shared = {"model": _fill(ModelOptions, ns), "generation": _fill(GenerationOptions, ns)}
     return _fill(BatchOptions if command == "batch" else ChatOptions, ns, **shared)
