@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwenchat.batch.inputs import BatchError, Prompt, filled
+from qwenchat.batch.inputs import BatchError, Prompt, fill, filled
 from qwenchat.compare.variants import Variant
 from qwenchat.engines.api import Engine, SupportsAdapters
 from qwenchat.errors import UserError
@@ -30,6 +30,7 @@ class Run:
     system: str | None
     settings: dict[str, Any] = field(default_factory=dict)  # overrides of the run's settings, checked
     adapter: str | None = None  # a variant's adapter name; "off" for the base model; None: as loaded
+    reference: str | None = None  # the prompt's reference answer, placeholders filled (scored per record)
 
     @property
     def id(self) -> str:
@@ -159,6 +160,7 @@ def plan_runs(
                             systems.get(v.label, system),
                             settings,
                             v.raw.get("adapter"),
+                            fill(p.reference, {**p.variables, **row}) if p.reference is not None else None,
                         )
                     )
     return runs

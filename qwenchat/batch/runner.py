@@ -22,6 +22,7 @@ from qwenchat.conversation.model import Conversation, Message
 from qwenchat.engines.api import Engine, SupportsAdapters, SupportsFingerprint
 from qwenchat.errors import UserError, first_line
 from qwenchat.images.ref import ImageRef
+from qwenchat.probs.score import reference_fields
 from qwenchat.settings import Settings
 
 
@@ -139,6 +140,7 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         "total_s": round(st.total_s, 4) if st else None,
         **_json_fields(result.json_check),
         "fingerprint": ctx.engine.fingerprint() if isinstance(ctx.engine, SupportsFingerprint) else None,
+        **reference_fields(session, run.reference),
         "qwenchat_version": __version__,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

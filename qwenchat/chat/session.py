@@ -27,6 +27,7 @@ from qwenchat.engines.api import Engine, GenerationRequest, TurnStats
 from qwenchat.errors import ChatError, first_line
 from qwenchat.images.ref import ImageRef
 from qwenchat.probs.branch import BranchPlan, joined_probs
+from qwenchat.probs.score import Score, score_last
 from qwenchat.reasoning import Reasoning
 from qwenchat.settings import Settings
 from qwenchat.tools.calls import pending_calls
@@ -218,6 +219,15 @@ class ChatSession(Saving):
         if self.conversation.system is not None:
             return None
         return inserted_system(self.engine, self.request(extra_user="x"))
+
+    def score(self, answer: str) -> Score:
+        """How likely the model finds `answer` as the answer to the last user message (`:score`, a batch
+        reference; probs/score.py); Ctrl-C (interrupt) stops it. Nothing changes."""
+        cancel = self._cancel = threading.Event()
+        try:
+            return score_last(self, answer, cancel)
+        finally:
+            self._cancel = None
 
     # -- queries -----------------------------------------------------------------------------
     def last_role(self) -> str | None:

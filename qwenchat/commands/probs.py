@@ -1,11 +1,14 @@
-"""Token probabilities: `:probs` (record, heat map), `:alt N` (the candidates at a token), `:branch N K`."""
+"""Token probabilities: `:probs` (record, heat map), `:alt N` (the candidates at a token), `:branch N K`,
+`:score TEXT|@FILE` (a given answer, teacher-forced)."""
 
 from __future__ import annotations
 
 from qwenchat.commands.registry import CommandContext, CommandError, command
+from qwenchat.paths import expand_user
 from qwenchat.probs.branch import plan_branch
 from qwenchat.probs.record import DEFAULT_TOP_K, MAX_TOP_K, TokenProb, parse_k
 from qwenchat.text.numbers import parse_index
+from qwenchat.ui.probs import score_lines
 
 
 def _last_probs(ctx: CommandContext) -> list[TokenProb]:
@@ -72,3 +75,38 @@ def cmd_branch(ctx: CommandContext, args: str) -> None:
         raise CommandError('usage: :branch N K or :branch N "text"')
     plan = plan_branch(ctx.session.engine, _last_probs(ctx), n_text, choice)
     ctx.session.branch(plan)
+
+
+@command(
+    "score",
+    usage=":score TEXT | :score @FILE",
+    help="How likely the model finds TEXT (or a file's text) as the answer to your last message, "
+    "teacher-forced: total and mean log-probability, perplexity, the least likely tokens and a heat map. "
+    "Nothing changes.",
+    example=":score The capital of France is Paris.",
+)
+def cmd_score(ctx: CommandContext, args: str) -> None:
+    answer = _answer_argument(args)
+    if ctx.session.last_user_text() is None:
+        raise CommandError("there is no message of yours to score an answer to yet")
+    score = ctx.session.score(answer)
+    for line in score_lines(score.total, len(score.tokens)):
+        ctx.renderer.info(line)
+    ctx.renderer.token_probs(score.tokens)
+
+
+def _answer_argument(args: str) -> str:
+    """The text to score: as typed, or `@FILE`'s text (without the newline a file ends with)."""
+    if not args.strip():
+        raise CommandError("usage: :score TEXT or :score @FILE (an answer to your last message)")
+    if not args.startswith("@"):
+        return args
+    from qwenchat.chat.attach import read_file
+
+    name = args[1:].strip()
+    if not name:
+        raise CommandError("usage: :score @FILE")
+    text = read_file(expand_user(name), name).text.removesuffix("\n")
+    if not text.strip():
+        raise CommandError(f"{name} is empty: nothing to score")
+    return text

@@ -17,6 +17,7 @@ from qwenchat.errors import UserError
 
 if TYPE_CHECKING:
     from qwenchat.models.templates import TemplateChoice
+    from qwenchat.probs.record import TokenProb
     from qwenchat.settings import SettingsSchema
 
 # Why a turn ended: the model said it was done, it hit max_new_tokens, the user pressed Ctrl-C,
@@ -336,5 +337,33 @@ def has_images(messages: list[dict[str, Any]]) -> bool:
     return any(m.get("images") for m in messages)
 
 
+class SupportsScore(Protocol):
+    """Scores a given answer teacher-forced (`:score`, a batch prompt's `reference`): the in-process engines
+    from their kept cache, the endpoint where its server returns prompt logprobs (else ScoreError)."""
+
+    def score(self, request: GenerationRequest, answer: str, cancel: threading.Event) -> list[TokenProb]:
+        """The answer's tokens after the prompt `request` renders (its last message is the user's), each
+        with its raw log-probability and the top `request.probs_k` alternatives; ScoreError (one line) when
+        it cannot be scored or `cancel` was set. The kept cache stays as the next turn would find it."""
+        ...
+
+
 class EngineError(UserError):
     """A failure worth one line to the user (bad template, out of memory, ...)."""
+
+
+class ScoreError(EngineError):
+    """A given answer that could not be scored (too long, interrupted, a server without prompt logprobs);
+    nothing changed."""
+
+
+def finish_scoring(chunks: Iterator[Chunk], cancel: threading.Event) -> None:
+    """Run a scoring job that an engine put through its turn (lock, background work settled, worker thread,
+    Ctrl-C) to its end; ScoreError for its error or an interruption."""
+    final: Chunk | None = None
+    for chunk in chunks:
+        final = chunk
+    if final is not None and final.error:
+        raise ScoreError(final.error)
+    if cancel.is_set() or final is None or final.finish_reason == "interrupted":
+        raise ScoreError("scoring interrupted; nothing changed")

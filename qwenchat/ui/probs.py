@@ -113,3 +113,8 @@ def alt_rows(p: TokenProb) -> tuple[list[str], list[list[str]]]:
             row.append(percent(None if p.sampled_logprob is None else math.exp(p.sampled_logprob)))
         rows.append(row)
     return headers, rows
+
+
+def score_lines(total: float, tokens: int) -> list[str]:
+    """`:score`'s own line, before the heat map and summary `:probs` shows: the answer's total."""
+    return [f"the given answer, teacher-forced: {tokens} tokens · total logprob {total:.3f}"]

@@ -12,6 +12,7 @@ from qwenchat.engines.api import (
     SupportsCompiledDecode,
     SupportsDetokenize,
     SupportsSchemaPreparation,
+    SupportsScore,
     SupportsSettle,
     SupportsTemplateVariables,
     SupportsThinkingBudget,
@@ -30,6 +31,7 @@ ALL = (
     SupportsAdapters,
     SupportsSchemaPreparation,
     SupportsCompiledDecode,
+    SupportsScore,
 )
 
 
@@ -40,7 +42,9 @@ def declared(engine: object) -> set[str]:
 def test_a_fake_and_a_server_declare_what_they_have():
     assert declared(FakeEngine()) == set()
     remote = OpenAIEngine("http://127.0.0.1:9/v1", model="m")
-    assert declared(remote) == {"SupportsClose"}  # the server applies the template and counts tokens
+    # the server applies the template and counts tokens; it may score (ScoreError when it sends no prompt
+    # logprobs)
+    assert declared(remote) == {"SupportsClose", "SupportsScore"}
     remote.close()
     remote.close()  # twice is harmless: :model may release an engine whose load failed half-way
 
@@ -70,6 +74,7 @@ def test_the_llamacpp_engine_declares_what_it_does_in_process(llamacpp_engine):
         "SupportsTemplateVariables",
         "SupportsDetokenize",
         "SupportsThinkingBudget",
+        "SupportsScore",
     }
 
 

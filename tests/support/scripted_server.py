@@ -98,3 +98,32 @@ def streams(*events: bytes) -> Callable[[BaseHTTPRequestHandler, dict[str, Any]]
             h.wfile.flush()
 
     return script
+
+
+def prompt_logprobs_reply(
+    tokens: list[tuple[int, str, float]], *, with_ids: bool = True, extra: int = 1
+) -> Callable[[BaseHTTPRequestHandler, dict[str, Any]], None]:
+    """A whole (non-streamed) chat completion with vLLM's `prompt_logprobs` for a prompt of `tokens` (id,
+    text, logprob; the first gets None, as vLLM sends it), each with `extra` other candidates, and the prompt
+    token ids when `with_ids`: what a scoring request gets from vLLM."""
+
+    def entry(tid: int, text: str, lp: float) -> dict[str, Any]:
+        out = {str(tid): {"logprob": lp, "rank": 1, "decoded_token": text}}
+        for j in range(extra):
+            out[str(900_000 + j)] = {"logprob": lp - 1.0 - j, "rank": 2 + j, "decoded_token": f"<alt{j}>"}
+        return out
+
+    body: dict[str, Any] = {
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "length"}
+        ],
+        "prompt_logprobs": [None] + [entry(*t) for t in tokens[1:]],
+    }
+    if with_ids:
+        body["prompt_token_ids"] = [t[0] for t in tokens]
+
+    def script(h: BaseHTTPRequestHandler, req: dict[str, Any]) -> None:
+        json_reply(h, 200, body)
+
+    return script

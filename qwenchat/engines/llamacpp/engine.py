@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, has_images
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, finish_scoring, has_images
 from qwenchat.engines.job import Job, Outcome, PromptError, error_line
 from qwenchat.engines.llamacpp.load import _load_llama, amx_risk, physical_cores
 from qwenchat.engines.llamacpp.lookup import lookup_sample
@@ -288,6 +288,14 @@ class LlamaCppEngine(Background):
             yield from stream_with_projector(self.llm, self.projector, request, sampling, cancel)
         finally:
             self.reset()
+
+    def score(self, request: GenerationRequest, answer: str, cancel: threading.Event) -> list[Any]:
+        """`:score`: the answer's tokens teacher-forced after the prompt, from the kept cache (score.py)."""
+        from qwenchat.engines.llamacpp.score import score_job
+
+        out: list[Any] = []
+        finish_scoring(self._turns.stream(lambda r: score_job(self, r, answer, out), request, cancel), cancel)
+        return out
 
     def _sampling(self, settings: dict[str, Any]) -> dict[str, Any]:
         s = {**self._defaults, **settings}

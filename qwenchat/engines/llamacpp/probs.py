@@ -25,9 +25,10 @@ class LlamaProbs:
         self.records: list[TokenProb] = []
         self._chars = WholeChars(self._decode)
 
-    def take(self, token: int) -> None:
-        """Record `token`, just sampled from the logits the context holds now."""
-        ptr = self.llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+    def take(self, token: int, row: int = -1) -> None:
+        """Record `token`, just sampled from the logits the context holds now (of the batch's `row`: the last
+        by default; scoring reads every row of its batch)."""
+        ptr = self.llama_cpp.llama_get_logits_ith(self.llm.ctx, row)
         logits = np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))  # a view: llama.cpp's own buffer
         peak = float(logits.max())
         lse = peak + float(np.log(np.exp(logits - peak).sum(dtype=np.float64)))  # one pass, no log_softmax

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from qwenchat.engines.api import Chunk, EngineError, GenerationRequest
+from qwenchat.engines.api import Chunk, EngineError, GenerationRequest, finish_scoring
 from qwenchat.engines.job import Job
 from qwenchat.engines.openai.events import clean, one_line, server_error_message
 from qwenchat.engines.openai.http import (
@@ -258,6 +258,15 @@ class OpenAIEngine:
     # -- one turn ----------------------------------------------------------------------------
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         return self._turns.stream(self._prepare, request, cancel)
+
+    def score(self, request: GenerationRequest, answer: str, cancel: threading.Event) -> list[Any]:
+        """`:score`: the answer's tokens from the server's prompt logprobs (score.py); ScoreError when it
+        sends none."""
+        from qwenchat.engines.openai.score import score_job
+
+        out: list[Any] = []
+        finish_scoring(self._turns.stream(lambda r: score_job(self, r, answer, out), request, cancel), cancel)
+        return out
 
     def _prepare(self, request: GenerationRequest) -> Job:
         """This engine's part of a turn: the HTTP exchange on its own thread. The prompt is unknown here,

@@ -61,3 +61,75 @@ def _text(item: dict[str, Any], token: str) -> str:
         except UnicodeDecodeError:
             pass
     return token  # shown only through visible_controls, as all server text
+
+
+# -- prompt logprobs (`:score`) ---------------------------------------------------------------
+MAX_PROMPT_TOKENS = 1_000_000  # more is not a prompt
+MATCH_SLACK = 64  # characters past the answer's length before the text match gives up
+
+
+class NoPromptLogprobs(BadLogprobs):
+    """The server's answer has no prompt logprobs: it cannot score a given answer."""
+
+
+def parse_prompt_logprobs(data: Any, answer: str) -> list[TokenProb]:
+    """The records of `answer`, the tail of the prompt a scoring request sent, from vLLM's `prompt_logprobs`
+    (per prompt token: None for the first, else {token id: {logprob, rank, decoded_token}}) and, where the
+    server sends them, `prompt_token_ids` (which entry is the prompt's token; without them, the first).
+    The answer's tokens are those, counted from the end, whose texts join to `answer`."""
+    if not isinstance(data, dict):
+        raise BadLogprobs("the answer is not a JSON object")
+    plp = data.get("prompt_logprobs")
+    if plp is None:
+        raise NoPromptLogprobs("no prompt_logprobs in the answer")
+    if not isinstance(plp, list) or len(plp) > MAX_PROMPT_TOKENS:
+        raise BadLogprobs("prompt_logprobs is not a list of tokens")
+    ids = data.get("prompt_token_ids")
+    if ids is not None and not (
+        isinstance(ids, list) and len(ids) == len(plp) and all(_is_id(i) for i in ids)
+    ):
+        raise BadLogprobs("prompt_token_ids does not match prompt_logprobs")
+    out: list[TokenProb] = []
+    joined = ""
+    lengths: list[int] = []  # joined text length after each record
+    for i in range(len(plp) - 1, 0, -1):
+        out.append(_prompt_entry(plp[i], ids[i] if ids is not None else None))
+        joined = out[-1].text + joined
+        lengths.append(len(joined))
+        if joined == answer:
+            return out[::-1]
+        if len(joined) > len(answer) + MATCH_SLACK:
+            break
+    # Token texts that do not join exactly (a character split between tokens): the fewest tokens that
+    # cover the answer's length.
+    n = next((j + 1 for j, length in enumerate(lengths) if length >= len(answer)), None)
+    if n is None:
+        raise BadLogprobs("prompt_logprobs does not cover the answer")
+    return out[:n][::-1]
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _prompt_entry(entry: Any, token_id: int | None) -> TokenProb:
+    if not isinstance(entry, dict) or not entry or len(entry) > MAX_TOP_K + 1:
+        raise BadLogprobs("a prompt_logprobs entry is not an object of candidates")
+    key = str(token_id) if token_id is not None else next(iter(entry))
+    cands = []
+    for k, info in entry.items():
+        if not isinstance(info, dict):
+            raise BadLogprobs("a prompt_logprobs candidate is not an object")
+        lp = info.get("logprob")
+        if isinstance(lp, bool) or not isinstance(lp, (int, float)) or math.isnan(lp) or lp > 1e-6:
+            raise BadLogprobs("a prompt logprob is not a number ≤ 0")
+        text = info.get("decoded_token")
+        if text is not None and not isinstance(text, str):
+            raise BadLogprobs("a decoded_token is not a string")
+        cid = int(k) if isinstance(k, str) and k.isdigit() and len(k) < 12 else -1
+        cands.append((k, Alt((text or "")[:MAX_TEXT], cid, max(float(lp), -1e30))))
+    chosen = next((a for k, a in cands if k == key), None)
+    if chosen is None:
+        raise BadLogprobs("a prompt token is not among its prompt_logprobs entry")
+    alts = sorted((a for _, a in cands), key=lambda a: -a.logprob)[:MAX_TOP_K]
+    return TokenProb(id=chosen.id, text=chosen.text, logprob=chosen.logprob, top=alts, source="server")

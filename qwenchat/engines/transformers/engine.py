@@ -18,7 +18,7 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from qwenchat.engines import speculative
-from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest
+from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest, finish_scoring
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.engines.job import Job, Outcome
 from qwenchat.engines.job import error_line as turn_error_line
@@ -344,6 +344,14 @@ class TransformersEngine(Background):
 
     def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
         return self._turns.stream(self._prepare, request, cancel)
+
+    def score(self, request: GenerationRequest, answer: str, cancel: threading.Event) -> list[Any]:
+        """`:score`: the answer's tokens teacher-forced after the prompt, from the kept cache (score.py)."""
+        from qwenchat.engines.transformers.score import score_job
+
+        out: list[Any] = []
+        finish_scoring(self._turns.stream(lambda r: score_job(self, r, answer, out), request, cancel), cancel)
+        return out
 
     def _forget(self) -> None:
         self._cache, self._cached_ids = None, []
