@@ -337,6 +337,7 @@ def has_images(messages: list[dict[str, Any]]) -> bool:
     return any(m.get("images") for m in messages)
 
 
+@runtime_checkable
 class SupportsScore(Protocol):
     """Scores a given answer teacher-forced (`:score`, a batch prompt's `reference`): the in-process engines
     from their kept cache, the endpoint where its server returns prompt logprobs (else ScoreError)."""
