@@ -34,6 +34,8 @@ class Prompt:
     has_system: bool = False  # the record set "system" (null included: no system prompt)
     settings: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)  # a CSV row's other columns
+    reference: str | None = None  # a known good answer (scored, kept beside the record)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # the prompt's own check specs, as written
 
     @property
     def text(self) -> str:
@@ -132,7 +134,7 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
         value = {"messages": value}
     if not isinstance(value, dict):
         raise BatchError(f"{where}: expected a prompt, a message list or an object")
-    unknown = set(value) - {"prompt", "messages", "system", "settings", "id"}
+    unknown = set(value) - {"prompt", "messages", "system", "settings", "id", "reference", "checks"}
     if unknown:
         raise BatchError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     if ("prompt" in value) == ("messages" in value):
@@ -153,7 +155,15 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
     settings = value.get("settings", {})
     if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
         raise BatchError(f"{where}: 'settings' must be an object of setting: value")
-    return Prompt(index, line, messages, system, has_system, dict(settings))
+    reference = value.get("reference")
+    if reference is not None and not isinstance(reference, str):
+        raise BatchError(f"{where}: 'reference' must be text")
+    checks = value.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        raise BatchError(f"{where}: 'checks' must be a list of objects")
+    return Prompt(
+        index, line, messages, system, has_system, dict(settings), reference=reference, checks=checks
+    )
 
 
 def _messages(raw: Any, where: str) -> tuple[list[dict[str, str]], str | None]:
@@ -204,7 +214,8 @@ def _csv_rows(text: str, name: str) -> tuple[list[str], list[tuple[int, dict[str
 
 
 def parse_csv(text: str, name: str = "prompts") -> list[Prompt]:
-    """A `prompt` column (and an optional `system` column); the other columns fill that row's placeholders."""
+    """A `prompt` column (and optional `system` and `reference` columns); the other columns fill that row's
+    placeholders."""
     header, rows = _csv_rows(text, name)
     if "prompt" not in header:
         raise BatchError(f"{name}: no 'prompt' column (columns: {', '.join(header)})")
@@ -215,8 +226,10 @@ def parse_csv(text: str, name: str = "prompts") -> list[Prompt]:
             raise BatchError(f"{name} line {line}: empty prompt")
         has_system = "system" in row
         system = row.pop("system", None)
+        reference = row.pop("reference", None)
         prompt = _user_prompt(len(prompts) + 1, line, body)
         prompt.system, prompt.has_system, prompt.variables = system or None, has_system, row
+        prompt.reference = reference or None
         prompts.append(prompt)
     return prompts
 

@@ -180,3 +180,24 @@ def test_plan_refuses_bad_prompt_settings():
             name="p.jsonl",
         )
     assert "p.jsonl line 1" in one_line(exc) and "temperature" in str(exc.value)
+
+
+def test_reference_in_jsonl_and_csv():
+    p = parse_jsonl('{"prompt": "capital of France?", "reference": "Paris."}\n"no reference"\n')
+    assert [x.reference for x in p] == ["Paris.", None]
+    rows = parse_csv("prompt,reference,topic\nname {{topic}},a known answer,cats\nplain,,x\n")
+    assert [x.reference for x in rows] == ["a known answer", None]
+    assert rows[0].variables == {"topic": "cats"}  # reference is no placeholder value
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('{"prompt": "p", "reference": 3}', "'reference' must be text"),
+        ('{"prompt": "p", "checks": 1}', "checks"),
+    ],
+)
+def test_reference_and_checks_errors(line, needle):
+    with pytest.raises(BatchError) as exc:
+        parse_jsonl(line, "p.jsonl")
+    assert needle in one_line(exc)
