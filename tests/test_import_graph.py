@@ -65,6 +65,7 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
             "qwenchat.tools.*",
             "qwenchat.structured.*",
             "qwenchat.batch.*",
+            "qwenchat.checks.*",
         ),
     ),
     ("chat", 6, ("qwenchat.chat.*",)),
@@ -73,7 +74,11 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
         6,
         ("qwenchat.engines.transformers.*", "qwenchat.engines.llamacpp.*", "qwenchat.engines.openai.*"),
     ),
-    ("app", 7, ("qwenchat.commands.*", "qwenchat.ui.*", "qwenchat.batch.runner")),
+    (
+        "app",
+        7,
+        ("qwenchat.commands.*", "qwenchat.ui.*", "qwenchat.batch.runner", "qwenchat.checks.model_judge"),
+    ),
     ("cli", 8, ("qwenchat.cli.*", "qwenchat.__main__", "qwenchat.environment")),
 ]
 ENGINE_MAY_IMPORT = {"leaf", "shared", "vocabulary", "contract"}  # and its own engine package

@@ -15,6 +15,7 @@ from qwenchat.errors import UserError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 BLOCK = '"""'
+CHECK_LINE = "@check "
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a prompt file, not a data set: refuse what would fill the memory
 ROLES = ("user", "assistant")
 
@@ -36,6 +37,7 @@ class Prompt:
     variables: dict[str, str] = field(default_factory=dict)  # a CSV row's other columns
     reference: str | None = None  # a known good answer (scored, kept beside the record)
     checks: list[dict[str, Any]] = field(default_factory=list)  # the prompt's own check specs, as written
+    seed: int | None = None  # the prompt's own seed (a case kept with :keep); None: the run's seeds
 
     @property
     def text(self) -> str:
@@ -75,7 +77,8 @@ def read_prompts(path: str | Path) -> list[Prompt]:
 
 def parse_text(text: str, name: str = "prompts") -> list[Prompt]:
     """A prompt a line (blank lines skipped); a line `\"\"\"` opens a multi-line prompt up to the next such
-    line (a prompt may also start right after the quotes and end right before the closing ones)."""
+    line (a prompt may also start right after the quotes and end right before the closing ones). A line
+    `@check contains=Paris ...` gives checks to the prompt above it (qwenchat/checks/spec.py)."""
     prompts: list[Prompt] = []
     lines = text.splitlines()
     i = 0
@@ -101,10 +104,20 @@ def parse_text(text: str, name: str = "prompts") -> list[Prompt]:
             if not body.strip():
                 raise BatchError(f'{name} line {start}: an empty """ block')
             prompts.append(_user_prompt(len(prompts) + 1, start, body))
+        elif line.startswith(CHECK_LINE):
+            if not prompts:
+                raise BatchError(f"{name} line {start}: {CHECK_LINE.strip()} before any prompt")
+            prompts[-1].checks.extend(_inline(line[len(CHECK_LINE) :], f"{name} line {start}"))
         elif line.strip():
             prompts.append(_user_prompt(len(prompts) + 1, start, line.strip()))
         i += 1
     return prompts
+
+
+def _inline(text: str, where: str) -> list[Any]:
+    from qwenchat.checks.spec import inline_specs
+
+    return inline_specs(text, where)
 
 
 def _user_prompt(index: int, line: int, text: str) -> Prompt:
@@ -134,7 +147,7 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
         value = {"messages": value}
     if not isinstance(value, dict):
         raise BatchError(f"{where}: expected a prompt, a message list or an object")
-    unknown = set(value) - {"prompt", "messages", "system", "settings", "id", "reference", "checks"}
+    unknown = set(value) - {"prompt", "messages", "system", "settings", "id", "reference", "checks", "seed"}
     if unknown:
         raise BatchError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     if ("prompt" in value) == ("messages" in value):
@@ -214,8 +227,8 @@ def _csv_rows(text: str, name: str) -> tuple[list[str], list[tuple[int, dict[str
 
 
 def parse_csv(text: str, name: str = "prompts") -> list[Prompt]:
-    """A `prompt` column (and optional `system` and `reference` columns); the other columns fill that row's
-    placeholders."""
+    """A `prompt` column (and optional `system`, `reference` and `checks` columns, the checks written as on
+    a line: `contains=Paris finish=stop`); the other columns fill that row's placeholders."""
     header, rows = _csv_rows(text, name)
     if "prompt" not in header:
         raise BatchError(f"{name}: no 'prompt' column (columns: {', '.join(header)})")
@@ -227,9 +240,11 @@ def parse_csv(text: str, name: str = "prompts") -> list[Prompt]:
         has_system = "system" in row
         system = row.pop("system", None)
         reference = row.pop("reference", None)
+        checks = row.pop("checks", "")
         prompt = _user_prompt(len(prompts) + 1, line, body)
         prompt.system, prompt.has_system, prompt.variables = system or None, has_system, row
         prompt.reference = reference or None
+        prompt.checks = _inline(checks, f"{name} line {line}")
         prompts.append(prompt)
     return prompts
 
