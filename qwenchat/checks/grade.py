@@ -196,9 +196,9 @@ def subset(want: Any, got: Any) -> bool:
     """`want` is within `got`: an object's keys with matching values (recursively), anything else equal."""
     if isinstance(want, dict):
         return isinstance(got, dict) and all(k in got and subset(v, got[k]) for k, v in want.items())
-    return bool(want == got and type(want) is type(got)) or (
-        isinstance(want, (int, float)) and isinstance(got, (int, float)) and want == got
-    )
+    if isinstance(want, bool) or isinstance(got, bool):  # True is not 1 here
+        return want is got
+    return bool(want == got)
 
 
 def _tool_call(check: Check, answer: Answer) -> tuple[bool, str]:

@@ -139,15 +139,18 @@ def _check_value(kind: str, value: Any, options: dict[str, Any], base: Path | No
             raise CheckError("'starts_with' must be non-empty text")
         return value
     if kind == "json_schema":
-        from qwenchat.structured.schema import check_schema, load_schema
+        from qwenchat.structured.schema import SchemaError, check_schema, load_schema
 
-        if isinstance(value, str):  # a file, next to the file the check is in
-            path = Path(value).expanduser()
-            if base is not None and not path.is_absolute():
-                path = base / path
-            load_schema(path)  # read now: a missing or bad file stops the run before it starts
-            return str(path)
-        return check_schema(value, "'json_schema'")
+        try:
+            if isinstance(value, str):  # a file, next to the file the check is in
+                path = Path(value).expanduser()
+                if base is not None and not path.is_absolute():
+                    path = base / path
+                load_schema(path)  # read now: a missing or bad file stops the run before it starts
+                return str(path)
+            return check_schema(value, "'json_schema'")
+        except SchemaError as exc:
+            raise CheckError(str(exc)) from None
     if kind == "max_tokens":
         return _count(value, "'max_tokens'")
     if kind == "finish":
@@ -190,6 +193,8 @@ def parse_check(raw: Any, *, base: Path | None = None, source: str = "prompt") -
         value = spec.pop("value", None)
     else:
         kinds = [k for k in spec if k in KINDS]
+        if sorted(kinds) == ["max_tokens", "think"]:  # think's own max_tokens option
+            kinds = ["think"]
         if len(kinds) != 1:
             what = "no check kind" if not kinds else "two check kinds (" + ", ".join(kinds) + ")"
             raise CheckError(f"{what} in {_short(raw, 60)} (kinds: {', '.join(KINDS)})")
@@ -253,6 +258,11 @@ def _inline_value(kind: str, text: str | None) -> dict[str, Any]:
                 raise CheckError(f"'think' limit must be a whole number, not {_short(limit)}")
             spec["max_tokens"] = int(limit)
         return spec
+    if kind == "json_schema" and text.lstrip().startswith("{"):
+        try:
+            return {"json_schema": json.loads(text)}
+        except (ValueError, RecursionError):
+            raise CheckError("json_schema is not a JSON object (quote it: json_schema='{...}')") from None
     if kind == "tool_call":
         name, brace, rest = text.partition("{")
         spec = {"tool_call": name.strip()}
