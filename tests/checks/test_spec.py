@@ -25,7 +25,8 @@ def test_long_and_short_forms_agree():
 
 def test_every_kind_parses_inline():
     checks = parse_inline(
-        'contains="New York" not_contains=Lyon regex="^\\d+$" equals starts_with=Yes json_schema=\'{"type":"object"}\''
+        'contains="New York" not_contains=Lyon regex="^\\d+$" equals starts_with=Yes'
+        ' json_schema=\'{"type":"object"}\''
         ' max_tokens=64 finish=stop think=absent tool_call=\'get_weather{"city": "Paris"}\' judge="is polite"'
     )
     assert [c.kind for c in checks] == list(KINDS)
