@@ -174,8 +174,19 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
     checks = value.get("checks", [])
     if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
         raise BatchError(f"{where}: 'checks' must be a list of objects")
+    seed = value.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise BatchError(f"{where}: 'seed' must be an integer in 0..4294967295")
     return Prompt(
-        index, line, messages, system, has_system, dict(settings), reference=reference, checks=checks
+        index,
+        line,
+        messages,
+        system,
+        has_system,
+        dict(settings),
+        reference=reference,
+        checks=checks,
+        seed=seed,
     )
 
 

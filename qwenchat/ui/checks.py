@@ -79,13 +79,16 @@ class ChecksView:
             line.append(f": {_flat(v.get('detail', ''), 120)}")
             self.console.print(line, soft_wrap=True)
 
-    def verdicts(self, verdicts: list[dict[str, Any]]) -> None:
-        """`:check`'s lines: one per check, ✓ or ✗, its name and detail."""
-        for v in verdicts:
-            ok = bool(v.get("pass"))
-            line = Text("✓ " if ok else "✗ ", style=self._style("green" if ok else "red"))
-            line.append(_flat(v.get("name"), 60), style=self._style("bold"))
-            line.append(f": {_flat(v.get('detail', ''), 160)}")
-            self.console.print(line, soft_wrap=True)
-        passed = sum(bool(v.get("pass")) for v in verdicts)
-        self.console.print(Text(f"{passed} of {len(verdicts)} checks passed"), soft_wrap=True)
+
+def verdict_lines(verdicts: list[dict[str, Any]], colour: bool) -> list[Text]:
+    """`:check`'s lines: one per check (✓ or ✗, its name and detail), then how many passed."""
+    lines = []
+    for v in verdicts:
+        ok = bool(v.get("pass"))
+        line = Text("✓ " if ok else "✗ ", style=("green" if ok else "red") if colour else "")
+        line.append(_flat(v.get("name"), 60), style="bold" if colour else "")
+        line.append(f": {_flat(v.get('detail', ''), 160)}")
+        lines.append(line)
+    passed = sum(bool(v.get("pass")) for v in verdicts)
+    lines.append(Text(f"{passed} of {len(verdicts)} checks passed"))
+    return lines

@@ -16,6 +16,7 @@ from qwenchat.batch.inputs import (
 )
 from qwenchat.batch.plan import parse_seeds, plan_runs
 from qwenchat.compare.variants import Variant, parse_variants
+from qwenchat.errors import UserError
 from qwenchat.settings import NEUTRAL
 
 
@@ -201,3 +202,25 @@ def test_reference_and_checks_errors(line, needle):
     with pytest.raises(BatchError) as exc:
         parse_jsonl(line, "p.jsonl")
     assert needle in one_line(exc)
+
+
+def test_a_prompts_own_seed_replaces_the_runs_seeds():
+    prompts = parse_jsonl('{"prompt": "kept", "seed": 7}\n"plain"\n')
+    runs = plan_runs(
+        prompts, None, [Variant("")], [1, 2], default_system=None, base_settings={}, schema=NEUTRAL
+    )
+    assert [r.id for r in runs] == ["p1/s7", "p2/s1", "p2/s2"]
+    for bad in ('{"prompt": "p", "seed": -1}', '{"prompt": "p", "seed": true}'):
+        with pytest.raises(BatchError) as exc:
+            parse_jsonl(bad, "p.jsonl")
+        assert "'seed' must be an integer" in one_line(exc)
+
+
+def test_checks_in_text_and_csv_files():
+    p = parse_text('one\n@check contains=a finish=stop\n"""\ntwo\n"""\n@check regex="^b"\n')
+    assert p[0].checks == [{"contains": "a"}, {"finish": "stop"}] and p[1].checks == [{"regex": "^b"}]
+    with pytest.raises(UserError) as exc:
+        parse_text("@check contains=a\nprompt\n", "p.txt")
+    assert "p.txt line 1" in one_line(exc)
+    rows = parse_csv('prompt,checks\nq,"contains=x max_tokens=3"\nr,\n')
+    assert rows[0].checks == [{"contains": "x"}, {"max_tokens": 3}] and rows[1].checks == []
