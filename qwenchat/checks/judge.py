@@ -12,7 +12,7 @@ from typing import Any, Protocol
 VERDICT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "reason": {"type": "string", "maxLength": 300},
+        "reason": {"type": "string", "maxLength": 200},
         "pass": {"type": "boolean"},
     },
     "required": ["reason", "pass"],

@@ -14,7 +14,7 @@ from qwenchat.engines.api import Engine
 from qwenchat.errors import UserError, first_line
 from qwenchat.settings import Settings
 
-JUDGE_MAX_TOKENS = 160  # the verdict is one short sentence and a boolean
+JUDGE_MAX_TOKENS = 120  # the verdict: a reason of at most 200 characters and a boolean
 JUDGE_SEED = 0
 
 
