@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ class Check:
 
     def spec(self) -> dict[str, Any]:
         """The long form, as written into records (a results file can be graded again from it)."""
+        return dict(self._spec)
+
+    @cached_property
+    def _spec(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind}
         if self.value is not None:
             out["value"] = self.value

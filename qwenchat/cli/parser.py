@@ -241,7 +241,7 @@ def _add_check_flags(group: Any, *, batch: bool) -> None:
     group.add_argument(
         "--fail-under",
         metavar="RATE",
-        help="exit 0 when at least this share of records pass (0.9 or 90%%; default: all must pass)",
+        help="exit 0 when at least this share of records pass (0.9, or 90 with a percent sign; default: all)",
     )
 
 
