@@ -117,6 +117,15 @@ def run(
             schema=schema,
             name=str(options.prompts),
         )
+    except UserError as exc:
+        err.error(first_line(exc))
+        return 2
+    judge = None
+    if inputs.judged:  # loaded before the results file is touched: a judge that fails to load changes nothing
+        judge = _judge(options.judge, options.model, make, err, engine, banner, settings)
+        if judge is None:
+            return 2
+    try:
         results = ResultsFile(out).open()
     except UserError as exc:
         err.error(first_line(exc))
@@ -133,12 +142,8 @@ def run(
         json_schema=startup.schema,
         checks=inputs.checks,
         references={p.index: p.reference for p in inputs.prompts if p.reference is not None},
+        judge=judge,
     )
-    if inputs.judged:
-        ctx.judge = _judge(options.judge, options.model, make, err, engine, banner, settings)
-        if ctx.judge is None:
-            results.close()
-            return 2
     try:
         check_resumable(runs, results)
         if results.torn:
@@ -253,6 +258,9 @@ def check(options: CheckOptions, err: Renderer, make: EngineFactory | None, env:
         plans = [record_checks(r, shared, f"{options.results} record {r.get('id')}") for r in records]
     except UserError as exc:
         err.error(first_line(exc))
+        return 2
+    if not any(plans):
+        err.error(f"{options.results}: no record has checks to grade; give --checks FILE")
         return 2
     if torn:
         err.notice(

@@ -144,3 +144,12 @@ def test_diff_lists_verdict_changes_first(tmp_path):
     assert text.index("failed -> passed") < text.index("changed: prompt 1")
     assert "contains Paris: pass -> fail" in text and "equals reference: fail -> pass" in text
     assert "1 passed -> failed, 1 failed -> passed" in text
+
+
+def test_check_without_any_checks_is_bad_input(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    out = tmp_path / "r.jsonl"
+    Run(tmp_path, answers=["hi"])("batch", str(prompts), "--out", str(out))
+    run = Run(tmp_path)
+    assert run("check", str(out)) == 2 and "no record has checks" in run.err
