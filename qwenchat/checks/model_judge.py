@@ -3,7 +3,6 @@ to the verdict's JSON schema (the same path `:json` takes), on the model under t
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -31,21 +30,24 @@ class ModelJudge:
     ) -> None:
         self.engine = engine
         self.name = name
-        base = copy.deepcopy(settings) if settings is not None else None
-        if base is None:
-            base = Settings(engine.default_settings(), schema=engine.settings_schema())
+        schema = settings.schema if settings is not None else engine.settings_schema()
+        values = settings.effective() if settings is not None else engine.default_settings()
+        base = Settings(dict(values), seed=JUDGE_SEED, schema=schema)
         greedy = {"temperature": 0, "max_new_tokens": JUDGE_MAX_TOKENS}
         try:
-            base.update({k: v for k, v in greedy.items() if base.schema.honours(k)})
+            base.update({k: v for k, v in greedy.items() if schema.honours(k)})
         except UserError:  # an engine that refuses one of them judges with its own settings
             pass
-        base.seed = JUDGE_SEED
-        self.settings = base
+        self.values, self.schema = base.effective(), schema
         self.watch = watch
+
+    def _settings(self) -> Settings:
+        """Fresh settings for each verdict (a schema may hold the engine: it is shared, never copied)."""
+        return Settings(dict(self.values), seed=JUDGE_SEED, schema=self.schema)
 
     def ask(self, system: str, prompt: str, schema: dict[str, Any]) -> str:
         session = ChatSession(
-            self.engine, conversation=Conversation(system=system), settings=copy.deepcopy(self.settings)
+            self.engine, conversation=Conversation(system=system), settings=self._settings()
         )
         session.json_schema = schema
         if self.watch is not None and not self.watch(session):

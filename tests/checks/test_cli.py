@@ -153,3 +153,23 @@ def test_check_without_any_checks_is_bad_input(tmp_path):
     Run(tmp_path, answers=["hi"])("batch", str(prompts), "--out", str(out))
     run = Run(tmp_path)
     assert run("check", str(out)) == 2 and "no record has checks" in run.err
+
+
+def test_check_with_an_endpoint_judge(tmp_path):
+    """--judge URL: the verdict schema goes to the server as response_format; its answers become verdicts,
+    and an answer that is not a verdict fails the check and says so."""
+    from qwenchat.checks.judge import VERDICT_SCHEMA
+    from tests.batch.test_runner import qwenchat
+    from tests.support.cli_harness import ChatServer
+
+    prompts, out, judged = tmp_path / "p.txt", tmp_path / "r.jsonl", tmp_path / "judge.toml"
+    prompts.write_text("capital of France?\ncapital of Italy?\n")
+    Run(tmp_path, answers=["Paris", "Paris"])("batch", str(prompts), "--out", str(out))
+    judged.write_text('[[checks]]\njudge = "names the right capital"\n')
+    with ChatServer('{"reason": "names Paris", "pass": true}', '{"reason": "cut') as server:
+        rc, report, err = qwenchat(["check", str(out), "--checks", str(judged), "--judge", server.url])
+        sent = server.requests
+    assert rc == 1 and sent, err + report
+    assert sent[0]["response_format"]["json_schema"]["schema"] == VERDICT_SCHEMA
+    assert "names the right capital" in sent[0]["messages"][-1]["content"]
+    assert "1 of 2 passed" in report and "not a verdict" in report
