@@ -37,7 +37,7 @@ def read_checks(path: str | Path) -> list[Check]:
     """The shared checks of a file, by its extension (.toml, .jsonl/.ndjson, else JSON)."""
     p = Path(path).expanduser()
     text = _read(p)
-    base = p.parent
+    base = p.resolve().parent  # a schema file named in it: next to it, recorded as an absolute path
     suffix = p.suffix.lower()
     checks: list[Check] = []
     if suffix in (".jsonl", ".ndjson"):

@@ -52,7 +52,7 @@ def judge_options(base: ModelOptions, spec: str) -> ModelOptions:
 def _prompt_checks(prompts: list[Prompt], shared: list[Check], name: str) -> dict[int, list[Check]]:
     from qwenchat.checks.suite import own_checks
 
-    base = Path(name).parent
+    base = Path(name).resolve().parent
     out = {}
     for p in prompts:
         where = f"{name} line {p.line}"
@@ -282,6 +282,7 @@ def check(options: CheckOptions, err: Renderer, make: EngineFactory | None, env:
         except OSError as exc:
             err.error(f"{options.out}: cannot write it ({exc.strerror or exc})")
             return 2
+        err.info(f"{len(graded)} graded records written to {options.out}")
     rates = pass_rates(graded)
     ChecksView(make_console(env.stdout, plain=True if options.no_color else None)).show(rates)
     return rates.exit_code(fail_under)
