@@ -83,3 +83,22 @@ def test_keep_refusals_change_nothing(app, tmp_path):
         app.handle_line(line)
         assert needle in said(app), line
     assert list(tmp_path.glob("*.jsonl")) == [] and list(tmp_path.glob("*.txt")) == []
+
+
+def test_check_tool_calls_of_the_last_answer(out, tmp_path, make_repl):
+    """With tools loaded the call is taken out of the answer into the message: :check reads it there."""
+    from tests.tools.test_tools import CALL, WEATHER
+
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([WEATHER]))
+    app = make_repl(FakeEngine().enqueue([f"Let me look. {CALL}"]), out)
+    app.handle_line(f":tools {tools}")
+    app.handle_line("weather in Paris?")
+    app.handle_line(
+        ':check tool_call=\'get_weather{"city": "Paris"}\' tool_call=get_time not_contains=tool_call'
+    )
+    text = said(app)
+    assert "✓ tool_call get_weather: called get_weather" in text and "✗ tool_call get_time" in text
+    assert "✓ not_contains tool_call" in text and "2 of 3 checks passed" in text
+    app.handle_line(f":keep {tmp_path / 'k.jsonl'}")
+    assert "tool calls: a batch file cannot replay them" in said(app)
