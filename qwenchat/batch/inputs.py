@@ -61,11 +61,13 @@ def _read_text(path: str | Path, what: str) -> str:
 
 
 def read_prompts(path: str | Path) -> list[Prompt]:
-    """The prompts of `path`, by its extension: .jsonl/.ndjson, .csv, anything else as text."""
+    """The prompts of `path`, by its extension: .jsonl/.ndjson, .csv, .toml, anything else as text."""
     text = _read_text(path, "prompt file")
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         prompts = parse_jsonl(text, str(path))
+    elif suffix == ".toml":
+        prompts = parse_toml(text, str(path))
     elif suffix == ".csv":
         prompts = parse_csv(text, str(path))
     else:
@@ -188,6 +190,37 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
         checks=checks,
         seed=seed,
     )
+
+
+def parse_toml(text: str, name: str = "prompts") -> list[Prompt]:
+    """A suite: `[[prompts]]` tables with the fields of a JSONL object (prompt or messages, system, settings,
+    reference, seed, checks), and top-level `[[checks]]` that every prompt of the file gets after its own."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BatchError(f"{name}: not TOML ({exc})") from None
+    unknown = set(data) - {"prompts", "checks"}
+    if unknown:
+        raise BatchError(f"{name}: unknown key(s) {', '.join(sorted(unknown))} (expected prompts, checks)")
+    tables, shared = data.get("prompts", []), data.get("checks", [])
+    if not isinstance(tables, list) or not isinstance(shared, list):
+        raise BatchError(f"{name}: 'prompts' and 'checks' are arrays of tables ([[prompts]], [[checks]])")
+    # where each [[prompts]] table starts, for messages (tomllib keeps no line numbers)
+    starts = [n for n, line in enumerate(text.splitlines(), 1) if line.strip().startswith("[[prompts]]")]
+    prompts = []
+    for i, value in enumerate(tables):
+        line = starts[i] if i < len(starts) else 0
+        prompt = _from_json(value, i + 1, line, f"{name} line {line}" if line else f"{name} prompt {i + 1}")
+        prompt.checks = [*prompt.checks, *shared]
+        prompts.append(prompt)
+    return prompts
 
 
 def _messages(raw: Any, where: str) -> tuple[list[dict[str, str]], str | None]:

@@ -224,3 +224,32 @@ def test_checks_in_text_and_csv_files():
     assert "p.txt line 1" in one_line(exc)
     rows = parse_csv('prompt,checks\nq,"contains=x max_tokens=3"\nr,\n')
     assert rows[0].checks == [{"contains": "x"}, {"max_tokens": 3}] and rows[1].checks == []
+
+
+def test_toml_suite(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        "[[checks]]\nmax_tokens = 64\n\n"
+        '[[prompts]]\nprompt = "capital of France?"\nreference = "Paris."\nseed = 3\n'
+        '  [[prompts.checks]]\n  contains = "Paris"\n\n'
+        '[[prompts]]\nmessages = [{role = "user", content = "hi"}]\nsystem = "Be brief."\n'
+        "settings = {temperature = 0.2}\n"
+    )
+    first, second = read_prompts(suite)
+    assert (first.text, first.reference, first.seed, first.line) == ("capital of France?", "Paris.", 3, 4)
+    assert first.checks == [{"contains": "Paris"}, {"max_tokens": 64}]
+    assert (second.system, second.settings, second.checks, second.line) == (
+        "Be brief.",
+        {"temperature": 0.2},
+        [{"max_tokens": 64}],
+        11,
+    )
+    for text, needle in (
+        ("[[prompts]\n", "not TOML"),
+        ("[[prompt]]\nprompt = 'x'\n", "unknown key(s) prompt"),
+        ("[[prompts]]\nprompt = 'x'\ncolour = 1\n", "line 1: unknown field(s) colour"),
+    ):
+        suite.write_text(text)
+        with pytest.raises(BatchError) as exc:
+            read_prompts(suite)
+        assert needle in one_line(exc)

@@ -173,3 +173,18 @@ def test_check_with_an_endpoint_judge(tmp_path):
     assert sent[0]["response_format"]["json_schema"]["schema"] == VERDICT_SCHEMA
     assert "names the right capital" in sent[0]["messages"][-1]["content"]
     assert "1 of 2 passed" in report and "not a verdict" in report
+
+
+def test_toml_suite_runs_and_grades(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        '[[checks]]\nfinish = "stop"\n\n[[prompts]]\nprompt = "capital?"\n'
+        '  [[prompts.checks]]\n  contains = "Paris"\n\n[[prompts]]\nprompt = "other"\n'
+    )
+    out = tmp_path / "r.jsonl"
+    run = Run(tmp_path, answers=["Paris", "Rome"])
+    assert run("batch", str(suite), "--out", str(out)) == 0, run.err
+    assert [[v["name"] for v in r["checks"]] for r in lines(out)] == [
+        ["contains Paris", "finish stop"],
+        ["finish stop"],
+    ]
