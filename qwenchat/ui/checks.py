@@ -78,6 +78,8 @@ class ChecksView:
             line.append(_flat(v.get("name"), 60), style=self._style("bold"))
             line.append(f": {_flat(v.get('detail', ''), 120)}")
             self.console.print(line, soft_wrap=True)
+        answer = Text(f"  answer: {_flat(record.get('answer', ''), 100)}", style=self._style("dim"))
+        self.console.print(answer, soft_wrap=True)
 
 
 def verdict_lines(verdicts: list[dict[str, Any]], colour: bool) -> list[Text]:

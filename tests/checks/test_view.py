@@ -18,6 +18,7 @@ def record(variant: str, ok: bool, detail: str = "fine") -> dict:
         "variant_overrides": {"temperature": variant},
         "seed": 3,
         "prompt": f"say {EVIL} something",
+        "answer": f"an answer {EVIL} here",
         "checks": [{"name": f"contains {EVIL}", "pass": ok, "detail": detail}],
         "passed": ok,
     }
@@ -31,7 +32,7 @@ def test_tables_and_failures_are_terminal_safe():
     assert "\x1b" not in text and "\x07" not in text
     assert "variant" in text and "A temperature=A" in text and "B temperature=B" in text
     assert "failures" in text and "prompt 1 · variant B · seed 3" in text and "✗ contains" in text
-    assert "1 of 2 passed (50.0%)" in text
+    assert "1 of 2 passed (50.0%)" in text and "  answer: an answer" in text
 
 
 def test_verdict_lines():
