@@ -188,3 +188,24 @@ def test_toml_suite_runs_and_grades(tmp_path):
         ["contains Paris", "finish stop"],
         ["finish stop"],
     ]
+
+
+def test_model_judge_turn_is_greedy_constrained_and_stoppable():
+    import pytest
+
+    from qwenchat.checks.judge import JUDGE_SYSTEM, VERDICT_SCHEMA, JudgeError
+    from qwenchat.checks.model_judge import ModelJudge
+    from tests.support.fakes import FakeEngine
+
+    engine = FakeEngine().enqueue(['{"reason": "ok", "pass": true}'])
+    judge = ModelJudge(engine, "fake")
+    assert judge.ask(JUDGE_SYSTEM, "grade this", VERDICT_SCHEMA) == '{"reason": "ok", "pass": true}'
+    (request,) = engine.requests
+    assert (
+        request.json_schema is VERDICT_SCHEMA and request.settings["temperature"] == 0 and request.seed == 0
+    )
+    assert request.messages[0] == {"role": "system", "content": JUDGE_SYSTEM}
+    judge.watch = lambda session: False  # Ctrl-C came first: the turn never starts
+    with pytest.raises(JudgeError, match="interrupted"):
+        judge.ask(JUDGE_SYSTEM, "grade this", VERDICT_SCHEMA)
+    assert len(engine.requests) == 1
