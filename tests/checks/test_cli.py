@@ -202,7 +202,7 @@ def test_model_judge_turn_is_greedy_constrained_and_stoppable():
     assert judge.ask(JUDGE_SYSTEM, "grade this", VERDICT_SCHEMA) == '{"reason": "ok", "pass": true}'
     (request,) = engine.requests
     assert (
-        request.json_schema is VERDICT_SCHEMA and request.settings["temperature"] == 0 and request.seed == 0
+        request.json_schema is VERDICT_SCHEMA and request.settings["do_sample"] is False and request.seed == 0
     )
     assert request.messages[0] == {"role": "system", "content": JUDGE_SYSTEM}
     judge.watch = lambda session: False  # Ctrl-C came first: the turn never starts
