@@ -207,7 +207,9 @@ def _add_batch(sub: Any) -> None:
     add_model_options(p)
     add_generation_options(p, chat=False)
     b = p.add_argument_group("batch")
-    b.add_argument("prompts", metavar="PROMPTS", help="the prompts file (.txt, .jsonl, .csv, or a .toml suite)")
+    b.add_argument(
+        "prompts", metavar="PROMPTS", help="the prompts file (.txt, .jsonl, .csv, or a .toml suite)"
+    )
     b.add_argument("--out", metavar="FILE.jsonl", help="where a record per run is appended (resumable)")
     b.add_argument("--vars", metavar="VARS.csv", help="fill {{name}} placeholders: each row x each prompt")
     b.add_argument(
