@@ -147,6 +147,11 @@ class SettingsSchema:
         self._refused = refused or (lambda key: None)
         self._combination = combination
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> SettingsSchema:
+        """Shared, never copied: a copy of some settings still asks the same engine (whose `refused` may be
+        a method of an engine that holds locks and sockets, which cannot be copied)."""
+        return self
+
     def honours(self, key: str) -> bool:
         return key in self.specs and self._refused(key) is None
 

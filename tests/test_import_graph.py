@@ -65,6 +65,7 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
             "qwenchat.tools.*",
             "qwenchat.structured.*",
             "qwenchat.batch.*",
+            "qwenchat.report.*",
             "qwenchat.checks.*",
         ),
     ),
@@ -77,7 +78,13 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
     (
         "app",
         7,
-        ("qwenchat.commands.*", "qwenchat.ui.*", "qwenchat.batch.runner", "qwenchat.checks.model_judge"),
+        (
+            "qwenchat.commands.*",
+            "qwenchat.ui.*",
+            "qwenchat.batch.runner",
+            "qwenchat.batch.parallel",
+            "qwenchat.checks.model_judge",
+        ),
     ),
     ("cli", 8, ("qwenchat.cli.*", "qwenchat.__main__", "qwenchat.environment")),
 ]

@@ -158,9 +158,10 @@ def grade_record(
     checks = ctx.checks.get(prompt_index)
     if not checks:
         return {}
-    if isinstance(ctx.judge, ModelJudge):
-        ctx.judge.watch = watch
-    return grade(checks, Answer.from_record(record), ctx.judge)
+    judge = ctx.judge
+    if isinstance(judge, ModelJudge):  # a copy: parallel workers each grade with their own
+        judge = judge.on(ctx.engine, watch)
+    return grade(checks, Answer.from_record(record), judge)
 
 
 def _json_fields(check: tuple[bool, str] | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from qwenchat.cli.options import BatchOptions, ChatOptions, CheckOptions, DiffOptions
+from qwenchat.cli.options import BatchOptions, ChatOptions, CheckOptions, DiffOptions, ReportOptions
 from qwenchat.cli.parser import UsageError, parse
 from qwenchat.environment import Environment
 from qwenchat.errors import UserError, first_line
@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             from qwenchat.cli import batch
 
             return batch.check(options, err, _engines(env), env)
+        if isinstance(options, ReportOptions):
+            from qwenchat.cli.report import report
+
+            return report(options, err)
         if isinstance(options, BatchOptions):
             return _batch(options, env, err)
         return _chat(options, env, err)
@@ -75,10 +79,13 @@ def _batch(options: BatchOptions, env: Environment, err: Renderer) -> int:
         return 2
     if (inputs := batch.prepare(options, err)) is None:
         return 2
-    if (made := _engines(env)(options.model, err)) is None:
+    make = _engines(env)
+    if (made := make(options.model, err)) is None:
         return 2
     engine, banner = made
-    return batch.run(options, startup, engine, banner, inputs, err, make=_engines(env))
+    if (extra := batch.more_engines(options, banner, make, err)) is None:
+        return 2
+    return batch.run(options, startup, engine, banner, inputs, err, extra, make=make)
 
 
 def _chat(options: ChatOptions, env: Environment, err: Renderer) -> int:

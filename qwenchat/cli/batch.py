@@ -3,10 +3,12 @@ Every refusal is one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from qwenchat.batch.inputs import BatchError, Prompt, check_placeholders, read_prompts, read_vars
 from qwenchat.checks.spec import Check
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from qwenchat.engines.api import Engine
     from qwenchat.environment import EngineFactory, Environment
     from qwenchat.ui.render import Renderer
+
+MAX_PARALLEL = 256
 
 
 @dataclass
@@ -81,10 +85,50 @@ def prepare(options: BatchOptions, err: Renderer) -> BatchInputs | None:
         shared = read_checks(options.checks) if options.checks else []
         checks = _prompt_checks(prompts, shared, str(options.prompts))
         fail_under = parse_rate(options.fail_under) if options.fail_under is not None else None
+        if not 1 <= options.parallel <= MAX_PARALLEL:
+            raise BatchError(f"--parallel must be between 1 and {MAX_PARALLEL}, not {options.parallel}")
+        if options.parallel > 1 and not options.model.endpoint:
+            raise BatchError(
+                "--parallel needs --endpoint: an in-process engine answers one prompt at a time "
+                "(a server batches requests)"
+            )
     except UserError as exc:
         err.error(first_line(exc))
         return None
     return BatchInputs(prompts, var_rows, variants, seeds, checks, fail_under)
+
+
+class _NoStatus:
+    """The renderer the extra connections are made with: the first one's "connecting" line says it all;
+    an error still shows."""
+
+    def __init__(self, err: Renderer) -> None:
+        self._err = err
+
+    @contextlib.contextmanager
+    def status(self, text: str) -> Iterator[Callable[[str], None]]:
+        yield lambda message: None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._err, name)
+
+
+def more_engines(
+    options: BatchOptions, banner: dict[str, Any], make: EngineFactory, err: Renderer
+) -> list[Engine] | None:
+    """--parallel N: N-1 more connections to the same server and model, since an engine runs one turn
+    at a time; None after a one-line error."""
+    model = dataclasses.replace(options.model, checkpoint_path=banner["model"])  # the model the first chose
+    quiet = cast("Renderer", _NoStatus(err))
+    extra: list[Engine] = []
+    for _ in range(options.parallel - 1):
+        made = make(model, quiet)
+        if made is None:
+            for e in extra:
+                e.close()
+            return None
+        extra.append(made[0])
+    return extra
 
 
 def run(
@@ -94,6 +138,7 @@ def run(
     banner: dict[str, Any],
     inputs: BatchInputs,
     err: Renderer,
+    extra: Sequence[Engine] = (),
     make: EngineFactory | None = None,
 ) -> int:
     from qwenchat.batch.plan import check_variants, plan_runs
@@ -152,9 +197,16 @@ def run(
             err.info(f"resuming {out}: {len(results.done)} of {len(runs)} runs already done")
         bar = ProgressBar(err.console)
         try:
-            summary = run_batch(ctx, runs, results, bar)
+            if extra:  # --parallel N: N requests in flight, written in the prompts' order
+                from qwenchat.batch.parallel import contexts, run_parallel
+
+                summary = run_parallel(contexts(ctx, [engine, *extra]), runs, results, bar)
+            else:
+                summary = run_batch(ctx, runs, results, bar)
         finally:
             bar.stop()
+            for e in extra:
+                e.close()
     except UserError as exc:
         err.error(first_line(exc))
         return 2
@@ -195,7 +247,7 @@ def _judge(
                 "judge checks need a model to grade them: --judge SPEC (demo, a directory, a .gguf, ...)"
             )
             return None
-        return ModelJudge(engine, banner["model"], settings)
+        return ModelJudge(engine, banner["model"], settings, under_test=True)
     if make is None:
         from qwenchat.cli.engine import make_engine
 

@@ -110,6 +110,7 @@ class BatchOptions:
     vars: str | None = None  # a CSV of {{name}} values
     grid: tuple[str, ...] = ()  # KEY=V1,V2 axes
     seeds: str | None = None  # "1,2,3"
+    parallel: int = 1  # requests in flight at once (--endpoint only)
     checks: str | None = None  # a file of checks applied to every prompt
     judge: str | None = None  # the model that grades `judge` checks (None: the model under test)
     fail_under: str | None = None  # "0.9" or "90%": the pass rate that still exits 0
@@ -137,4 +138,13 @@ class DiffOptions:
     no_color: bool = False
 
 
-Options = ChatOptions | BatchOptions | DiffOptions | CheckOptions
+@dataclass(frozen=True)
+class ReportOptions:
+    """`qwenchat report RESULTS.jsonl [-o report.html]`: a results file as one HTML page."""
+
+    results: str
+    output: str | None = None  # None: RESULTS with .html
+    no_color: bool = False
+
+
+Options = ChatOptions | BatchOptions | DiffOptions | ReportOptions | CheckOptions

@@ -20,15 +20,20 @@ from qwenchat.cli.options import (
     GenerationOptions,
     ModelOptions,
     Options,
+    ReportOptions,
 )
 from qwenchat.errors import UserError
 
 DEFAULT_CHECKPOINT = "Qwen/Qwen2-7B-Instruct"  # as Qwen's cli_demo
-COMMANDS = ("batch", "diff", "check")
+COMMANDS = ("batch", "diff", "report", "check")
 BATCH_USAGE = "qwenchat batch PROMPTS --out FILE.jsonl [options]"
 DIFF_USAGE = "qwenchat diff OLD NEW"
+REPORT_USAGE = "qwenchat report RESULTS.jsonl [-o report.html]"
 CHECK_USAGE = "qwenchat check RESULTS.jsonl [--checks FILE]"
-USAGE = f"qwenchat [-c MODEL] [options]\n       {BATCH_USAGE}\n       {DIFF_USAGE}\n       {CHECK_USAGE}"
+USAGE = (
+    f"qwenchat [-c MODEL] [options]\n       {BATCH_USAGE}\n       {DIFF_USAGE}\n       {REPORT_USAGE}"
+    f"\n       {CHECK_USAGE}"
+)
 
 
 class UsageError(UserError):
@@ -221,6 +226,14 @@ def _add_batch(sub: Any) -> None:
         help="variants: every combination",
     )
     b.add_argument("--seeds", metavar="1,2,3", help="run each prompt and variant once per seed")
+    b.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --endpoint: up to N requests at once, so the server batches them (records stay in "
+        "the prompts' order)",
+    )
     _add_check_flags(p.add_argument_group("checks (docs/checks.md)"), batch=True)
     _no_color(p.add_argument_group("output"))
     _moved(p, ["--resume"], "{flag} reopens a chat; a batch resumes from its --out file by itself")
@@ -277,6 +290,22 @@ def _add_diff(sub: Any) -> None:
     _no_color(p)
 
 
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        prog="qwenchat report",
+        usage=REPORT_USAGE,
+        help="a batch results file as one HTML page (answers, verdicts, pass rates, diffs), offline",
+        description="Write a `qwenchat batch` results file as one self-contained HTML page: the prompt x "
+        "variant matrix with the answers, verdicts and pass rates, the word diff against variant A.",
+    )
+    p.add_argument("results", metavar="RESULTS.jsonl", help="the results file of a `qwenchat batch` run")
+    p.add_argument(
+        "-o", "--output", metavar="FILE.html", help="where the page goes (default: RESULTS with .html)"
+    )
+    _no_color(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The chat's parser, with the subcommands under it (chat options go after no command word)."""
     p = argparse.ArgumentParser(
@@ -293,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_batch(sub)
     _add_diff(sub)
+    _add_report(sub)
     _add_check(sub)
     add_model_options(p)
     add_generation_options(p, chat=True)
@@ -366,12 +396,16 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     else:
         ns = parser.parse_args(argv)
         if ns.command is not None:  # argparse let the subcommand's defaults overwrite the options before it
-            usage = {"batch": BATCH_USAGE, "check": CHECK_USAGE}.get(ns.command, DIFF_USAGE)
+            usage = {"batch": BATCH_USAGE, "diff": DIFF_USAGE, "check": CHECK_USAGE}.get(
+                ns.command, REPORT_USAGE
+            )
             raise UsageError(f"{ns.command} comes first, before any option: {usage}")
         command = None
     if command == "diff":
         return _fill(DiffOptions, ns)
     if command == "check":
         return _fill(CheckOptions, ns)
+    if command == "report":
+        return _fill(ReportOptions, ns)
     shared = {"model": _fill(ModelOptions, ns), "generation": _fill(GenerationOptions, ns)}
     return _fill(BatchOptions if command == "batch" else ChatOptions, ns, **shared)

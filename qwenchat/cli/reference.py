@@ -88,8 +88,9 @@ def render_options() -> str:
         "",
         "# Command-line options",
         "",
-        "The chat needs no command word (`qwenchat [options]`); batch runs and their comparison are "
-        "subcommands with their own options (`qwenchat batch`, `qwenchat diff`). "
+        "The chat needs no command word (`qwenchat [options]`); batch runs, their comparison and their "
+        "report are subcommands with their own options (`qwenchat batch`, `qwenchat diff`, "
+        "`qwenchat report`). "
         "A flag beats the config file, which beats the model's defaults.",
         "",
         *_parser_section(chat, "qwenchat (the chat)"),

@@ -209,3 +209,29 @@ def test_model_judge_turn_is_greedy_constrained_and_stoppable():
     with pytest.raises(JudgeError, match="interrupted"):
         judge.ask(JUDGE_SYSTEM, "grade this", VERDICT_SCHEMA)
     assert len(engine.requests) == 1
+
+
+def test_parallel_batch_grades_every_record_and_judges_on_the_endpoint(tmp_path):
+    """batch --parallel N against a server: every record graded before it is written, the judge (the model
+    under test) asked through the same server."""
+    from tests.batch.test_runner import qwenchat
+    from tests.support.cli_harness import ChatServer, echo_reply, text_reply
+
+    echo = echo_reply()
+
+    def answer(h, body):
+        if "response_format" in body:  # the judge's turn
+            text_reply('{"reason": "fine", "pass": true}')(h, body)
+        else:
+            echo(h, body)
+
+    prompts, out = tmp_path / "p.txt", tmp_path / "r.jsonl"
+    prompts.write_text("".join(f"say {i}\n@check contains='say {i}' judge=\"echoes\"\n" for i in range(6)))
+    with ChatServer(then=answer) as server:
+        argv = ["batch", str(prompts), "--endpoint", server.url, "--out", str(out), "--parallel", "3"]
+        rc, _, err = qwenchat(argv)
+        judged = [r for r in server.requests if "response_format" in r]
+    recs = lines(out)
+    assert rc == 0, err
+    assert [r["prompt"] for r in recs] == [f"say {i}" for i in range(6)] and all(r["passed"] for r in recs)
+    assert len(judged) == 6 and "6 of 6 passed" in err

@@ -211,12 +211,13 @@ def test_old_spellings_are_one_line_naming_the_command(tmp_path, argv, line):
 
 
 def test_the_options_defaults_are_the_parsers():
-    from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions
+    from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions, ReportOptions
     from qwenchat.cli.parser import parse
 
     assert parse([]) == ChatOptions()
     assert parse(["batch", "p.txt"]) == BatchOptions(prompts="p.txt")
     assert parse(["diff", "a", "b"]) == DiffOptions(old="a", new="b")
+    assert parse(["report", "r.jsonl"]) == ReportOptions(results="r.jsonl")
 
 
 def test_every_option_lands_in_a_typed_object():
@@ -224,7 +225,7 @@ def test_every_option_lands_in_a_typed_object():
     import argparse
     import dataclasses
 
-    from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions
+    from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions, ReportOptions
     from qwenchat.cli.parser import build_parser, subparsers
 
     def leaves(cls) -> set[str]:
@@ -245,6 +246,7 @@ def test_every_option_lands_in_a_typed_object():
     assert dests(chat) == leaves(ChatOptions)
     assert dests(subparsers(chat)["batch"]) == leaves(BatchOptions)
     assert dests(subparsers(chat)["diff"]) == leaves(DiffOptions)
+    assert dests(subparsers(chat)["report"]) == leaves(ReportOptions)
 
 
 def test_options_parse_into_typed_objects():

@@ -36,7 +36,7 @@ runpy.run_module("llama_cpp.server", run_name="__main__")
 class RealServer:
     """`python -m llama_cpp.server` on the demo GGUF, bound to 127.0.0.1, killed in the finalizer."""
 
-    def __init__(self, gguf: str, log_path: str) -> None:
+    def __init__(self, gguf: str, log_path: str, extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log = open(log_path, "wb")
@@ -55,6 +55,7 @@ class RealServer:
             "1",
             "--verbose",
             "False",
+            *extra_args,
         ]
         cmd = [sys.executable, "-m", "llama_cpp.server", *args]
         import llama_cpp
