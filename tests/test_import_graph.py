@@ -72,6 +72,7 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
             "qwenchat.structured.*",
             "qwenchat.batch.*",
             "qwenchat.report.*",
+            "qwenchat.checks.*",
         ),
     ),
     ("chat", 6, ("qwenchat.chat.*",)),
@@ -83,7 +84,13 @@ LAYERS: list[tuple[str, int, tuple[str, ...]]] = [
     (
         "app",
         7,
-        ("qwenchat.commands.*", "qwenchat.ui.*", "qwenchat.batch.runner", "qwenchat.batch.parallel"),
+        (
+            "qwenchat.commands.*",
+            "qwenchat.ui.*",
+            "qwenchat.batch.runner",
+            "qwenchat.batch.parallel",
+            "qwenchat.checks.model_judge",
+        ),
     ),
     ("cli", 8, ("qwenchat.cli.*", "qwenchat.__main__", "qwenchat.environment")),
 ]

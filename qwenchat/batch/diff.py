@@ -1,6 +1,7 @@
 """`qwenchat diff OLD NEW`: the answers of two batch runs matched by prompt, variables row, variant
-(what it overrides, not its letter) and seed. Exit status 0 when every answer is the same and both sides
-hold the same runs, 1 when something changed, 2 on bad input."""
+(what it overrides, not its letter) and seed; where both were graded, the verdicts that changed come first
+(passed -> failed, failed -> passed). Exit status 0 when every answer and verdict is the same and both
+sides hold the same runs, 1 when something changed, 2 on bad input."""
 
 from __future__ import annotations
 
@@ -34,6 +35,28 @@ class Pair:
     def prompt_changed(self) -> bool:
         return self.old.get("messages") != self.new.get("messages")
 
+    @property
+    def verdict_change(self) -> str | None:
+        """ "failed" (passed before, fails now), "passed" (the other way), or None: no change, or a side
+        that was not graded."""
+        a, b = self.old.get("passed"), self.new.get("passed")
+        if not isinstance(a, bool) or not isinstance(b, bool) or a == b:
+            return None
+        return "passed" if b else "failed"
+
+    def checks_changed(self) -> list[tuple[str, bool | None, bool | None]]:
+        """(check name, passed before, passed now) for each check whose verdict differs (None: absent)."""
+        before, now = _by_name(self.old), _by_name(self.new)
+        names = list(dict.fromkeys([*before, *now]))
+        return [(n, before.get(n), now.get(n)) for n in names if before.get(n) != now.get(n)]
+
+
+def _by_name(record: dict[str, Any]) -> dict[str, bool]:
+    verdicts = record.get("checks")
+    if not isinstance(verdicts, list):
+        return {}
+    return {str(v.get("name")): bool(v.get("pass")) for v in verdicts if isinstance(v, dict)}
+
 
 @dataclass
 class DiffReport:
@@ -44,11 +67,23 @@ class DiffReport:
     notes: list[str] = field(default_factory=list)  # torn last lines left out
 
     @property
+    def now_failing(self) -> list[Pair]:
+        return [p for p in self.changed + self.same if p.verdict_change == "failed"]
+
+    @property
+    def now_passing(self) -> list[Pair]:
+        return [p for p in self.changed + self.same if p.verdict_change == "passed"]
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.changed or self.only_old or self.only_new else 0
+        verdicts = self.now_failing or self.now_passing
+        return 1 if self.changed or self.only_old or self.only_new or verdicts else 0
 
     def one_line(self) -> str:
-        parts = [f"{len(self.same)} identical", f"{len(self.changed)} changed"]
+        parts = []
+        if self.now_failing or self.now_passing:
+            parts = [f"{len(self.now_failing)} passed -> failed", f"{len(self.now_passing)} failed -> passed"]
+        parts += [f"{len(self.same)} identical", f"{len(self.changed)} changed"]
         if self.only_old:
             parts.append(f"{len(self.only_old)} only in old")
         if self.only_new:

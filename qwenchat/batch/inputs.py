@@ -15,6 +15,7 @@ from qwenchat.errors import UserError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 BLOCK = '"""'
+CHECK_LINE = "@check "
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a prompt file, not a data set: refuse what would fill the memory
 ROLES = ("user", "assistant")
 
@@ -34,7 +35,9 @@ class Prompt:
     has_system: bool = False  # the record set "system" (null included: no system prompt)
     settings: dict[str, Any] = field(default_factory=dict)
     variables: dict[str, str] = field(default_factory=dict)  # a CSV row's other columns
-    reference: str | None = None  # a reference answer: each record gets its score (ref_logprob, ref_ppl)
+    reference: str | None = None  # a known good answer: scored (ref_logprob, ref_ppl), kept beside the record
+    checks: list[dict[str, Any]] = field(default_factory=list)  # the prompt's own check specs, as written
+    seed: int | None = None  # the prompt's own seed (a case kept with :keep); None: the run's seeds
 
     @property
     def text(self) -> str:
@@ -58,11 +61,13 @@ def _read_text(path: str | Path, what: str) -> str:
 
 
 def read_prompts(path: str | Path) -> list[Prompt]:
-    """The prompts of `path`, by its extension: .jsonl/.ndjson, .csv, anything else as text."""
+    """The prompts of `path`, by its extension: .jsonl/.ndjson, .csv, .toml, anything else as text."""
     text = _read_text(path, "prompt file")
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         prompts = parse_jsonl(text, str(path))
+    elif suffix == ".toml":
+        prompts = parse_toml(text, str(path))
     elif suffix == ".csv":
         prompts = parse_csv(text, str(path))
     else:
@@ -74,7 +79,8 @@ def read_prompts(path: str | Path) -> list[Prompt]:
 
 def parse_text(text: str, name: str = "prompts") -> list[Prompt]:
     """A prompt a line (blank lines skipped); a line `\"\"\"` opens a multi-line prompt up to the next such
-    line (a prompt may also start right after the quotes and end right before the closing ones)."""
+    line (a prompt may also start right after the quotes and end right before the closing ones). A line
+    `@check contains=Paris ...` gives checks to the prompt above it (qwenchat/checks/spec.py)."""
     prompts: list[Prompt] = []
     lines = text.splitlines()
     i = 0
@@ -100,10 +106,20 @@ def parse_text(text: str, name: str = "prompts") -> list[Prompt]:
             if not body.strip():
                 raise BatchError(f'{name} line {start}: an empty """ block')
             prompts.append(_user_prompt(len(prompts) + 1, start, body))
+        elif line.startswith(CHECK_LINE):
+            if not prompts:
+                raise BatchError(f"{name} line {start}: {CHECK_LINE.strip()} before any prompt")
+            prompts[-1].checks.extend(_inline(line[len(CHECK_LINE) :], f"{name} line {start}"))
         elif line.strip():
             prompts.append(_user_prompt(len(prompts) + 1, start, line.strip()))
         i += 1
     return prompts
+
+
+def _inline(text: str, where: str) -> list[Any]:
+    from qwenchat.checks.spec import inline_specs
+
+    return inline_specs(text, where)
 
 
 def _user_prompt(index: int, line: int, text: str) -> Prompt:
@@ -148,7 +164,17 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
         value = {"messages": value}
     if not isinstance(value, dict):
         raise BatchError(f"{where}: expected a prompt, a message list or an object")
-    unknown = set(value) - {"prompt", "messages", "system", "settings", "id", "images", "reference"}
+    unknown = set(value) - {
+        "prompt",
+        "messages",
+        "system",
+        "settings",
+        "id",
+        "images",
+        "reference",
+        "checks",
+        "seed",
+    }
     if unknown:
         raise BatchError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     if ("prompt" in value) == ("messages" in value):
@@ -172,7 +198,54 @@ def _from_json(value: Any, index: int, line: int, where: str) -> Prompt:
     reference = value.get("reference")
     if reference is not None and (not isinstance(reference, str) or not reference.strip()):
         raise BatchError(f"{where}: 'reference' must be non-empty text")
-    return Prompt(index, line, messages, system, has_system, dict(settings), reference=reference)
+    checks = value.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        raise BatchError(f"{where}: 'checks' must be a list of objects")
+    seed = value.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32):
+        raise BatchError(f"{where}: 'seed' must be an integer in 0..4294967295")
+    return Prompt(
+        index,
+        line,
+        messages,
+        system,
+        has_system,
+        dict(settings),
+        reference=reference,
+        checks=checks,
+        seed=seed,
+    )
+
+
+def parse_toml(text: str, name: str = "prompts") -> list[Prompt]:
+    """A suite: `[[prompts]]` tables with the fields of a JSONL object (prompt or messages, system, settings,
+    reference, seed, checks), and top-level `[[checks]]` that every prompt of the file gets after its own."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BatchError(f"{name}: not TOML ({exc})") from None
+    unknown = set(data) - {"prompts", "checks"}
+    if unknown:
+        raise BatchError(f"{name}: unknown key(s) {', '.join(sorted(unknown))} (expected prompts, checks)")
+    tables, shared = data.get("prompts", []), data.get("checks", [])
+    if not isinstance(tables, list) or not isinstance(shared, list):
+        raise BatchError(f"{name}: 'prompts' and 'checks' are arrays of tables ([[prompts]], [[checks]])")
+    # where each [[prompts]] table starts, for messages (tomllib keeps no line numbers)
+    starts = [n for n, line in enumerate(text.splitlines(), 1) if line.strip().startswith("[[prompts]]")]
+    prompts = []
+    for i, value in enumerate(tables):
+        line = starts[i] if i < len(starts) else 0
+        prompt = _from_json(value, i + 1, line, f"{name} line {line}" if line else f"{name} prompt {i + 1}")
+        prompt.checks = [*prompt.checks, *shared]
+        prompts.append(prompt)
+    return prompts
 
 
 def _messages(raw: Any, where: str) -> tuple[list[dict[str, str]], str | None]:
@@ -223,8 +296,8 @@ def _csv_rows(text: str, name: str) -> tuple[list[str], list[tuple[int, dict[str
 
 
 def parse_csv(text: str, name: str = "prompts") -> list[Prompt]:
-    """A `prompt` column (and optional `system` and `reference` columns); the other columns fill that row's
-    placeholders."""
+    """A `prompt` column (and optional `system`, `reference` and `checks` columns, the checks written as on
+    a line: `contains=Paris finish=stop`); the other columns fill that row's placeholders."""
     header, rows = _csv_rows(text, name)
     if "prompt" not in header:
         raise BatchError(f"{name}: no 'prompt' column (columns: {', '.join(header)})")
@@ -236,9 +309,12 @@ def parse_csv(text: str, name: str = "prompts") -> list[Prompt]:
         has_system = "system" in row
         system = row.pop("system", None)
         reference = row.pop("reference", None)
+        checks = row.pop("checks", "")
         prompt = _user_prompt(len(prompts) + 1, line, body)
         prompt.reference = reference if reference and reference.strip() else None
         prompt.system, prompt.has_system, prompt.variables = system or None, has_system, row
+        prompt.reference = reference or None
+        prompt.checks = _inline(checks, f"{name} line {line}")
         prompts.append(prompt)
     return prompts
 

@@ -23,7 +23,15 @@ from typing import Any
 
 from qwenchat.batch.plan import Run
 from qwenchat.batch.records import ResultsFile
-from qwenchat.batch.runner import BatchContext, BatchProgress, Summary, _Silent, _Stopped, answer_one
+from qwenchat.batch.runner import (
+    BatchContext,
+    BatchProgress,
+    Summary,
+    _Silent,
+    _Stopped,
+    answer_one,
+    grade_record,
+)
 from qwenchat.chat.session import ChatSession
 from qwenchat.engines.api import Engine
 from qwenchat.errors import UserError, first_line
@@ -93,6 +101,14 @@ def run_parallel(
             return _Done(stopped=True)
         if record["finish_reason"] == "error":
             return _Done(error=record["error"] or "error")
+        try:
+            record.update(grade_record(ctx, run.prompt_index, record, hook))  # graded before it is written
+        except BaseException as exc:  # a bug: the caller re-raises it
+            return _Done(crash=exc)
+        finally:
+            sessions.pop(i, None)
+        if stop.is_set():  # Ctrl-C while a judge graded it: done again on resume
+            return _Done(stopped=True)
         return _Done(record=record)
 
     workers = [threading.Thread(target=work, args=(c,), name="qwenchat-batch", daemon=True) for c in ctxs]

@@ -148,7 +148,9 @@ def plan_runs(
                     schema.check_combination({**base_settings, **settings})
                 except UserError as exc:
                     raise BatchError(f"{name} line {p.line}, variant {v.label}: {exc}") from None
-                for seed in [v.overrides["seed"]] if "seed" in v.overrides else seeds:
+                # a grid's seed, else the prompt's own (a case kept with :keep), else the run's seeds
+                own_seed = [p.seed] if p.seed is not None else seeds
+                for seed in [v.overrides["seed"]] if "seed" in v.overrides else own_seed:
                     runs.append(
                         Run(
                             p.index,

@@ -18,6 +18,10 @@ from qwenchat.batch.inputs import BatchError
 from qwenchat.batch.plan import Run
 from qwenchat.batch.records import ResultsFile
 from qwenchat.chat.session import ChatSession
+from qwenchat.checks.grade import Answer, grade
+from qwenchat.checks.judge import Judge
+from qwenchat.checks.model_judge import ModelJudge
+from qwenchat.checks.spec import Check
 from qwenchat.conversation.model import Conversation, Message
 from qwenchat.engines.api import Engine, SupportsAdapters, SupportsFingerprint
 from qwenchat.errors import UserError, first_line
@@ -72,6 +76,9 @@ class BatchContext:
     adapter: str | None = None  # the adapters loaded with --adapter (for records without an adapter variant)
     overflow: str = "drop-oldest"
     json_schema: dict[str, Any] | None = None  # --json-schema: answers constrained, each record says if valid
+    checks: dict[int, list[Check]] = field(default_factory=dict)  # prompt index -> its checks (shared too)
+    references: dict[int, str] = field(default_factory=dict)  # prompt index -> its reference answer
+    judge: Judge | None = None  # for `judge` checks
 
 
 def _switch_adapter(engine: Engine, name: str) -> str | None:
@@ -134,6 +141,7 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         "tokens": {
             "prompt": st.prompt_tokens if st else None,
             "generated": st.generated_tokens if st else None,
+            "thinking": st.thinking_tokens if st else None,
         },
         "ttft_s": round(st.ttft_s, 4) if st else None,
         "tok_s": round(st.decode_tps, 2) if st else None,
@@ -141,9 +149,27 @@ def answer_one(ctx: BatchContext, run: Run, session_hook: Callable[[ChatSession]
         **_json_fields(result.json_check),
         "fingerprint": ctx.engine.fingerprint() if isinstance(ctx.engine, SupportsFingerprint) else None,
         **reference_fields(session, run.reference),
+        **({"reference": ctx.references[run.prompt_index]} if run.prompt_index in ctx.references else {}),
         "qwenchat_version": __version__,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def grade_record(
+    ctx: BatchContext,
+    prompt_index: int,
+    record: dict[str, Any],
+    watch: Callable[[ChatSession], bool] | None = None,
+) -> dict[str, Any]:
+    """The verdicts of a record (checks, passed), before it is written: a killed run's records are
+    graded. `watch` sees a judge's session (Ctrl-C reaches it)."""
+    checks = ctx.checks.get(prompt_index)
+    if not checks:
+        return {}
+    judge = ctx.judge
+    if isinstance(judge, ModelJudge):  # a copy: parallel workers each grade with their own
+        judge = judge.on(ctx.engine, watch)
+    return grade(checks, Answer.from_record(record), judge)
 
 
 def _json_fields(check: tuple[bool, str] | None) -> dict[str, Any]:
@@ -215,6 +241,9 @@ def run_batch(
                 summary.failed.append((run.id, record["error"] or record["finish_reason"]))
                 progress.finished(run, None)
                 continue
+            record.update(grade_record(ctx, run.prompt_index, record, hook))
+            if stop.is_set():  # Ctrl-C while a judge graded it: done again on resume
+                break
             results.append(record)
             summary.written += 1
             progress.finished(run, record)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from qwenchat.cli.options import BatchOptions, ChatOptions, DiffOptions, ReportOptions
+from qwenchat.cli.options import BatchOptions, ChatOptions, CheckOptions, DiffOptions, ReportOptions
 from qwenchat.cli.parser import UsageError, parse
 from qwenchat.environment import Environment
 from qwenchat.errors import UserError, first_line
@@ -37,6 +37,10 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             from qwenchat.cli import batch
 
             return batch.diff(options, env, err)
+        if isinstance(options, CheckOptions):
+            from qwenchat.cli import batch
+
+            return batch.check(options, err, _engines(env), env)
         if isinstance(options, ReportOptions):
             from qwenchat.cli.report import report
 
@@ -81,7 +85,7 @@ def _batch(options: BatchOptions, env: Environment, err: Renderer) -> int:
     engine, banner = made
     if (extra := batch.more_engines(options, banner, make, err)) is None:
         return 2
-    return batch.run(options, startup, engine, banner, inputs, err, extra)
+    return batch.run(options, startup, engine, banner, inputs, err, extra, make=make)
 
 
 def _chat(options: ChatOptions, env: Environment, err: Renderer) -> int:

@@ -113,6 +113,21 @@ class BatchOptions:
     grid: tuple[str, ...] = ()  # KEY=V1,V2 axes
     seeds: str | None = None  # "1,2,3"
     parallel: int = 1  # requests in flight at once (--endpoint only)
+    checks: str | None = None  # a file of checks applied to every prompt
+    judge: str | None = None  # the model that grades `judge` checks (None: the model under test)
+    fail_under: str | None = None  # "0.9" or "90%": the pass rate that still exits 0
+    no_color: bool = False
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """`qwenchat check RESULTS.jsonl [--checks FILE]`: a results file graded again, nothing generated."""
+
+    results: str
+    checks: str | None = None
+    judge: str | None = None  # the model for `judge` checks (the only ones that need one)
+    fail_under: str | None = None
+    out: str | None = None  # where the graded records go (None: nowhere; the table says it all)
     no_color: bool = False
 
 
@@ -134,4 +149,4 @@ class ReportOptions:
     no_color: bool = False
 
 
-Options = ChatOptions | BatchOptions | DiffOptions | ReportOptions
+Options = ChatOptions | BatchOptions | DiffOptions | ReportOptions | CheckOptions

@@ -15,6 +15,7 @@ from qwenchat.cli import compile_flags, testbench_flags
 from qwenchat.cli.options import (
     BatchOptions,
     ChatOptions,
+    CheckOptions,
     DiffOptions,
     GenerationOptions,
     ModelOptions,
@@ -24,11 +25,15 @@ from qwenchat.cli.options import (
 from qwenchat.errors import UserError
 
 DEFAULT_CHECKPOINT = "Qwen/Qwen2-7B-Instruct"  # as Qwen's cli_demo
-COMMANDS = ("batch", "diff", "report")
+COMMANDS = ("batch", "diff", "report", "check")
 BATCH_USAGE = "qwenchat batch PROMPTS --out FILE.jsonl [options]"
 DIFF_USAGE = "qwenchat diff OLD NEW"
 REPORT_USAGE = "qwenchat report RESULTS.jsonl [-o report.html]"
-USAGE = f"qwenchat [-c MODEL] [options]\n       {BATCH_USAGE}\n       {DIFF_USAGE}\n       {REPORT_USAGE}"
+CHECK_USAGE = "qwenchat check RESULTS.jsonl [--checks FILE]"
+USAGE = (
+    f"qwenchat [-c MODEL] [options]\n       {BATCH_USAGE}\n       {DIFF_USAGE}\n       {REPORT_USAGE}"
+    f"\n       {CHECK_USAGE}"
+)
 
 
 class UsageError(UserError):
@@ -220,7 +225,9 @@ def _add_batch(sub: Any) -> None:
     add_model_options(p)
     add_generation_options(p, chat=False)
     b = p.add_argument_group("batch")
-    b.add_argument("prompts", metavar="PROMPTS", help="the prompts file (.txt, .jsonl, .csv)")
+    b.add_argument(
+        "prompts", metavar="PROMPTS", help="the prompts file (.txt, .jsonl, .csv, or a .toml suite)"
+    )
     b.add_argument("--out", metavar="FILE.jsonl", help="where a record per run is appended (resumable)")
     b.add_argument("--vars", metavar="VARS.csv", help="fill {{name}} placeholders: each row x each prompt")
     b.add_argument(
@@ -240,8 +247,46 @@ def _add_batch(sub: Any) -> None:
         help="with --endpoint: up to N requests at once, so the server batches them (records stay in "
         "the prompts' order)",
     )
+    _add_check_flags(p.add_argument_group("checks (docs/checks.md)"), batch=True)
     _no_color(p.add_argument_group("output"))
     _moved(p, ["--resume"], "{flag} reopens a chat; a batch resumes from its --out file by itself")
+
+
+def _add_check_flags(group: Any, *, batch: bool) -> None:
+    group.add_argument(
+        "--checks",
+        metavar="FILE",
+        help="checks applied to every "
+        + ("prompt, beside each prompt's own" if batch else "record, instead of the shared ones recorded")
+        + " (.toml, .json, .jsonl)",
+    )
+    group.add_argument(
+        "--judge",
+        metavar="SPEC",
+        help="the model that grades judge checks: demo, a directory, a .gguf, a hub id or an endpoint URL"
+        + (" (default: the model under test)" if batch else ""),
+    )
+    group.add_argument(
+        "--fail-under",
+        metavar="RATE",
+        help="exit 0 when at least this share of records pass (0.9, or 90 with a percent sign; default: all)",
+    )
+
+
+def _add_check(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        prog="qwenchat check",
+        usage=f"{CHECK_USAGE} [options]",
+        help="grade a batch results file again (nothing is generated; judge checks need a model)",
+        description="Grade the records of a `qwenchat batch` results file again: the checks recorded with "
+        "each record (the prompt's own), and the shared ones of --checks FILE (or those recorded). Exit "
+        "status: 0 all pass (or the rate is at least --fail-under), 1 otherwise, 2 bad input.",
+    )
+    p.add_argument("results", metavar="RESULTS", help="a results file written by qwenchat batch (.jsonl)")
+    _add_check_flags(p, batch=False)
+    p.add_argument("--out", metavar="FILE.jsonl", help="write the graded records here (for report and diff)")
+    _no_color(p)
 
 
 def _add_diff(sub: Any) -> None:
@@ -291,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch(sub)
     _add_diff(sub)
     _add_report(sub)
+    _add_check(sub)
     add_model_options(p)
     add_generation_options(p, chat=True)
     s = p.add_argument_group("sessions")
@@ -363,11 +409,15 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     else:
         ns = parser.parse_args(argv)
         if ns.command is not None:  # argparse let the subcommand's defaults overwrite the options before it
-            usage = {"batch": BATCH_USAGE, "diff": DIFF_USAGE}.get(ns.command, REPORT_USAGE)
+            usage = {"batch": BATCH_USAGE, "diff": DIFF_USAGE, "check": CHECK_USAGE}.get(
+                ns.command, REPORT_USAGE
+            )
             raise UsageError(f"{ns.command} comes first, before any option: {usage}")
         command = None
     if command == "diff":
         return _fill(DiffOptions, ns)
+    if command == "check":
+        return _fill(CheckOptions, ns)
     if command == "report":
         return _fill(ReportOptions, ns)
     shared = {"model": _fill(ModelOptions, ns), "generation": _fill(GenerationOptions, ns)}

@@ -11,6 +11,7 @@ from qwenchat.commands import probs  # noqa: F401
 from qwenchat.commands import compare  # noqa: F401
 from qwenchat.commands import tools  # noqa: F401
 from qwenchat.commands import structured  # noqa: F401
+from qwenchat.commands import checks  # noqa: F401
 from qwenchat.commands import prefill  # noqa: F401
 from qwenchat.commands import attach  # noqa: F401
 from qwenchat.commands import image  # noqa: F401

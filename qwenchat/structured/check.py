@@ -17,6 +17,22 @@ def answer_json_text(text: str) -> str:
     return _THINK.sub("", text, count=1).strip()
 
 
+_VALIDATORS: dict[int, tuple[Any, Any]] = {}  # id(schema) -> (schema, validator): graders check many answers
+
+
+def _validator(schema: dict[str, Any] | bool) -> Any:
+    import jsonschema
+
+    hit = _VALIDATORS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    if len(_VALIDATORS) > 64:
+        _VALIDATORS.clear()
+    _VALIDATORS[id(schema)] = (schema, validator)  # the schema kept alive: its id cannot be reused
+    return validator
+
+
 def validate_answer(text: str, schema: dict[str, Any] | bool) -> tuple[bool, str]:
     """(valid, one line): `valid JSON for the schema`, or why not (a parse error with its place, or the
     first schema error with the path of the value that broke it)."""
@@ -31,7 +47,7 @@ def validate_answer(text: str, schema: dict[str, Any] | bool) -> tuple[bool, str
         return False, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
     except RecursionError:
         return False, "not JSON: nested too deeply"
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is None:
         return True, "valid JSON for the schema"

@@ -39,22 +39,31 @@ class ProgressBar:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[verdicts]}", markup=False),
             TextColumn("{task.description}", markup=False),
             console=console,
             transient=True,
             disable=not console.is_terminal,
         )
         self._task: Any = None
+        self.passed = 0  # records whose checks all passed, in this run
+        self.failed = 0
 
     def start(self, total: int, done: int) -> None:
         self._progress.start()
-        self._task = self._progress.add_task("", total=total, completed=done)
+        self._task = self._progress.add_task("", total=total, completed=done, verdicts="")
 
     def running(self, run: Run) -> None:
         preview = " ".join(safe(run.messages[-1]["content"]).split())[:40]
         self._progress.update(self._task, description=f"{run.id} {preview}")
 
     def finished(self, run: Run, record: dict[str, Any] | None) -> None:
+        if record is not None and "passed" in record:
+            if record["passed"]:
+                self.passed += 1
+            else:
+                self.failed += 1
+            self._progress.update(self._task, verdicts=f"✓{self.passed} ✗{self.failed}")
         self._progress.advance(self._task)
 
     def stop(self) -> None:
@@ -89,12 +98,31 @@ class DiffView:
         self.console.print(text if isinstance(text, Text) else Text(text), soft_wrap=True)
 
     def show(self, report: DiffReport) -> None:
+        for title, pairs, style in (
+            ("passed -> failed", report.now_failing, "bold red"),
+            ("failed -> passed", report.now_passing, "bold green"),
+        ):
+            for pair in pairs:
+                self._verdicts(title, pair, style)
+        if report.now_failing or report.now_passing:
+            self._line("")
         for pair in report.changed:
             self._pair(pair)
         for title, records in (("only in old", report.only_old), ("only in new", report.only_new)):
             for r in records:
                 self._line(Text(f"{title}: {_describe(r)}: {_preview(str(r.get('prompt', '')))}"))
         self._line(Text(report.one_line(), style="bold" if self.colour else ""))
+
+    def _verdicts(self, title: str, pair: Pair, style: str) -> None:
+        self._line(Text(f"{title}: {_describe(pair.new)}", style=style if self.colour else ""))
+        self._line(f"  prompt: {_preview(str(pair.new.get('prompt', '')))}")
+        mark = {True: "pass", False: "fail", None: "-"}
+        for name, before, now in pair.checks_changed():
+            detail = next(
+                (str(v.get("detail", "")) for v in pair.new.get("checks") or [] if v.get("name") == name), ""
+            )
+            line = f"  {safe(name)}: {mark[before]} -> {mark[now]}"
+            self._line(line + (f" ({_preview(detail)})" if detail and now is False else ""))
 
     def _pair(self, pair: Pair) -> None:
         head = Text(f"changed: {_describe(pair.new)}", style="bold yellow" if self.colour else "")

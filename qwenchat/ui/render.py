@@ -248,6 +248,14 @@ class Renderer:
 
         self._say(diff_text(pieces, marks=self.plain or self.console.no_color), soft_wrap=False)
 
+    def check_verdicts(self, verdicts: Sequence[dict[str, Any]]) -> None:
+        """`:check`: a line per check (✓/✗, name, detail) and how many passed."""
+        from qwenchat.ui.checks import verdict_lines
+
+        colour = not self.plain and not self.console.no_color and self.console.color_system is not None
+        for line in verdict_lines(list(verdicts), colour):
+            self._say(line, soft_wrap=True)
+
     def tool_call(self, call: Any) -> None:
         """A tool call (tools.ToolCall, or a stored one) as a panel; plain lines on a plain console."""
         if self.plain:

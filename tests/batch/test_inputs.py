@@ -16,6 +16,7 @@ from qwenchat.batch.inputs import (
 )
 from qwenchat.batch.plan import parse_seeds, plan_runs
 from qwenchat.compare.variants import Variant, parse_variants
+from qwenchat.errors import UserError
 from qwenchat.settings import NEUTRAL
 
 
@@ -180,3 +181,75 @@ def test_plan_refuses_bad_prompt_settings():
             name="p.jsonl",
         )
     assert "p.jsonl line 1" in one_line(exc) and "temperature" in str(exc.value)
+
+
+def test_reference_in_jsonl_and_csv():
+    p = parse_jsonl('{"prompt": "capital of France?", "reference": "Paris."}\n"no reference"\n')
+    assert [x.reference for x in p] == ["Paris.", None]
+    rows = parse_csv("prompt,reference,topic\nname {{topic}},a known answer,cats\nplain,,x\n")
+    assert [x.reference for x in rows] == ["a known answer", None]
+    assert rows[0].variables == {"topic": "cats"}  # reference is no placeholder value
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('{"prompt": "p", "reference": 3}', "'reference' must be text"),
+        ('{"prompt": "p", "checks": 1}', "checks"),
+    ],
+)
+def test_reference_and_checks_errors(line, needle):
+    with pytest.raises(BatchError) as exc:
+        parse_jsonl(line, "p.jsonl")
+    assert needle in one_line(exc)
+
+
+def test_a_prompts_own_seed_replaces_the_runs_seeds():
+    prompts = parse_jsonl('{"prompt": "kept", "seed": 7}\n"plain"\n')
+    runs = plan_runs(
+        prompts, None, [Variant("")], [1, 2], default_system=None, base_settings={}, schema=NEUTRAL
+    )
+    assert [r.id for r in runs] == ["p1/s7", "p2/s1", "p2/s2"]
+    for bad in ('{"prompt": "p", "seed": -1}', '{"prompt": "p", "seed": true}'):
+        with pytest.raises(BatchError) as exc:
+            parse_jsonl(bad, "p.jsonl")
+        assert "'seed' must be an integer" in one_line(exc)
+
+
+def test_checks_in_text_and_csv_files():
+    p = parse_text('one\n@check contains=a finish=stop\n"""\ntwo\n"""\n@check regex="^b"\n')
+    assert p[0].checks == [{"contains": "a"}, {"finish": "stop"}] and p[1].checks == [{"regex": "^b"}]
+    with pytest.raises(UserError) as exc:
+        parse_text("@check contains=a\nprompt\n", "p.txt")
+    assert "p.txt line 1" in one_line(exc)
+    rows = parse_csv('prompt,checks\nq,"contains=x max_tokens=3"\nr,\n')
+    assert rows[0].checks == [{"contains": "x"}, {"max_tokens": 3}] and rows[1].checks == []
+
+
+def test_toml_suite(tmp_path):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        "[[checks]]\nmax_tokens = 64\n\n"
+        '[[prompts]]\nprompt = "capital of France?"\nreference = "Paris."\nseed = 3\n'
+        '  [[prompts.checks]]\n  contains = "Paris"\n\n'
+        '[[prompts]]\nmessages = [{role = "user", content = "hi"}]\nsystem = "Be brief."\n'
+        "settings = {temperature = 0.2}\n"
+    )
+    first, second = read_prompts(suite)
+    assert (first.text, first.reference, first.seed, first.line) == ("capital of France?", "Paris.", 3, 4)
+    assert first.checks == [{"contains": "Paris"}, {"max_tokens": 64}]
+    assert (second.system, second.settings, second.checks, second.line) == (
+        "Be brief.",
+        {"temperature": 0.2},
+        [{"max_tokens": 64}],
+        11,
+    )
+    for text, needle in (
+        ("[[prompts]\n", "not TOML"),
+        ("[[prompt]]\nprompt = 'x'\n", "unknown key(s) prompt"),
+        ("[[prompts]]\nprompt = 'x'\ncolour = 1\n", "line 1: unknown field(s) colour"),
+    ):
+        suite.write_text(text)
+        with pytest.raises(BatchError) as exc:
+            read_prompts(suite)
+        assert needle in one_line(exc)
