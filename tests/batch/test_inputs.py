@@ -194,7 +194,7 @@ def test_reference_in_jsonl_and_csv():
 @pytest.mark.parametrize(
     ("line", "needle"),
     [
-        ('{"prompt": "p", "reference": 3}', "'reference' must be text"),
+        ('{"prompt": "p", "reference": 3}', "'reference' must be non-empty text"),
         ('{"prompt": "p", "checks": 1}', "checks"),
     ],
 )
