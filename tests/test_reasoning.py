@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from qwenchat.commands.reasoning import set_budget, set_mode
+from qwenchat.engines.api import GenerationRequest
 from qwenchat.reasoning import CLOSE_TEXT, BudgetTracker, ReasoningError, parse_budget, template_variables
 
 QWEN3_LIKE = (
@@ -120,7 +121,7 @@ def test_cache_cut_where_the_history_drops_thinking_and_answers_match_a_fresh_ru
     for s in (kept, fresh):
         set_budget(s, 6)
     prev_ids: list[int] = []
-    prev_request = None
+    kept_plan = None
     for text in ["first question", "second one", "and a third"]:
         request = kept.request(extra_user=text)
         ids = kept.engine.encode(request)
@@ -130,15 +131,24 @@ def test_cache_cut_where_the_history_drops_thinking_and_answers_match_a_fresh_ru
         if prev_ids:
             prev_len = len(prev_ids)
             # The previous prompt ended in "<think>\n"; this one has the answer without its thinking there,
-            # so the two part where that block began: the cache keeps the segments before the answer's.
+            # so the two part where that block began, inside the segment of the last user message: the cache
+            # keeps the segments before it (everything up to the answer before, none on the second turn).
             opener = len(kept.engine._tokenize("<think>\n"))
             common = prev_len - opener
             assert ids[:common] == prev_ids[:common] and ids[common] != prev_ids[common]
-            rendered = kept.engine.render_prompt(prev_request, generation_prompt=False)
-            assert a.stats.reused_tokens == len(kept.engine._tokenize(rendered)) <= common
-            assert a.stats.reused_tokens > 0
+            # What the schedule keeps: the chunks both prompts compute alike, over tokens they share.
+            alike = 0
+            prev_spans, spans = kept_plan.spans, kept.engine.plan(request, ids).spans
+            for before, now in zip(prev_spans, spans, strict=False):
+                if before != now or now[1] > common:
+                    break
+                alike = now[1]
+            assert a.stats.reused_tokens == alike < common
+            if len(request.messages) > 3:  # a third turn keeps everything up to the first answer's end
+                first = kept.engine.render_prompt(GenerationRequest(request.messages[:-3]), False)
+                assert alike >= len(kept.engine._tokenize(first)) > 0
         assert "</think>" in a.text
-        prev_ids, prev_request = ids, request
+        prev_ids, kept_plan = ids, kept.engine.plan(request, ids)
     history = kept.engine.render_prompt(kept.request(extra_user="x"))
     assert history.count("</think>") == 0  # earlier thinking is gone from the prompt
 

@@ -3,19 +3,23 @@
 A position's keys and values depend on the batch it was computed in (bf16 matmuls and llama.cpp's kernels
 round differently for different batch shapes), so two computations of a position agree bit for bit only when
 it was computed in the same chunk (same start, same end) on top of identical earlier positions. Every prompt
-is therefore computed on one schedule, aligned to the conversation's messages, which are the same whether a
-prompt is computed turn by turn or from scratch (a resume, a batch run, `--no-cache-reuse`):
+is therefore computed on one schedule, aligned to the conversation's assistant messages, which are the same
+whether a prompt is computed turn by turn or from scratch (a resume, a batch run, `--no-cache-reuse`):
 
-- the prompt is cut into segments where its messages start (rendering the conversation's prefixes tells
-  where), and each segment is computed in chunks of at most `chunk` tokens counted from its own start;
-- the prompt's last token is left out of its last segment: generate computes it alone, so a retry, which
-  reuses everything before it, gets the same logits;
+- the prompt is cut into segments where each assistant message's text starts (after its header) and where it
+  ends; what lies between two answers (a user message, tool results, the next header) is one segment, and so
+  is each answer. Rendering the conversation's prefixes tells where these bounds are;
+- each segment is computed in chunks of at most `chunk` tokens counted from its own start;
+- a segment that ends in an assistant header computes its last token alone: the prompt's last token is that
+  token, which generate computes, so a retry, which reuses everything before it, gets the same logits, and the
+  same segment in a later prompt is computed the same way;
 - the cache keeps a log of the chunks it computed on this schedule, and a new prompt keeps the cached
   positions its own schedule would compute in the very same chunks (and no further than the tokens agree).
 
-An answer is decoded a token at a time, so its keys and values are not the schedule's: the next prompt
-computes the answer's segment again, and `warm` does that while the user types. A new turn then computes its
-own segment only. No torch here: the engines own their caches, this module only says what of them to keep.
+An answer is decoded a token at a time, so its keys and values are not the schedule's, nor is the header's
+last token generate computed: the next prompt computes them again, and `warm` does that while the user types.
+A new turn then computes its own segment only: its message and the header, in one chunk and the last token.
+No torch here: the engines own their caches, this module only says what of them to keep.
 """
 
 from __future__ import annotations
@@ -56,18 +60,36 @@ def shared_prefix(seqs: list[list[int]]) -> list[int]:
     return seqs[0][:n]
 
 
-def schedule(length: int, bounds: list[int], chunk: int) -> list[Span]:
+def schedule(
+    length: int, bounds: list[int], chunk: int, alone: frozenset[int] | set[int] = frozenset()
+) -> list[Span]:
     """The chunks a prompt of `length` tokens is computed in: each segment (from one bound to the next) in
-    chunks of at most `chunk` counted from the segment's start, the last token left to generate."""
+    chunks of at most `chunk` counted from the segment's start; a segment ending at a bound in `alone` (an
+    assistant header's end) computes its last token alone; the prompt's last token is left to generate."""
     end = length - 1
     edges = [0, *sorted({b for b in bounds if 0 < b < end}), end]
     spans: list[Span] = []
     for start, stop in zip(edges, edges[1:], strict=False):
+        last = stop - 1 if stop in alone and stop - 1 > start else stop
         pos = start
-        while pos < stop:
-            spans.append((pos, min(pos + chunk, stop)))
+        while pos < last:
+            spans.append((pos, min(pos + chunk, last)))
             pos = spans[-1][1]
+        if last < stop:
+            spans.append((last, stop))
     return spans
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Where a prompt's segments start, and those of them that follow an assistant header (the segment
+    before computes its last token alone there)."""
+
+    starts: list[int]
+    alone: frozenset[int] = frozenset()
+
+    def plan(self, ids: list[int], chunk: int) -> Plan:
+        return Plan(ids, schedule(len(ids), self.starts, chunk, self.alone))
 
 
 @dataclass
@@ -83,40 +105,59 @@ class Plan:
 
 
 class MessageBounds:
-    """Where each message of a request starts in its rendered prompt: the length of the prompt the
-    conversation's first k messages render to (no generation prompt), where it agrees with the whole prompt.
-    `encode(request)` renders and tokenizes a request without a generation prompt. Prefixes seen before are
-    remembered, so a turn renders only its new messages."""
+    """Where each assistant message's text starts (after its header) and ends in a request's rendered prompt:
+    the length of the prompt the messages before it render to with a generation prompt, and with it without
+    one, where that agrees with the whole prompt. `encode(request, generation_prompt)` renders and tokenizes
+    a request (as the cache compares it). Prefixes seen before are remembered, so a turn renders only its
+    new messages."""
 
-    def __init__(self, encode: Callable[[GenerationRequest], list[int]], memo: int = 512) -> None:
+    def __init__(self, encode: Callable[[GenerationRequest, bool], list[int]], memo: int = 512) -> None:
         self._encode = encode
-        self._memo: OrderedDict[str, list[int] | None] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, bool], list[int] | None] = OrderedDict()
         self._size = memo
 
-    def __call__(self, request: GenerationRequest, ids: list[int]) -> list[int]:
+    def _prefix(
+        self, request: GenerationRequest, k: int, key: str, generation_prompt: bool
+    ) -> list[int] | None:
+        memo_key = (key, generation_prompt)
+        if memo_key in self._memo:
+            self._memo.move_to_end(memo_key)
+            return self._memo[memo_key]
+        try:
+            sub = replace(request, messages=request.messages[:k], continue_final=False)
+            prefix: list[int] | None = self._encode(sub, generation_prompt)
+        except Exception:  # a template that refuses a prefix (no user message yet): no bound there
+            prefix = None
+        self._memo[memo_key] = prefix
+        if len(self._memo) > self._size:
+            self._memo.popitem(last=False)
+        return prefix
+
+    def __call__(self, request: GenerationRequest, ids: list[int]) -> Bounds:
         messages = request.messages
-        last = len(messages) - 1 if request.continue_final else len(messages)  # a continued answer: its own
         head = json.dumps([request.tools, request.template_kwargs], sort_keys=True, default=str)
         digest = hashlib.sha256(head.encode())
-        bounds: list[int] = []
-        for k in range(1, last + 1):
-            digest.update(json.dumps(messages[k - 1], sort_keys=True, default=str).encode())
-            key = digest.hexdigest()
-            if key in self._memo:
-                self._memo.move_to_end(key)
-                prefix = self._memo[key]
-            else:
-                try:
-                    sub = replace(request, messages=messages[:k], continue_final=False)
-                    prefix = self._encode(sub)
-                except Exception:  # a template that refuses a prefix (no user message yet): no bound there
-                    prefix = None
-                self._memo[key] = prefix
-                if len(self._memo) > self._size:
-                    self._memo.popitem(last=False)
-            if prefix:
-                bounds.append(common_prefix_len(prefix, ids))
-        return sorted({b for b in bounds if 0 < b < len(ids)})
+        keys = [digest.hexdigest()]  # keys[k]: the first k messages (with the tools and template variables)
+        for m in messages:
+            digest.update(json.dumps(m, sort_keys=True, default=str).encode())
+            keys.append(digest.hexdigest())
+        starts: set[int] = set()
+        alone: set[int] = set()
+        for k, m in enumerate(messages):
+            if m.get("role") != "assistant":
+                continue
+            before = self._prefix(request, k, keys[k], True)  # ... up to this answer's header
+            if before:
+                text_start = common_prefix_len(before, ids)
+                starts.add(text_start)
+                alone.add(text_start)
+            if request.continue_final and k == len(messages) - 1:
+                break  # the answer being continued ends the prompt
+            through = self._prefix(request, k + 1, keys[k + 1], False)  # ... through this answer
+            if through:
+                starts.add(common_prefix_len(through, ids))
+        inside = {b for b in starts if 0 < b < len(ids)}
+        return Bounds(sorted(inside), frozenset(alone & inside))
 
 
 @dataclass

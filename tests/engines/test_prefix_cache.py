@@ -8,6 +8,7 @@ import threading
 from qwenchat.engines.api import GenerationRequest
 from qwenchat.engines.job import PrefillProgress
 from qwenchat.engines.prefix_cache import (
+    Bounds,
     MessageBounds,
     Plan,
     PrefixCache,
@@ -45,11 +46,19 @@ def test_prefix_helpers():
 
 
 def test_each_segment_is_chunked_from_its_own_start_and_the_last_token_is_left():
-    # messages start at 5 and 22; a 30-token prompt; chunks of 8
+    # bounds at 5 and 22; a 30-token prompt; chunks of 8
     assert schedule(30, [5, 22], 8) == [(0, 5), (5, 13), (13, 21), (21, 22), (22, 29)]
     assert schedule(30, [], 8) == [(0, 8), (8, 16), (16, 24), (24, 29)]
     assert schedule(30, [29, 40, 0], 8) == schedule(30, [], 8)  # bounds past the end or at 0 mean nothing
     assert schedule(1, [], 8) == []  # one token: generate computes it
+
+
+def test_a_segment_ending_in_an_assistant_header_computes_its_last_token_alone():
+    # an answer's text starts at 12 (after its header) and ends at 20
+    assert schedule(30, [12, 20], 8, alone={12}) == [(0, 8), (8, 11), (11, 12), (12, 20), (20, 28), (28, 29)]
+    # the same segment in the prompt that asked for that answer: its last token is generate's
+    assert schedule(12, [], 8) == [(0, 8), (8, 11)]
+    assert schedule(30, [1], 8, alone={1}) == [(0, 1), (1, 9), (9, 17), (17, 25), (25, 29)]
 
 
 def test_prefill_computes_the_plan_from_start_logs_it_and_reports_progress():
@@ -140,42 +149,49 @@ def test_warm_computes_the_chunks_every_stand_in_prompt_starts_with():
     assert forgot == [True]
 
 
-def test_message_bounds_come_from_rendering_the_conversations_prefixes():
-    calls: list[int] = []
+def test_message_bounds_are_where_each_answer_starts_and_ends():
+    calls: list[tuple[int, bool]] = []
 
-    def encode(request: GenerationRequest) -> list[int]:  # one token per character of a toy template
-        calls.append(len(request.messages))
-        return [ord(c) for c in "".join(f"<{m['role'][0]}>{m['content']}" for m in request.messages)]
+    def encode(request: GenerationRequest, generation_prompt: bool) -> list[int]:  # a char a token
+        calls.append((len(request.messages), generation_prompt))
+        text = "".join(f"<{m['role'][0]}>{m['content']}." for m in request.messages)
+        return [ord(c) for c in text + ("<a>" if generation_prompt else "")]
 
     bounds = MessageBounds(encode)
     messages = [
-        {"role": "system", "content": "sys"},
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "hello"},
-        {"role": "user", "content": "more"},
+        {"role": "system", "content": "sys"},  # <s>sys. 0..7
+        {"role": "user", "content": "hi"},  # <u>hi. 7..13
+        {"role": "assistant", "content": "hello"},  # <a> 13..16, hello. 16..22
+        {"role": "user", "content": "more"},  # <u>more. 22..30, then <a>
     ]
     request = GenerationRequest(messages)
-    ids = encode(request) + [ord(c) for c in "<a>"]  # the generation prompt
+    ids = encode(request, True)
     calls.clear()
-    assert bounds(request, ids) == [6, 11, 19, 26]
-    assert calls == [1, 2, 3, 4]
-    request = GenerationRequest(
+    assert bounds(request, ids) == Bounds([16, 22], frozenset({16}))
+    assert calls == [(2, True), (3, False)]
+    longer = GenerationRequest(
         [*messages, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "x"}]
     )
-    ids = encode(request) + [ord(c) for c in "<a>"]
+    ids = encode(longer, True)
     calls.clear()
-    assert bounds(request, ids) == [6, 11, 19, 26, 31, 35]
-    assert calls == [5, 6]  # the earlier prefixes were remembered
+    assert bounds(longer, ids) == Bounds([16, 22, 33, 36], frozenset({16, 33}))
+    assert calls == [(4, True), (5, False)]  # the earlier prefixes were remembered
     continued = GenerationRequest([*messages, {"role": "assistant", "content": "part"}], continue_final=True)
-    ids = encode(continued)
-    assert bounds(continued, ids) == [6, 11, 19, 26]  # the answer being continued is the last segment
+    ids = encode(continued, False)[:-1]  # the answer being continued, without its end
+    assert bounds(continued, ids) == Bounds([16, 22, 33], frozenset({16, 33}))
 
 
 def test_a_prefix_the_template_refuses_gives_no_bound():
-    def encode(request: GenerationRequest) -> list[int]:
-        if request.messages[-1]["role"] == "system":
+    def encode(request: GenerationRequest, generation_prompt: bool) -> list[int]:
+        if len(request.messages) < 2:
             raise ValueError("a conversation must have a user message")
-        return list(range(len(request.messages) * 5))
+        return list(range(len(request.messages) * 5 + generation_prompt))
 
-    request = GenerationRequest([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
-    assert MessageBounds(encode)(request, list(range(13))) == [10]
+    request = GenerationRequest(
+        [
+            {"role": "assistant", "content": "a"},
+            {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "b"},
+        ]
+    )
+    assert MessageBounds(encode)(request, list(range(20))) == Bounds([11, 15], frozenset({11}))

@@ -21,7 +21,7 @@ from qwenchat.engines.job import Job, Outcome, PromptError, error_line
 from qwenchat.engines.llamacpp.load import _load_llama, amx_risk, physical_cores
 from qwenchat.engines.llamacpp.lookup import lookup_sample
 from qwenchat.engines.llamacpp.template import ChatTemplate
-from qwenchat.engines.prefix_cache import MessageBounds, Plan, PrefixCache, schedule
+from qwenchat.engines.prefix_cache import MessageBounds, Plan, PrefixCache
 from qwenchat.engines.speculative import lookup_tokens
 from qwenchat.engines.turn import Background, Turns
 from qwenchat.models import identity, templates
@@ -121,7 +121,7 @@ class LlamaCppEngine(Background):
         self.n_batch = n_batch
         self.prefill_chunk = min(prefill_chunk, n_batch)  # prefill batches start at its multiples
         self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
-        self._bounds = MessageBounds(lambda r: self._tokenize(self.render_prompt(r, generation_prompt=False)))
+        self._bounds = MessageBounds(lambda r, gen: self._tokenize(self.render_prompt(r, gen)))
         # --no-template, --chat-template FILE, the GGUF's own, or plain completion for a model without one
         bos = self._token_text(self.llm.token_bos())
         starts_with_bos = self.llm.tokenize(b"a", add_bos=True)[:1] == [self.llm.token_bos()]
@@ -221,7 +221,7 @@ class LlamaCppEngine(Background):
 
     def plan(self, request: GenerationRequest, ids: list[int]) -> Plan:
         """The batches this prompt is evaluated in: its messages' segments (prefix_cache.py)."""
-        return Plan(ids, schedule(len(ids), self._bounds(request, ids), self.prefill_chunk))
+        return self._bounds(request, ids).plan(ids, self.prefill_chunk)
 
     def close(self) -> None:
         """Stop the worker thread and free the model's native memory (`:model` releases the engine)."""

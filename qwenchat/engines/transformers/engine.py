@@ -22,7 +22,7 @@ from qwenchat.engines.api import SAMPLING_KEYS, Chunk, GenerationRequest, finish
 from qwenchat.engines.generation_config import generation_schema
 from qwenchat.engines.job import Job, Outcome
 from qwenchat.engines.job import error_line as turn_error_line
-from qwenchat.engines.prefix_cache import MessageBounds, Plan, PrefixCache, schedule
+from qwenchat.engines.prefix_cache import MessageBounds, Plan, PrefixCache
 from qwenchat.engines.transformers import compile as transformers_compile
 from qwenchat.engines.transformers import probs as probs_capture
 from qwenchat.engines.transformers.adapters import AdapterError, AdapterSwitch
@@ -113,9 +113,8 @@ class TransformersEngine(Background):
         self._cached_ids: list[int] = []
         self._prefix = PrefixCache()  # what of the cache a new prompt keeps (prefix_cache.py)
         self.prefill_chunk = PREFILL_CHUNK  # the prefill schedule's chunk size (prefix_cache.py)
-        self._bounds = MessageBounds(
-            lambda r: self._prompt_ids(self.render_prompt(r, generation_prompt=False), r)
-        )
+        # where answers start and end, on the ids the cache compares (vision.py marks images in them)
+        self._bounds = MessageBounds(lambda r, gen: self._prompt_ids(self.render_prompt(r, gen), r))
         self._turns = Turns("qwenchat-generate", error_line=error_line)
         gc = model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else tokenizer.eos_token_id
@@ -198,7 +197,7 @@ class TransformersEngine(Background):
 
     def plan(self, request: GenerationRequest, ids: list[int]) -> Plan:
         """The chunks this prompt is computed in: its messages' segments (prefix_cache.py)."""
-        return Plan(ids, schedule(len(ids), self._bounds(request, ids), self.prefill_chunk))
+        return self._bounds(request, ids).plan(ids, self.prefill_chunk)
 
     # -- the compiled decode step (--compile, compile.py) -------------------------------------
     @property

@@ -209,11 +209,11 @@ def test_multiturn_reuses_the_prefix(engine) -> None:
     answer = text_of(ask(engine, req(msgs, max_new_tokens=12)))  # same turn again, to get its text
     msgs += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And another one?"}]
     warm = final(ask(engine, req(msgs, max_new_tokens=4))).stats
-    # The first prompt's segments were kept but its header, whose batch the answer (sampled a token at a
-    # time) followed: that segment is evaluated again in batches, as a fresh start would (bit-identical).
-    header = len(engine._tokenize(engine.render_prompt(req(msgs[:2]), generation_prompt=False)))
-    assert warm.reused_tokens == header > warm.prompt_tokens / 2
-    assert warm.prefilled_tokens == warm.prompt_tokens - header
+    # The first prompt was kept but its last token, which generate evaluated: that token (alone, as the
+    # schedule says) and the answer, sampled a token at a time, are evaluated again on the schedule, as a
+    # fresh start would (bit-identical turns).
+    assert warm.reused_tokens == first.stats.prompt_tokens - 1 > warm.prompt_tokens / 2
+    assert warm.prefilled_tokens == warm.prompt_tokens - warm.reused_tokens
     # Background work between turns computes that segment while the user types: the turn after it computes
     # its own message only.
     answer = text_of(ask(engine, req(msgs, max_new_tokens=4)))

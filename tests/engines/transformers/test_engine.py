@@ -67,14 +67,24 @@ def test_cache_reuse_gives_identical_greedy_answers(tiny_engines):
     b, _ = converse(fresh)
     assert a == b
     assert finals[0].stats.reused_tokens == 0
+    assert all(f.stats.prefilled_tokens == f.stats.prompt_tokens - f.stats.reused_tokens for f in finals)
+
+
+def test_a_turn_keeps_the_last_prompt_but_its_last_token(tiny_model):
+    model, tok = tiny_model
+    engine = TransformersEngine(model, tok, "tiny")
     msgs = [{"role": "system", "content": "You are a helpful assistant."}]
-    for i, (prev, f) in enumerate(zip(finals[:-1], finals[1:], strict=True)):
+    prev = None
+    for i, answer in enumerate(["Sure, seven.", "It is prime.", "Fourteen is not."]):
         msgs.append({"role": "user", "content": f"question {i}: tell me about the number {i * 7}"})
-        # Without background work between turns, a turn keeps every segment of the last prompt but its
-        # header, whose chunk the answer (decoded a token at a time) followed: that segment is computed again.
-        assert f.stats.reused_tokens == rendered_len(reuse, msgs) < prev.stats.prompt_tokens
-        assert f.stats.prefilled_tokens == f.stats.prompt_tokens - f.stats.reused_tokens
-        msgs.append({"role": "assistant", "content": a[i]})
+        _, end = run(engine, msgs)
+        if prev is not None:
+            # Without background work between turns, a turn keeps the last prompt but its last token, which
+            # generate computed: that token (alone, as the schedule says) and the answer, decoded a token at
+            # a time, are computed again before this turn's own message.
+            assert end.stats.reused_tokens == prev.stats.prompt_tokens - 1
+        prev = end
+        msgs.append({"role": "assistant", "content": answer})  # an answer that starts a new token
 
 
 def test_warm_leaves_a_turn_its_own_message_only(tiny_model):
