@@ -158,6 +158,29 @@ def session_turn(session: ChatSession, query: str, warm: bool) -> tuple[TurnStat
     return result.stats, round(engine.idle(), 4), own
 
 
+def ttft_rounds(engine, settings: dict, turns: int, rounds: int, warm: bool) -> list[list[float]]:
+    """The whole conversation again `rounds` times from an empty cache (a fresh session each time): every
+    turn's TTFT per round, so the first and last turns are compared on medians, not on one noisy reading."""
+    out = []
+    for _ in range(rounds):
+        engine.reset()
+        session = chat_session(engine, settings)
+        out.append([session_turn(session, q, warm)[0].ttft_s for q in QUESTIONS[:turns]])
+    return out
+
+
+def median_ratio(runs: list[list[float]]) -> dict:
+    first = statistics.median(r[0] for r in runs)
+    last = statistics.median(r[-1] for r in runs)
+    return {
+        "rounds": len(runs),
+        "ttft_first_median_s": round(first, 4),
+        "ttft_last_median_s": round(last, 4),
+        "ttft_last_over_first_median": round(last / first, 3),
+        "ttft_later_turns_median_s": round(statistics.median(t for r in runs for t in r[1:]), 4),
+    }
+
+
 def llamacpp_engine(args, threads: int):
     """qwenchat's llama.cpp engine on the GGUF, or None where it cannot run (and why, on stderr)."""
     if args.llamacpp == "off":
@@ -224,6 +247,12 @@ def main() -> None:
         choices=["auto", "on", "off"],
         default="auto",
         help="also run the llama.cpp engine (auto: when llama-cpp-python is installed and a GGUF is known)",
+    )
+    ap.add_argument(
+        "--ttft-rounds",
+        type=int,
+        default=4,
+        help="extra rounds of the whole conversation per qwenchat engine, for the first/last TTFT medians",
     )
     ap.add_argument("--gguf", help="the GGUF for the llama.cpp engine (default: the demo's, or -c FILE.gguf)")
     ap.add_argument("--n-ctx", type=int, default=4096, help="llama.cpp context size")
@@ -299,6 +328,18 @@ def main() -> None:
     print(
         json.dumps({"decode_rounds": {k: [round(v, 2) for v in vs] for k, vs in decode.items()}}), flush=True
     )
+    # The TTFT ratio again on medians: the conversation from scratch, a few more times per engine.
+    repeated = {"qwenchat": ttft_rounds(engine, settings, args.turns, args.ttft_rounds, args.warm == "on")}
+    if llama is not None:
+        repeated["llamacpp"] = ttft_rounds(
+            llama, llama_settings, args.turns, args.ttft_rounds, args.warm == "on"
+        )
+    for name, runs in repeated.items():
+        runs.insert(0, [r["ttft_s"] for r in rows[name]])  # the interleaved round above is one of them
+        print(
+            json.dumps({"contestant": name, "ttft_rounds": [[round(t, 4) for t in r] for r in runs]}),
+            flush=True,
+        )
     llama_cold = None
     if llama is not None:
         # llama.cpp's last turn again from an empty cache: what that turn costs without prefix reuse.
@@ -325,6 +366,7 @@ def main() -> None:
             r["prefilled_tokens"] == r["own_segment"] for r in rows["qwenchat"][1:]
         ),
         "qwenchat_ttft_turn_last_over_first": round(ttft("qwenchat", -1) / ttft("qwenchat", 0), 3),
+        "qwenchat_ttft_medians": median_ratio(repeated["qwenchat"]),
         "seed_ttft_turn_last_over_first": round(ttft("seed", -1) / ttft("seed", 0), 3),
         "qwenchat_over_seed_ttft_at_last_turn": round(ttft("qwenchat", -1) / ttft("seed", -1), 3),
         "plain_generate_decode_tps_median": round(plain_tps, 2),
@@ -345,6 +387,7 @@ def main() -> None:
             {
                 "llamacpp_gguf": llama.name,
                 "llamacpp_ttft_turn_last_over_first": round(ttft("llamacpp", -1) / ttft("llamacpp", 0), 3),
+                "llamacpp_ttft_medians": median_ratio(repeated["llamacpp"]),
                 "llamacpp_prefilled_only_own_segment": all(
                     r["prefilled_tokens"] == r["own_segment"] for r in rows["llamacpp"][1:]
                 ),
