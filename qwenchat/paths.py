@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from qwenchat.errors import UserError
@@ -77,3 +78,32 @@ def private_file(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def read_capped(
+    path: Path,
+    name: str,
+    limit: int,
+    error: type[UserError],
+    size: Callable[[int], str] = "{:,} bytes".format,
+) -> bytes:
+    """A regular file's bytes, at most `limit` of them; `error` (one line naming the file as `name`, sizes
+    written by `size`) when it is missing, a folder or not a regular file, unreadable, or too large (also
+    when it grew past the limit after the size was read)."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{name} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{name} is not a regular file")
+        if st.st_size > limit:
+            raise error(f"{name} is too large ({size(st.st_size)}; at most {size(limit)})")
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"no such file: {name}") from None
+    except OSError as exc:
+        raise error(f"cannot read {name}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise error(f"{name} is too large (more than {size(limit)})")
+    return raw

@@ -3,13 +3,12 @@ the next message. A file that is missing, unreadable, binary or too large is ref
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qwenchat.errors import UserError
+from qwenchat.paths import read_capped
 from qwenchat.text.fences import fenced
 
 MAX_FILE_BYTES = 1 << 20  # a megabyte of text is ~250k tokens: more than any context window here
@@ -38,22 +37,7 @@ class Attachment:
 def read_file(path: Path, name: str) -> Attachment:
     """A text file's content; AttachError when it is missing, not a regular file, unreadable, too large,
     or binary (a NUL byte, or not UTF-8)."""
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise AttachError(f"{name} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise AttachError(f"{name} is not a regular file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise AttachError(f"{name} is too large ({st.st_size:,} bytes; at most {MAX_FILE_BYTES:,})")
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise AttachError(f"no such file: {name}") from None
-    except OSError as exc:
-        raise AttachError(f"cannot read {name}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:  # grew since stat
-        raise AttachError(f"{name} is too large (more than {MAX_FILE_BYTES:,} bytes)")
+    raw = read_capped(path, name, MAX_FILE_BYTES, AttachError)
     if b"\0" in raw:
         raise AttachError(f"{name} is a binary file, not text")
     try:

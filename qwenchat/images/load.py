@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
 import threading
 import warnings
 from collections import OrderedDict
@@ -16,6 +15,7 @@ from typing import Any
 
 from qwenchat.errors import UserError
 from qwenchat.images.ref import FORMATS, ImageRef, human_bytes
+from qwenchat.paths import read_capped
 
 MAX_IMAGE_BYTES = 20 << 20  # a 20 MiB file: more than any photo a chat needs
 MAX_PIXELS = (
@@ -111,25 +111,7 @@ def _keep(sha: str, image: Any) -> None:
 
 
 def _read(path: Path, name: str) -> bytes:
-    try:
-        st = os.stat(path)
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageError(f"{name} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageError(f"{name} is not a regular file")
-        if st.st_size > MAX_IMAGE_BYTES:
-            raise ImageError(
-                f"{name} is too large ({human_bytes(st.st_size)}; at most {human_bytes(MAX_IMAGE_BYTES)})"
-            )
-        with open(path, "rb") as f:
-            raw = f.read(MAX_IMAGE_BYTES + 1)
-    except FileNotFoundError:
-        raise ImageError(f"no such file: {name}") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read {name}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_IMAGE_BYTES:  # grew since stat
-        raise ImageError(f"{name} is too large (more than {human_bytes(MAX_IMAGE_BYTES)})")
-    return raw
+    return read_capped(path, name, MAX_IMAGE_BYTES, ImageError, human_bytes)
 
 
 class _Decoded:
