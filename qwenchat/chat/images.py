@@ -17,6 +17,11 @@ from qwenchat.images.load import status
 from qwenchat.images.ref import ImageRef
 
 
+def takes_images(engine: Any) -> bool:
+    """Whether the engine takes images now (a pasted image path is offered as an attachment only then)."""
+    return isinstance(engine, api.SupportsImages) and engine.takes_images
+
+
 def refuse_unless_images(engine: Any) -> None:
     """ChatError (one line) unless the engine takes images now."""
     if not isinstance(engine, api.SupportsImages):

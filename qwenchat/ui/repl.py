@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from qwenchat.chat.images import takes_images
 from qwenchat.chat.observer import AnswerSink, TurnResult
 from qwenchat.chat.session import ChatSession
 from qwenchat.commands import REGISTRY, Registry
@@ -71,8 +72,8 @@ class Repl:
             else:
                 if text.startswith("::"):  # a message that really starts with ':'
                     line = line.lstrip()[1:]
-                elif looks_like_image_path(text):  # a pasted or dropped image: offered, never sent silently
-                    self._offer_image(text)
+                elif looks_like_image_path(text) and takes_images(self.session.engine):
+                    self._offer_image(text)  # a pasted or dropped image: offered, never sent silently
                     return
                 if not self.session.send(line.strip("\n")).kept:
                     self.renderer.hint(NOT_ADDED)

@@ -82,6 +82,30 @@ def test_an_image_path_alone_is_offered_not_sent(app, images):
     assert app.session.conversation.messages[0].content == f"see {images['a']}"
 
 
+@pytest.mark.parametrize("reply", ["y", "n", KeyboardInterrupt])
+def test_at_the_terminal_an_image_path_alone_is_asked_about(app, images, reply):
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        if reply is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return reply
+
+    app.ask = ask
+    app.handle_line(str(images["a"]))
+    assert asked == ["that is an image file: attach it to your next message? [y/N] "]
+    assert app.session.engine.requests == [] and not app.session.conversation.messages  # nothing sent
+    assert [r.label for r in app.session.images] == ([str(images["a"])] if reply == "y" else [])
+
+
+def test_a_text_only_engine_gets_an_image_path_as_text(out, make_repl, images):
+    app = make_repl(FakeEngine().enqueue(["a path"]), out)
+    app.ask = lambda prompt: pytest.fail("a text model is not asked about images")
+    app.handle_line(str(images["a"]))
+    assert app.session.conversation.messages[0].content == str(images["a"])
+
+
 class FakeTty(io.StringIO):
     def isatty(self) -> bool:
         return True
