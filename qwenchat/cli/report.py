@@ -22,5 +22,6 @@ def report(options: ReportOptions, err: Renderer) -> int:
         return 2
     if written.torn:
         err.notice(f"{options.results}: its last line was cut by a killed write; left out")
-    err.info(f"wrote {written.path} ({written.records} records)")
+    n = written.records
+    err.info(f"wrote {written.path} ({n} record{'' if n == 1 else 's'})")
     return 0
