@@ -299,6 +299,7 @@ def render_page(report: Report) -> str:
     anchors = {id(r): f"r{n}" for n, r in enumerate(report.records, 1)}
     made = datetime.now(timezone.utc).isoformat(timespec="seconds")
     notes = "".join(f'<p class="meta">{escape(n)}</p>' for n in report.notes)
+    count = f"{len(report.records)} record{'' if len(report.records) == 1 else 's'}"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">\n'
@@ -307,7 +308,7 @@ def render_page(report: Report) -> str:
         f"<title>qwenchat report: {escape(report.title)}</title>\n"
         f"<style>{CSS}</style></head>\n"
         f"<body><header><h1>qwenchat report</h1>"
-        f'<p class="source"><span class="mono">{escape(report.title)}</span> · {len(report.records)} record{"" if len(report.records) == 1 else "s"}'
+        f'<p class="source"><span class="mono">{escape(report.title)}</span> · {count}'
         f" · made {made} by qwenchat {escape(__version__)}</p>{notes}</header>\n"
         f"{_run(report)}\n{_rates(report)}\n{_failures(report, anchors)}\n{_matrix(report, anchors)}\n"
         f"<script>{JS}</script></body></html>\n"
