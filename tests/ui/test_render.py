@@ -715,3 +715,12 @@ def test_stats_leave_out_a_decode_rate_without_two_tokens(out):
     first, second = out.buf.getvalue().splitlines()
     assert "decode" not in first and first.endswith("0 tok · error")
     assert "decode 8.0 tok/s" in second
+
+
+def test_stats_name_the_servers_system_fingerprint_when_it_sent_one(out):
+    out.stats(
+        TurnStats(prompt_tokens=10, generated_tokens=5, decode_tps=8.0, system_fingerprint="fp_44709d6fcb")
+    )
+    out.stats(TurnStats(prompt_tokens=10, generated_tokens=5, decode_tps=8.0))
+    with_it, without = out.buf.getvalue().splitlines()
+    assert with_it.endswith("server fingerprint fp_44709d6fcb") and "fingerprint" not in without
