@@ -104,40 +104,55 @@ class Plan:
         return self.spans[-1][1] if self.spans else 0
 
 
+def _ids_digest(ids: list[int]) -> int:
+    return hash(tuple(ids))  # ints and tuples hash the same in every process; image keys exceed 64 bits
+
+
 class MessageBounds:
     """Where each assistant message's text starts (after its header) and ends in a request's rendered prompt:
     the length of the prompt the messages before it render to with a generation prompt, and with it without
     one, where that agrees with the whole prompt. `encode(request, generation_prompt)` renders and tokenizes
-    a request (as the cache compares it). Prefixes seen before are remembered, so a turn renders only its
-    new messages."""
+    a request (as the cache compares it). A prefix seen before is remembered by its length and digest (not its
+    ids: a long conversation would hold every prefix of itself), so a turn renders only its new messages, and
+    a prefix the prompt no longer starts with (a template that rewrites history) is rendered again."""
 
     def __init__(self, encode: Callable[[GenerationRequest, bool], list[int]], memo: int = 512) -> None:
         self._encode = encode
-        self._memo: OrderedDict[tuple[str, bool], list[int] | None] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, bool], tuple[int, int] | None] = OrderedDict()
         self._size = memo
 
-    def _prefix(
-        self, request: GenerationRequest, k: int, key: str, generation_prompt: bool
-    ) -> list[int] | None:
+    def _bound(
+        self, request: GenerationRequest, ids: list[int], k: int, key: str, generation_prompt: bool
+    ) -> int | None:
+        """Where the prompt of the first k messages stops agreeing with `ids`; None when it cannot render."""
         memo_key = (key, generation_prompt)
         if memo_key in self._memo:
             self._memo.move_to_end(memo_key)
-            return self._memo[memo_key]
+            known = self._memo[memo_key]
+            if known is None:
+                return None
+            n, digest = known
+            if n <= len(ids) and _ids_digest(ids[:n]) == digest:
+                return n  # the prompt starts with that prefix, as it did
         try:
             sub = replace(request, messages=request.messages[:k], continue_final=False)
-            prefix: list[int] | None = self._encode(sub, generation_prompt)
+            prefix = self._encode(sub, generation_prompt)
         except Exception:  # a template that refuses a prefix (no user message yet): no bound there
             prefix = None
-        self._memo[memo_key] = prefix
+        self._memo[memo_key] = (len(prefix), _ids_digest(prefix)) if prefix else None
         if len(self._memo) > self._size:
             self._memo.popitem(last=False)
-        return prefix
+        return common_prefix_len(prefix, ids) if prefix else None
 
     def __call__(self, request: GenerationRequest, ids: list[int]) -> Bounds:
         messages = request.messages
-        head = json.dumps([request.tools, request.template_kwargs], sort_keys=True, default=str)
+        # what else renders the prompt: tools, template variables, and settings (a vision engine's pixel
+        # budget decides how many tokens an image takes)
+        head = json.dumps(
+            [request.tools, request.template_kwargs, request.settings], sort_keys=True, default=str
+        )
         digest = hashlib.sha256(head.encode())
-        keys = [digest.hexdigest()]  # keys[k]: the first k messages (with the tools and template variables)
+        keys = [digest.hexdigest()]  # keys[k]: the first k messages, with what else renders them
         for m in messages:
             digest.update(json.dumps(m, sort_keys=True, default=str).encode())
             keys.append(digest.hexdigest())
@@ -146,16 +161,15 @@ class MessageBounds:
         for k, m in enumerate(messages):
             if m.get("role") != "assistant":
                 continue
-            before = self._prefix(request, k, keys[k], True)  # ... up to this answer's header
-            if before:
-                text_start = common_prefix_len(before, ids)
+            text_start = self._bound(request, ids, k, keys[k], True)  # ... up to this answer's header
+            if text_start is not None:
                 starts.add(text_start)
                 alone.add(text_start)
             if request.continue_final and k == len(messages) - 1:
                 break  # the answer being continued ends the prompt
-            through = self._prefix(request, k + 1, keys[k + 1], False)  # ... through this answer
-            if through:
-                starts.add(common_prefix_len(through, ids))
+            end = self._bound(request, ids, k + 1, keys[k + 1], False)  # ... through this answer
+            if end is not None:
+                starts.add(end)
         inside = {b for b in starts if 0 < b < len(ids)}
         return Bounds(sorted(inside), frozenset(alone & inside))
 

@@ -195,3 +195,36 @@ def test_a_prefix_the_template_refuses_gives_no_bound():
         ]
     )
     assert MessageBounds(encode)(request, list(range(20))) == Bounds([11, 15], frozenset({11}))
+
+
+def test_a_remembered_prefix_is_rendered_again_when_the_prompt_no_longer_starts_with_it():
+    rewrite = {"on": False}
+    calls: list[int] = []
+
+    def encode(request: GenerationRequest, generation_prompt: bool) -> list[int]:
+        calls.append(len(request.messages))
+        out = []
+        for m in request.messages:  # a template that may render earlier answers shorter (as Qwen3 does)
+            text = m["content"][:2] if rewrite["on"] and m["role"] == "assistant" else m["content"]
+            out += [ord(c) for c in f"<{m['role'][0]}>{text}."]
+        return out + ([ord(c) for c in "<a>"] if generation_prompt else [])
+
+    bounds = MessageBounds(encode)
+    request = GenerationRequest(
+        [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "x"},
+        ]
+    )
+    first = bounds(request, encode(request, True))
+    calls.clear()
+    assert bounds(request, encode(request, True)) == first and calls == [3]  # the prefixes: remembered
+    rewrite["on"] = True
+    calls.clear()
+    rewritten = bounds(request, encode(request, True))
+    assert calls == [3, 2] and rewritten != first  # the answer's end moved: that prefix rendered again
+    calls.clear()
+    other = GenerationRequest(request.messages, {"max_new_tokens": 5})  # other settings may render otherwise
+    bounds(other, encode(other, True))
+    assert calls == [3, 1, 2]
