@@ -9,6 +9,7 @@ differently. The weights are named by content: a SHA-256 of each weight file, co
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -102,6 +103,7 @@ def revision(path: str | os.PathLike[str] | None) -> str | None:
     return folder.name if folder.parent.name == "snapshots" else None
 
 
+@functools.cache  # neither changes while the process runs; every autosave asks
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -109,6 +111,7 @@ def _version(package: str) -> str | None:
         return None
 
 
+@functools.cache
 def cpu() -> str:
     """The CPU's model name and its widest vector instructions: what decides which kernels run."""
     name, flags = "", set()

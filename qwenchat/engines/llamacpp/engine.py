@@ -9,6 +9,7 @@ one at a time in a worker thread, so a set `cancel` stops the turn within one ba
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import os
 import threading
@@ -138,7 +139,6 @@ class LlamaCppEngine(Background):
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.n_threads = kwargs["n_threads"]
         self.n_gpu_layers = n_gpu_layers
-        self._weights_sha256: str | None = None  # computed on the first fingerprint
 
         self.projector: Any = None  # --mmproj: llama-cpp-python's multimodal chat handler (vision.py)
         if mmproj is not None:
@@ -146,14 +146,17 @@ class LlamaCppEngine(Background):
 
             self.projector = load_projector(mmproj, path.name)
 
+    @functools.cached_property
+    def weights_sha256(self) -> str | None:
+        """The weights named by content (identity.py): read once, on the first fingerprint."""
+        return identity.weights_sha256(self.path)
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides this engine's numbers (identity.py): the GGUF, threads, build and CPU."""
-        if self._weights_sha256 is None:
-            self._weights_sha256 = identity.weights_sha256(self.path) or ""
         return {
             "engine": "llama.cpp",
             "model": self.name,
-            "weights_sha256": self._weights_sha256 or None,
+            "weights_sha256": self.weights_sha256,
             "revision": identity.revision(self.path),
             "device": "cpu" if not self.n_gpu_layers else f"gpu ({self.n_gpu_layers} layers)",
             "threads": self.n_threads,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,7 +128,6 @@ class TransformersEngine(Background):
         self._backend = getattr(tokenizer, "backend_tokenizer", None)
         self.draft_model: Any = None  # --draft-model: drafts checked by this model (assisted generation)
         self.static: transformers_compile.StaticDecode | None = None  # --compile: static cache, compiled step
-        self._weights_sha256: str | None = None  # computed on the first fingerprint
 
     # -- facts about the model ---------------------------------------------------------------
     @property
@@ -138,14 +138,17 @@ class TransformersEngine(Background):
     def device(self) -> torch.device:
         return self.model.device
 
+    @functools.cached_property
+    def weights_sha256(self) -> str | None:
+        """The weights named by content (identity.py): read once, on the first fingerprint."""
+        return identity.weights_sha256(self.weights)
+
     def fingerprint(self) -> dict[str, Any]:
         """What decides this engine's numbers (identity.py): weights, dtype, device, threads, libraries."""
-        if self._weights_sha256 is None:
-            self._weights_sha256 = identity.weights_sha256(self.weights) or ""
         return {
             "engine": "transformers",
             "model": self.name,
-            "weights_sha256": self._weights_sha256 or None,
+            "weights_sha256": self.weights_sha256,
             "revision": identity.revision(self.weights),
             "adapter": self.active_adapter(),
             "dtype": str(self.model.dtype).removeprefix("torch."),
