@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qwenchat.commands.registry import CommandContext, CommandError, command
+from qwenchat.commands.attach import file_args
+from qwenchat.commands.registry import CommandContext, command
 from qwenchat.paths import expand_user
-from qwenchat.text.fences import one_line
 
 if TYPE_CHECKING:
     from qwenchat.chat.session import ChatSession
@@ -21,19 +21,11 @@ if TYPE_CHECKING:
     example=":image photo.jpg",
 )
 def cmd_image(ctx: CommandContext, args: str) -> None:
-    import shlex
-
-    try:
-        names = shlex.split(args)
-    except ValueError as exc:
-        raise CommandError(f":image: {exc}") from None
-    if not names:
-        pending = ctx.session.images
-        if pending:
-            ctx.renderer.info("the next message gets: " + ", ".join(one_line(r.label, 80) for r in pending))
-            return
-        raise CommandError("usage: :image PATH... (the images go with your next message)")
-    attach_images(ctx.session, ctx.renderer, names)
+    pending = [r.label for r in ctx.session.images]
+    usage = "usage: :image PATH... (the images go with your next message)"
+    names = file_args(ctx, "image", args, pending, usage)
+    if names:
+        attach_images(ctx.session, ctx.renderer, names)
 
 
 def attach_images(session: ChatSession, renderer: Renderer, names: list[str]) -> None:
